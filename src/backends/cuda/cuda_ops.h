@@ -1,0 +1,103 @@
+/* src/backends/cuda/cuda_ops.h - the CUDA backend: driver/runtime helpers, cuBLASLt matmul with
+ * tactics, and one CUDA C kernel launcher per op.
+ *
+ * Every launcher takes contiguous device tensors (fp32, fp16 or bf16; int32 ids), computes in
+ * fp32 and writes the output dtype, on the stream passed explicitly. A zero-size output launches
+ * nothing and returns KILN_OK. Launchers check their arguments and the launch, and return a
+ * status (never exit, never print). Semantics are those of the CPU functions of the same name
+ * (cpu_ops.h), which are the oracle in tests/gpu.
+ *
+ * This header is plain C; the implementations are .cu files exporting extern "C" functions.
+ * Only compiled when kiln is built with CUDA (KILN_HAVE_CUDA).
+ */
+#ifndef KILN_CUDA_OPS_H
+#define KILN_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/dtype.h"
+#include "kiln/network.h"
+#include "kiln/status.h"
+#include "net/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Per-device state: cuBLASLt handle and device properties. Thread-safe after creation. */
+typedef struct kiln_cuda_ctx kiln_cuda_ctx;
+
+typedef struct kiln_cuda_device_info {
+  int32_t device;
+  char name[256];
+  int32_t cc_major, cc_minor;
+  int32_t sm_count;
+  size_t shared_mem_per_block_optin; /* bytes */
+  size_t total_mem;
+  int32_t driver_version, runtime_version;
+} kiln_cuda_device_info;
+
+/* KILN_ERR_NO_DEVICE when no GPU (or no driver) is present. */
+kiln_status kiln_cuda_ctx_create(int32_t device, kiln_cuda_ctx **out);
+void kiln_cuda_ctx_destroy(kiln_cuda_ctx *cu);
+const kiln_cuda_device_info *kiln_cuda_ctx_info(const kiln_cuda_ctx *cu);
+/* 1 if at least one CUDA device is usable, else 0 (never fails loudly). */
+int kiln_cuda_available(void);
+
+/* Memory (device and pinned host) and copies; all return a status. */
+kiln_status kiln_cuda_malloc(void **p, size_t bytes);
+void kiln_cuda_free(void *p);
+kiln_status kiln_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream);
+kiln_status kiln_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);
+kiln_status kiln_cuda_memset(void *dst, int value, size_t bytes, void *stream);
+kiln_status kiln_cuda_stream_sync(void *stream);
+
+/* Matmul y = act(x @ w^T + b). Candidates: cuBLASLt heuristic algorithms (kind
+ * KILN_TACTIC_CUBLASLT) and kiln's own kernels (KILN_TACTIC_KERNEL). Returns the number of
+ * candidates written (<= cap). */
+int32_t kiln_cuda_matmul_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
+                                    kiln_dtype dtype, int32_t has_bias, kiln_activation act,
+                                    size_t max_workspace, kiln_tactic *out, int32_t cap);
+kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                             const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
+                             kiln_tensor *y, void *workspace, size_t workspace_bytes,
+                             void *stream);
+
+kiln_status kiln_cuda_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_activation(const kiln_tensor *x, kiln_activation act, kiln_tensor *y,
+                                 void *stream);
+kiln_status kiln_cuda_layernorm(const kiln_tensor *x, const kiln_tensor *gamma,
+                                const kiln_tensor *beta, float eps, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_add_layernorm(const kiln_tensor *a, const kiln_tensor *b,
+                                    const kiln_tensor *gamma, const kiln_tensor *beta, float eps,
+                                    kiln_tensor *sum, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_softmax(const kiln_tensor *x, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_embedding(const kiln_tensor *table, const kiln_tensor *ids, kiln_tensor *y,
+                                void *stream);
+kiln_status kiln_cuda_conv1d(kiln_cuda_ctx *cu, const kiln_tensor *x, const kiln_tensor *w,
+                             const kiln_tensor *b, int32_t stride, kiln_activation act,
+                             kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_copy(const kiln_tensor *x, kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_transpose(const kiln_tensor *x, const int64_t *perm, kiln_tensor *y,
+                                void *stream);
+kiln_status kiln_cuda_concat(int32_t n, const kiln_tensor *xs, int32_t axis, kiln_tensor *y,
+                             void *stream);
+kiln_status kiln_cuda_slice(const kiln_tensor *x, int32_t axis, int64_t start, int64_t end,
+                            kiln_tensor *y, void *stream);
+kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tensor *k, const kiln_tensor *v,
+                                float scale, int32_t causal, kiln_tensor *y, void *stream);
+
+/* Run one graph layer on the GPU (dispatch on l->op, using l->tactic for matmuls). */
+kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,
+                                const kiln_tensor *in, kiln_tensor *out, void *workspace,
+                                size_t workspace_bytes, void *stream);
+/* Workspace bytes a layer needs on the GPU with its tactic for these shapes. */
+size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
+                                 const kiln_dims *in_dims);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_CUDA_OPS_H */

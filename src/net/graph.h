@@ -1,0 +1,159 @@
+/* src/net/graph.h - kiln's internal graph IR, shared by the network API, the builder, the engine
+ * file and the runtime.
+ *
+ * A kiln_graph is what a kiln_network holds, what the builder transforms (fusions, precision,
+ * tactics, memory plan) and what an engine file serializes. The runtime reads the engine back
+ * into the same structs, so shape inference (shape.c) is one piece of code for build and run.
+ *
+ * Not a public API: plugins and users see network.h / engine.h only.
+ */
+#ifndef KILN_NET_GRAPH_H
+#define KILN_NET_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/dtype.h"
+#include "kiln/network.h"
+#include "kiln/plugin.h"
+#include "kiln/status.h"
+
+#define KILN_MAX_LAYER_IO 16
+#define KILN_TACTIC_BYTES 64
+
+typedef enum kiln_op {
+  KILN_OP_MATMUL = 0,        /* in: x, W[N,K], (b[N]); params.activation fused epilogue */
+  KILN_OP_ADD = 1,           /* in: a, b */
+  KILN_OP_MUL = 2,           /* in: a, b */
+  KILN_OP_ACTIVATION = 3,    /* in: x; params.activation */
+  KILN_OP_LAYERNORM = 4,     /* in: x, gamma, beta; params.eps */
+  KILN_OP_ADD_LAYERNORM = 5, /* fused: in: a, b, gamma, beta; out: sum = a + b, norm(sum) */
+  KILN_OP_SOFTMAX = 6,       /* in: x */
+  KILN_OP_EMBEDDING = 7,     /* in: table[V,N], ids (int32) */
+  KILN_OP_CONV1D = 8,        /* in: x[B,Cin,T], W[Cout,Cin,3], (b); params.stride, activation */
+  KILN_OP_RESHAPE = 9,       /* in: x; params.dims (0 copy, -1 infer) */
+  KILN_OP_TRANSPOSE = 10,    /* in: x; params.dims.d[] holds the permutation */
+  KILN_OP_CONCAT = 11,       /* in: x0..xn-1; params.axis */
+  KILN_OP_SLICE = 12,        /* in: x; params.axis, start, end */
+  KILN_OP_ATTENTION = 13,    /* in: q, k, v; params.scale, causal */
+  KILN_OP_PLUGIN = 14,       /* params.plugin indexes graph->plugins */
+  KILN_OP_COUNT_ = 15
+} kiln_op;
+
+const char *kiln_op_name(kiln_op op);
+
+typedef struct kiln_op_params {
+  int32_t activation; /* kiln_activation: ACTIVATION, fused MATMUL / CONV1D epilogues */
+  float eps;          /* LAYERNORM, ADD_LAYERNORM */
+  float scale;        /* ATTENTION */
+  int32_t causal;     /* ATTENTION */
+  int32_t stride;     /* CONV1D */
+  int32_t axis;       /* CONCAT, SLICE */
+  int64_t start, end; /* SLICE */
+  kiln_dims dims;     /* RESHAPE target, TRANSPOSE permutation */
+  int32_t plugin;     /* PLUGIN: index into kiln_graph.plugins */
+} kiln_op_params;
+
+typedef enum kiln_tensor_kind {
+  KILN_TENSOR_INPUT = 0,
+  KILN_TENSOR_CONSTANT = 1,
+  KILN_TENSOR_ACTIVATION = 2
+} kiln_tensor_kind;
+
+typedef struct kiln_tensor_def {
+  char *name;
+  kiln_tensor_kind kind;
+  kiln_dtype dtype;
+  kiln_dims dims;        /* inputs: -1 = dynamic; constants: fixed; activations: filled by
+                            shape inference for the shapes at hand */
+  int32_t is_output;     /* marked as a network output */
+  int32_t producer;      /* layer index, -1 for inputs and constants */
+  /* constants */
+  void *data;            /* host copy (owned unless the graph's `borrowed_weights` is set) */
+  size_t bytes;
+  /* memory plan (activations that are not outputs): arena offset, -1 when not planned */
+  int64_t offset;
+} kiln_tensor_def;
+
+/* A tactic: which implementation runs a layer. kind 0 = the backend's default. */
+typedef enum kiln_tactic_kind {
+  KILN_TACTIC_DEFAULT = 0,
+  KILN_TACTIC_CUBLASLT = 1, /* data: a cublasLtMatmulAlgo_t (64 bytes) */
+  KILN_TACTIC_KERNEL = 2,   /* index: one of kiln's own kernels for the op */
+  KILN_TACTIC_PLUGIN = 3    /* index: the plugin's tactic */
+} kiln_tactic_kind;
+
+typedef struct kiln_tactic {
+  int32_t kind;
+  int32_t index;
+  float time_ms;            /* measured at the opt shape (0 if not timed) */
+  size_t workspace;         /* bytes of workspace it needs */
+  uint8_t data[KILN_TACTIC_BYTES];
+} kiln_tactic;
+
+typedef struct kiln_layer_def {
+  char *name;
+  kiln_op op;
+  int32_t n_in, in[KILN_MAX_LAYER_IO];
+  int32_t n_out, out[KILN_MAX_LAYER_IO];
+  kiln_op_params p;
+  kiln_tactic tactic;
+} kiln_layer_def;
+
+typedef struct kiln_plugin_def {
+  char *name;
+  int32_t version;
+  uint8_t *data;            /* serialized state */
+  size_t size;
+  /* filled when loaded against a registry */
+  const kiln_plugin_creator *creator;
+  void *state;
+} kiln_plugin_def;
+
+typedef struct kiln_profile_def {
+  /* one entry per graph input, in graph input order (see kiln_graph_inputs) */
+  int32_t n;
+  int32_t *tensor;          /* input tensor ids */
+  kiln_dims *min, *opt, *max;
+} kiln_profile_def;
+
+typedef struct kiln_graph {
+  kiln_tensor_def *tensors;
+  int32_t n_tensors, cap_tensors;
+  kiln_layer_def *layers;
+  int32_t n_layers, cap_layers;
+  kiln_plugin_def *plugins;
+  int32_t n_plugins, cap_plugins;
+  kiln_profile_def *profiles;
+  int32_t n_profiles, cap_profiles;
+  int32_t borrowed_weights; /* 1: constants point into an mmap()ed engine, not owned */
+  /* set by the builder */
+  kiln_target target;
+  kiln_dtype precision;
+  size_t arena_bytes;       /* activation arena size */
+  size_t workspace_bytes;   /* largest layer workspace */
+} kiln_graph;
+
+/* Lifetime and growth (graph.c). All return KILN_OK or an error with kiln_last_error() set. */
+void kiln_graph_init(kiln_graph *g);
+void kiln_graph_free(kiln_graph *g);
+int32_t kiln_graph_add_tensor(kiln_graph *g, const char *name, kiln_tensor_kind kind,
+                              kiln_dtype dtype, const kiln_dims *dims);
+int32_t kiln_graph_add_layer(kiln_graph *g, const char *name, kiln_op op, int32_t n_in,
+                             const int32_t *in, const kiln_op_params *p);
+int32_t kiln_graph_find_tensor(const kiln_graph *g, const char *name);
+/* Deep copy (weights copied too). */
+kiln_status kiln_graph_clone(const kiln_graph *src, kiln_graph *dst);
+
+/* Shape inference (shape.c): given shapes for every input (in_dims[i] for input tensor i in
+ * g->tensors order of kind INPUT; see kiln_graph_input_ids), fill `dims` for every tensor
+ * (array of g->n_tensors). Reports the first layer that fails, naming it. */
+kiln_status kiln_graph_infer_shapes(const kiln_graph *g, const kiln_dims *input_dims,
+                                    kiln_dims *dims);
+/* Ids of input tensors, in order; returns the count. */
+int32_t kiln_graph_input_ids(const kiln_graph *g, int32_t *ids, int32_t cap);
+/* Output shape of one layer from its input shapes (used by infer_shapes and by tests). */
+kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
+                             kiln_dims *out);
+
+#endif /* KILN_NET_GRAPH_H */
