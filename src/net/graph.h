@@ -156,4 +156,9 @@ int32_t kiln_graph_input_ids(const kiln_graph *g, int32_t *ids, int32_t cap);
 kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
                              kiln_dims *out);
 
+
+/* Normalized slice bounds of a SLICE layer for input dims x (0 <= start <= end <= dim). */
+kiln_status kiln_slice_bounds(const kiln_layer_def *l, const kiln_dims *x, int32_t *axis,
+                              int64_t *start, int64_t *end);
+
 #endif /* KILN_NET_GRAPH_H */

@@ -1,0 +1,286 @@
+/* src/net/shape.c - shape inference: output dims of every layer from its input dims.
+ *
+ * One piece of code serves the builder (every profile's min/opt/max) and the runtime (the shapes
+ * a context is given). Errors name the layer and say which dims disagree.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "net/graph.h"
+
+static const char *dstr(const kiln_dims *d, char *buf, size_t n) { return kiln_dims_str(d, buf, n); }
+
+#define SHAPE_ERR(l, ...) layer_error((l), __VA_ARGS__)
+
+static kiln_status layer_error(const kiln_layer_def *l, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static kiln_status layer_error(const kiln_layer_def *l, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return kiln_error(KILN_ERR_SHAPE, "layer \"%s\" (%s): %s", l->name ? l->name : "?",
+                    kiln_op_name(l->op), msg);
+}
+
+static kiln_status infer_matmul(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char a[96], b[96];
+  const kiln_dims *x = &in[0], *w = &in[1];
+  if (x->rank < 1) return SHAPE_ERR(l, "input must have rank >= 1");
+  if (w->rank != 2) return SHAPE_ERR(l, "weight must be [N, K], got %s", dstr(w, a, sizeof a));
+  if (x->d[x->rank - 1] != w->d[1])
+    return SHAPE_ERR(l, "input %s has K = %lld but weight %s has K = %lld", dstr(x, a, sizeof a),
+                     (long long)x->d[x->rank - 1], dstr(w, b, sizeof b), (long long)w->d[1]);
+  if (l->n_in == 3 && (in[2].rank != 1 || in[2].d[0] != w->d[0]))
+    return SHAPE_ERR(l, "bias must be [%lld], got %s", (long long)w->d[0], dstr(&in[2], a, sizeof a));
+  out[0] = *x;
+  out[0].d[x->rank - 1] = w->d[0];
+  return KILN_OK;
+}
+
+/* b equals a or is a suffix of a */
+static kiln_status infer_broadcast(const kiln_layer_def *l, const kiln_dims *a, const kiln_dims *b,
+                                   kiln_dims *out) {
+  char s1[96], s2[96];
+  if (b->rank > a->rank) goto bad;
+  for (int32_t i = 0; i < b->rank; i++)
+    if (b->d[b->rank - 1 - i] != a->d[a->rank - 1 - i]) goto bad;
+  *out = *a;
+  return KILN_OK;
+bad:
+  return SHAPE_ERR(l, "second input %s must equal the first %s or be a suffix of it",
+                   dstr(b, s2, sizeof s2), dstr(a, s1, sizeof s1));
+}
+
+static kiln_status check_vec(const kiln_layer_def *l, const kiln_dims *v, int64_t n, const char *what) {
+  char s[96];
+  if (v->rank != 1 || v->d[0] != n)
+    return SHAPE_ERR(l, "%s must be [%lld], got %s", what, (long long)n, dstr(v, s, sizeof s));
+  return KILN_OK;
+}
+
+static kiln_status infer_layernorm(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  const kiln_dims *x = &in[0];
+  int32_t base = l->op == KILN_OP_ADD_LAYERNORM ? 2 : 1;
+  if (x->rank < 1) return SHAPE_ERR(l, "input must have rank >= 1");
+  if (l->op == KILN_OP_ADD_LAYERNORM && !kiln_dims_equal(&in[0], &in[1])) {
+    char a[96], b[96];
+    return SHAPE_ERR(l, "residual inputs differ: %s vs %s", dstr(&in[0], a, sizeof a),
+                     dstr(&in[1], b, sizeof b));
+  }
+  int64_t n = x->d[x->rank - 1];
+  KILN_TRY(check_vec(l, &in[base], n, "gamma"));
+  KILN_TRY(check_vec(l, &in[base + 1], n, "beta"));
+  out[0] = *x;
+  if (l->op == KILN_OP_ADD_LAYERNORM) out[1] = *x;
+  return KILN_OK;
+}
+
+static kiln_status infer_embedding(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char s[96];
+  const kiln_dims *table = &in[0], *ids = &in[1];
+  if (table->rank != 2) return SHAPE_ERR(l, "table must be [V, N], got %s", dstr(table, s, sizeof s));
+  if (ids->rank + 1 > KILN_MAX_DIMS) return SHAPE_ERR(l, "ids have too many dims");
+  out[0] = *ids;
+  out[0].rank = ids->rank + 1;
+  out[0].d[ids->rank] = table->d[1];
+  return KILN_OK;
+}
+
+static kiln_status infer_conv1d(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char a[96], b[96];
+  const kiln_dims *x = &in[0], *w = &in[1];
+  if (x->rank != 3) return SHAPE_ERR(l, "input must be [B, Cin, T], got %s", dstr(x, a, sizeof a));
+  if (w->rank != 3 || w->d[2] != 3 || w->d[1] != x->d[1])
+    return SHAPE_ERR(l, "weight must be [Cout, %lld, 3], got %s (input %s)", (long long)x->d[1],
+                     dstr(w, b, sizeof b), dstr(x, a, sizeof a));
+  if (l->p.stride != 1 && l->p.stride != 2) return SHAPE_ERR(l, "stride must be 1 or 2, got %d", l->p.stride);
+  if (l->n_in == 3) KILN_TRY(check_vec(l, &in[2], w->d[0], "bias"));
+  out[0].rank = 3;
+  out[0].d[0] = x->d[0];
+  out[0].d[1] = w->d[0];
+  out[0].d[2] = x->d[2] == 0 ? 0 : (x->d[2] + 2 - 3) / l->p.stride + 1;
+  return KILN_OK;
+}
+
+static kiln_status infer_reshape(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char a[96], b[96];
+  const kiln_dims *x = &in[0], *spec = &l->p.dims;
+  int32_t infer_at = -1;
+  int64_t known = 1;
+  out[0].rank = spec->rank;
+  for (int32_t i = 0; i < spec->rank; i++) {
+    int64_t d = spec->d[i];
+    if (d == 0) {
+      if (i >= x->rank) return SHAPE_ERR(l, "0 at position %d copies a dim the input %s lacks", i, dstr(x, a, sizeof a));
+      d = x->d[i];
+    } else if (d == -1) {
+      if (infer_at >= 0) return SHAPE_ERR(l, "at most one -1 in the target shape");
+      infer_at = i;
+      continue;
+    } else if (d < 0) {
+      return SHAPE_ERR(l, "target dim %d is %lld; use >= 0, or -1 once", i, (long long)d);
+    }
+    out[0].d[i] = d;
+    known *= d;
+  }
+  int64_t total = kiln_dims_count(x);
+  if (infer_at >= 0) {
+    if (known == 0) return SHAPE_ERR(l, "cannot infer -1 when other target dims multiply to 0");
+    if (total % known) return SHAPE_ERR(l, "cannot reshape %s to %s", dstr(x, a, sizeof a), dstr(spec, b, sizeof b));
+    out[0].d[infer_at] = total / known;
+  } else if (known != total) {
+    return SHAPE_ERR(l, "cannot reshape %s (%lld elements) to %s", dstr(x, a, sizeof a),
+                     (long long)total, dstr(spec, b, sizeof b));
+  }
+  return KILN_OK;
+}
+
+static kiln_status infer_transpose(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  const kiln_dims *x = &in[0], *perm = &l->p.dims;
+  int seen[KILN_MAX_DIMS] = {0};
+  if (perm->rank != x->rank) return SHAPE_ERR(l, "permutation has %d entries for a rank-%d input", perm->rank, x->rank);
+  out[0].rank = x->rank;
+  for (int32_t i = 0; i < x->rank; i++) {
+    int64_t p = perm->d[i];
+    if (p < 0 || p >= x->rank || seen[p]) return SHAPE_ERR(l, "invalid permutation entry %lld", (long long)p);
+    seen[p] = 1;
+    out[0].d[i] = x->d[p];
+  }
+  return KILN_OK;
+}
+
+static kiln_status infer_concat(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char a[96], b[96];
+  int32_t axis = l->p.axis;
+  if (l->n_in < 1) return SHAPE_ERR(l, "needs at least one input");
+  if (axis < 0) axis += in[0].rank;
+  if (axis < 0 || axis >= in[0].rank) return SHAPE_ERR(l, "axis %d out of range for rank %d", l->p.axis, in[0].rank);
+  out[0] = in[0];
+  for (int32_t i = 1; i < l->n_in; i++) {
+    if (in[i].rank != in[0].rank) goto bad;
+    for (int32_t j = 0; j < in[0].rank; j++)
+      if (j != axis && in[i].d[j] != in[0].d[j]) goto bad;
+    out[0].d[axis] += in[i].d[axis];
+    continue;
+  bad:
+    return SHAPE_ERR(l, "input %d %s does not match input 0 %s outside axis %d", i,
+                     dstr(&in[i], a, sizeof a), dstr(&in[0], b, sizeof b), axis);
+  }
+  return KILN_OK;
+}
+
+kiln_status kiln_slice_bounds(const kiln_layer_def *l, const kiln_dims *x, int32_t *axis, int64_t *start,
+                              int64_t *end) {
+  int32_t ax = l->p.axis < 0 ? l->p.axis + x->rank : l->p.axis;
+  if (ax < 0 || ax >= x->rank) return SHAPE_ERR(l, "axis %d out of range for rank %d", l->p.axis, x->rank);
+  int64_t d = x->d[ax], s = l->p.start, e = l->p.end;
+  if (s < 0) s += d;
+  if (e < 0) e += d;
+  if (s < 0) s = 0;
+  if (e > d) e = d;
+  if (s > d) s = d;
+  if (e < s) e = s;
+  *axis = ax;
+  *start = s;
+  *end = e;
+  return KILN_OK;
+}
+
+static kiln_status infer_attention(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  char a[96], b[96], c[96];
+  const kiln_dims *q = &in[0], *k = &in[1], *v = &in[2];
+  if (q->rank != 4 || k->rank != 4 || v->rank != 4) goto bad;
+  if (q->d[0] != k->d[0] || q->d[1] != k->d[1] || q->d[3] != k->d[3] || !kiln_dims_equal(k, v)) goto bad;
+  out[0] = *q;
+  return KILN_OK;
+bad:
+  return SHAPE_ERR(l, "expects q [B, H, Sq, D], k and v [B, H, Skv, D]; got q %s, k %s, v %s",
+                   dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
+}
+
+static kiln_status infer_plugin(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
+                                kiln_dims *out) {
+  kiln_plugin_desc din[KILN_MAX_LAYER_IO], dout[KILN_MAX_LAYER_IO];
+  if (l->p.plugin < 0 || l->p.plugin >= g->n_plugins) return SHAPE_ERR(l, "plugin index out of range");
+  const kiln_plugin_def *p = &g->plugins[l->p.plugin];
+  if (!p->creator || !p->state)
+    return kiln_error(KILN_ERR_PLUGIN, "layer \"%s\": plugin \"%s\" v%d is not instantiated", l->name,
+                      p->name, p->version);
+  for (int32_t i = 0; i < l->n_in; i++) {
+    din[i].dtype = g->tensors[l->in[i]].dtype;
+    din[i].shape = in[i];
+  }
+  memset(dout, 0, sizeof dout);
+  kiln_status s = p->creator->output_shapes(p->state, l->n_in, din, l->n_out, dout);
+  if (s != KILN_OK)
+    return kiln_error_context(s, "layer \"%s\" (plugin %s v%d): ", l->name, p->name, p->version);
+  for (int32_t i = 0; i < l->n_out; i++) out[i] = dout[i].shape;
+  return KILN_OK;
+}
+
+kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  switch (l->op) {
+    case KILN_OP_MATMUL: return infer_matmul(l, in, out);
+    case KILN_OP_ADD:
+    case KILN_OP_MUL: return infer_broadcast(l, &in[0], &in[1], &out[0]);
+    case KILN_OP_ACTIVATION:
+    case KILN_OP_SOFTMAX:
+      out[0] = in[0];
+      return KILN_OK;
+    case KILN_OP_LAYERNORM:
+    case KILN_OP_ADD_LAYERNORM: return infer_layernorm(l, in, out);
+    case KILN_OP_EMBEDDING: return infer_embedding(l, in, out);
+    case KILN_OP_CONV1D: return infer_conv1d(l, in, out);
+    case KILN_OP_RESHAPE: return infer_reshape(l, in, out);
+    case KILN_OP_TRANSPOSE: return infer_transpose(l, in, out);
+    case KILN_OP_CONCAT: return infer_concat(l, in, out);
+    case KILN_OP_SLICE: {
+      int32_t axis;
+      int64_t s, e;
+      KILN_TRY(kiln_slice_bounds(l, &in[0], &axis, &s, &e));
+      out[0] = in[0];
+      out[0].d[axis] = e - s;
+      return KILN_OK;
+    }
+    case KILN_OP_ATTENTION: return infer_attention(l, in, out);
+    case KILN_OP_PLUGIN: return infer_plugin(g, l, in, out);
+    default: return SHAPE_ERR(l, "unknown op %d", (int)l->op);
+  }
+}
+
+kiln_status kiln_graph_infer_shapes(const kiln_graph *g, const kiln_dims *input_dims, kiln_dims *dims) {
+  int32_t k = 0;
+  for (int32_t i = 0; i < g->n_tensors; i++) {
+    const kiln_tensor_def *t = &g->tensors[i];
+    if (t->kind == KILN_TENSOR_INPUT) {
+      const kiln_dims *d = &input_dims[k++];
+      char a[96], b[96];
+      int ok = d->rank == t->dims.rank;
+      for (int32_t j = 0; ok && j < d->rank; j++)
+        if (d->d[j] < 0 || (t->dims.d[j] >= 0 && t->dims.d[j] != d->d[j])) ok = 0;
+      if (!ok)
+        return kiln_error(KILN_ERR_SHAPE, "input \"%s\" was given shape %s, which does not fit its declared dims %s",
+                          t->name, dstr(d, a, sizeof a), dstr(&t->dims, b, sizeof b));
+      dims[i] = *d;
+    } else if (t->kind == KILN_TENSOR_CONSTANT) {
+      dims[i] = t->dims;
+    }
+  }
+  for (int32_t li = 0; li < g->n_layers; li++) {
+    const kiln_layer_def *l = &g->layers[li];
+    kiln_dims in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
+    memset(out, 0, sizeof out);
+    for (int32_t j = 0; j < l->n_in; j++) in[j] = dims[l->in[j]];
+    KILN_TRY(kiln_layer_infer(g, l, in, out));
+    for (int32_t j = 0; j < l->n_out; j++) dims[l->out[j]] = out[j];
+  }
+  return KILN_OK;
+}
