@@ -1,0 +1,255 @@
+/* src/runtime/context.c - execution contexts: input shapes, bindings, activation memory, and
+ * running the layers on the engine's backend (optionally through a captured CUDA graph). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_ops.h"
+#include "core/error.h"
+#include "runtime/runtime_internal.h"
+
+#ifdef KILN_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_ops.h"
+#endif
+
+struct kiln_context {
+  kiln_engine *e;
+  int32_t profile;
+  kiln_dims *input_dims;  /* per engine input (engine input order) */
+  kiln_dims *dims;        /* per tensor, for the current input shapes */
+  int32_t dims_valid;
+  void **bound;           /* per tensor: user pointer for inputs/outputs */
+  void *arena;
+  void *workspace;
+  int32_t use_graphs;
+#ifdef KILN_HAVE_CUDA
+  cudaGraphExec_t graph;
+  kiln_dims *graph_dims;  /* input dims the graph was captured with */
+  void **graph_bound;     /* bindings it was captured with */
+  void *graph_stream;
+#endif
+};
+
+static kiln_status alloc_memory(kiln_context *c) {
+  size_t arena = c->e->g.arena_bytes, ws = c->e->g.workspace_bytes;
+  if (c->e->meta.target == KILN_TARGET_CPU) {
+    c->arena = malloc(arena ? arena : 1);
+    c->workspace = malloc(ws ? ws : 1);
+    if (!c->arena || !c->workspace) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws);
+    return KILN_OK;
+  }
+#ifdef KILN_HAVE_CUDA
+  KILN_TRY(kiln_cuda_malloc(&c->arena, arena ? arena : 1));
+  return kiln_cuda_malloc(&c->workspace, ws ? ws : 1);
+#else
+  return kiln_error(KILN_ERR_INTERNAL, "CUDA context without CUDA");
+#endif
+}
+
+void kiln_context_destroy(kiln_context *c) {
+  if (!c) return;
+  if (c->e && c->e->meta.target == KILN_TARGET_CPU) {
+    free(c->arena);
+    free(c->workspace);
+  }
+#ifdef KILN_HAVE_CUDA
+  else {
+    if (c->graph) cudaGraphExecDestroy(c->graph);
+    kiln_cuda_free(c->arena);
+    kiln_cuda_free(c->workspace);
+  }
+  free(c->graph_dims);
+  free(c->graph_bound);
+#endif
+  free(c->input_dims);
+  free(c->dims);
+  free(c->bound);
+  free(c);
+}
+
+kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **out) {
+  if (!e || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_context_create: NULL engine or output");
+  if (e->g.n_layers > 0 && !e->weights)
+    return kiln_error(KILN_ERR_STATE, "this engine was loaded for inspection only (skip_device_check); load it again to run it");
+  if (profile < 0 || profile >= e->g.n_profiles)
+    return kiln_error(KILN_ERR_INVALID_ARG, "profile %d does not exist (the engine has %d profiles)", profile, e->g.n_profiles);
+  kiln_context *c = calloc(1, sizeof *c);
+  if (!c) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  c->e = e;
+  c->profile = profile;
+  size_t nt = (size_t)e->g.n_tensors + 1;
+  c->input_dims = calloc((size_t)e->n_inputs + 1, sizeof *c->input_dims);
+  c->dims = calloc(nt, sizeof *c->dims);
+  c->bound = calloc(nt, sizeof *c->bound);
+#ifdef KILN_HAVE_CUDA
+  c->graph_dims = calloc((size_t)e->n_inputs + 1, sizeof *c->graph_dims);
+  c->graph_bound = calloc(nt, sizeof *c->graph_bound);
+  if (!c->graph_dims || !c->graph_bound) {
+    kiln_context_destroy(c);
+    return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+#endif
+  if (!c->input_dims || !c->dims || !c->bound) {
+    kiln_context_destroy(c);
+    return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  const kiln_profile_def *p = &e->g.profiles[profile];
+  for (int32_t i = 0; i < e->n_inputs; i++) c->input_dims[i] = p->opt[i]; /* profile inputs are in input order */
+  kiln_status s = alloc_memory(c);
+  if (s != KILN_OK) {
+    kiln_context_destroy(c);
+    return s;
+  }
+  *out = c;
+  return KILN_OK;
+}
+
+static int32_t find_io(const kiln_context *c, const char *name) {
+  for (int32_t i = 0; i < c->e->n_io; i++)
+    if (strcmp(c->e->g.tensors[c->e->io[i]].name, name) == 0) return i;
+  return -1;
+}
+
+kiln_status kiln_context_set_input_shape(kiln_context *c, const char *name, const kiln_dims *dims) {
+  char a[128], b[128], m[128];
+  if (!c || !name || !dims) return kiln_error(KILN_ERR_INVALID_ARG, "set_input_shape: NULL argument");
+  int32_t i = find_io(c, name);
+  if (i < 0 || i >= c->e->n_inputs) return kiln_error(KILN_ERR_NOT_FOUND, "\"%s\" is not an input of this engine", name);
+  const kiln_profile_def *p = &c->e->g.profiles[c->profile];
+  int ok = dims->rank == p->min[i].rank;
+  for (int32_t j = 0; ok && j < dims->rank; j++) ok = p->min[i].d[j] <= dims->d[j] && dims->d[j] <= p->max[i].d[j];
+  if (!ok)
+    return kiln_error(KILN_ERR_SHAPE, "input \"%s\": shape %s is outside profile %d (min %s, max %s); rebuild with a wider profile",
+                      name, kiln_dims_str(dims, a, sizeof a), c->profile, kiln_dims_str(&p->min[i], b, sizeof b),
+                      kiln_dims_str(&p->max[i], m, sizeof m));
+  c->input_dims[i] = *dims;
+  c->dims_valid = 0;
+  return KILN_OK;
+}
+
+static kiln_status update_dims(kiln_context *c) {
+  if (c->dims_valid) return KILN_OK;
+  KILN_TRY(kiln_graph_infer_shapes(&c->e->g, c->input_dims, c->dims));
+  c->dims_valid = 1;
+  return KILN_OK;
+}
+
+kiln_status kiln_context_get_shape(kiln_context *c, const char *name, kiln_dims *dims) {
+  if (!c || !name || !dims) return kiln_error(KILN_ERR_INVALID_ARG, "get_shape: NULL argument");
+  int32_t i = find_io(c, name);
+  if (i < 0) return kiln_error(KILN_ERR_NOT_FOUND, "\"%s\" is not an input or output of this engine", name);
+  KILN_TRY(update_dims(c));
+  *dims = c->dims[c->e->io[i]];
+  return KILN_OK;
+}
+
+kiln_status kiln_context_set_tensor(kiln_context *c, const char *name, void *data) {
+  if (!c || !name) return kiln_error(KILN_ERR_INVALID_ARG, "set_tensor: NULL argument");
+  int32_t i = find_io(c, name);
+  if (i < 0) return kiln_error(KILN_ERR_NOT_FOUND, "\"%s\" is not an input or output of this engine", name);
+  c->bound[c->e->io[i]] = data;
+  return KILN_OK;
+}
+
+kiln_status kiln_context_set_cuda_graphs(kiln_context *c, int32_t enable) {
+  if (!c) return kiln_error(KILN_ERR_INVALID_ARG, "context is NULL");
+  if (enable && c->e->meta.target != KILN_TARGET_CUDA)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "CUDA graphs need a CUDA engine");
+  c->use_graphs = enable ? 1 : 0;
+  return KILN_OK;
+}
+
+/* Where tensor t lives for this run. */
+static void *tensor_data(kiln_context *c, int32_t t) {
+  const kiln_tensor_def *d = &c->e->g.tensors[t];
+  if (d->kind == KILN_TENSOR_CONSTANT) return c->e->weights[t];
+  if (d->kind == KILN_TENSOR_INPUT || d->is_output) return c->bound[t];
+  return (char *)c->arena + d->offset;
+}
+
+static kiln_status run_layers(kiln_context *c, void *stream) {
+  const kiln_graph *g = &c->e->g;
+  for (int32_t li = 0; li < g->n_layers; li++) {
+    const kiln_layer_def *l = &g->layers[li];
+    kiln_tensor in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
+    for (int32_t j = 0; j < l->n_in; j++)
+      in[j] = kiln_tensor_contiguous(tensor_data(c, l->in[j]), g->tensors[l->in[j]].dtype, &c->dims[l->in[j]]);
+    for (int32_t j = 0; j < l->n_out; j++)
+      out[j] = kiln_tensor_contiguous(tensor_data(c, l->out[j]), g->tensors[l->out[j]].dtype, &c->dims[l->out[j]]);
+    kiln_status s;
+    if (c->e->meta.target == KILN_TARGET_CPU) {
+      s = kiln_cpu_run_layer(g, l, in, out, c->workspace, g->workspace_bytes);
+    } else {
+#ifdef KILN_HAVE_CUDA
+      s = kiln_cuda_run_layer(c->e->cuda, g, l, in, out, c->workspace, g->workspace_bytes, stream);
+#else
+      s = kiln_error(KILN_ERR_INTERNAL, "CUDA engine without CUDA");
+#endif
+    }
+    if (s != KILN_OK) return kiln_error_context(s, "layer %s (%s): ", l->name, kiln_op_name(l->op));
+  }
+  (void)stream;
+  return KILN_OK;
+}
+
+static kiln_status check_bindings(kiln_context *c) {
+  for (int32_t i = 0; i < c->e->n_io; i++) {
+    int32_t t = c->e->io[i];
+    if (!c->bound[t] && kiln_dims_count(&c->dims[t]) > 0)
+      return kiln_error(KILN_ERR_STATE, "%s \"%s\" has no buffer; call kiln_context_set_tensor first",
+                        i < c->e->n_inputs ? "input" : "output", c->e->g.tensors[t].name);
+  }
+  return KILN_OK;
+}
+
+#ifdef KILN_HAVE_CUDA
+static int graph_matches(const kiln_context *c, void *stream) {
+  if (!c->graph || c->graph_stream != stream) return 0;
+  for (int32_t i = 0; i < c->e->n_inputs; i++)
+    if (!kiln_dims_equal(&c->graph_dims[i], &c->input_dims[i])) return 0;
+  return memcmp(c->graph_bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound) == 0;
+}
+
+static kiln_status enqueue_graph(kiln_context *c, void *stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  if (!stream) return kiln_error(KILN_ERR_INVALID_ARG, "CUDA graphs need a stream other than the default stream; pass one to kiln_context_enqueue");
+  if (!graph_matches(c, stream)) {
+    if (c->graph) cudaGraphExecDestroy(c->graph);
+    c->graph = NULL;
+    cudaGraph_t graph;
+    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+      return kiln_error(KILN_ERR_CUDA, "cannot start capturing a CUDA graph: %s", cudaGetErrorString(cudaGetLastError()));
+    kiln_status st = run_layers(c, stream);
+    cudaError_t e = cudaStreamEndCapture(s, &graph);
+    if (st != KILN_OK) {
+      if (e == cudaSuccess) cudaGraphDestroy(graph);
+      return st;
+    }
+    if (e != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "capturing a CUDA graph failed: %s", cudaGetErrorString(e));
+    e = cudaGraphInstantiate(&c->graph, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      c->graph = NULL;
+      return kiln_error(KILN_ERR_CUDA, "instantiating a CUDA graph failed: %s", cudaGetErrorString(e));
+    }
+    memcpy(c->graph_dims, c->input_dims, (size_t)c->e->n_inputs * sizeof *c->input_dims);
+    memcpy(c->graph_bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound);
+    c->graph_stream = stream;
+  }
+  cudaError_t e = cudaGraphLaunch(c->graph, s);
+  if (e != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "launching the CUDA graph failed: %s", cudaGetErrorString(e));
+  return KILN_OK;
+}
+#endif
+
+kiln_status kiln_context_enqueue(kiln_context *c, void *stream) {
+  if (!c) return kiln_error(KILN_ERR_INVALID_ARG, "context is NULL");
+  KILN_TRY(update_dims(c));
+  KILN_TRY(check_bindings(c));
+#ifdef KILN_HAVE_CUDA
+  if (c->use_graphs) return enqueue_graph(c, stream);
+#endif
+  return run_layers(c, stream);
+}
