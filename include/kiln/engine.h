@@ -39,6 +39,8 @@ typedef struct kiln_engine_load_params {
   int32_t device;                 /* CUDA device (default 0) */
   kiln_plugin_registry *plugins;  /* NULL: kiln_plugin_registry_default() */
   int32_t skip_device_check;      /* 1: only parse and validate (for `kiln inspect`) */
+  int32_t run_on_cpu;             /* 1: run a CUDA engine's layers on the CPU backend, the oracle
+                                     (for verification; tactics are ignored) */
 } kiln_engine_load_params;
 
 kiln_engine_load_params kiln_engine_default_load_params(void);

@@ -34,7 +34,7 @@ struct kiln_context {
 
 static kiln_status alloc_memory(kiln_context *c) {
   size_t arena = c->e->g.arena_bytes, ws = c->e->g.workspace_bytes;
-  if (c->e->meta.target == KILN_TARGET_CPU) {
+  if (c->e->exec == KILN_TARGET_CPU) {
     c->arena = malloc(arena ? arena : 1);
     c->workspace = malloc(ws ? ws : 1);
     if (!c->arena || !c->workspace) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws);
@@ -50,7 +50,7 @@ static kiln_status alloc_memory(kiln_context *c) {
 
 void kiln_context_destroy(kiln_context *c) {
   if (!c) return;
-  if (c->e && c->e->meta.target == KILN_TARGET_CPU) {
+  if (c->e && c->e->exec == KILN_TARGET_CPU) {
     free(c->arena);
     free(c->workspace);
   }
@@ -155,7 +155,7 @@ kiln_status kiln_context_set_tensor(kiln_context *c, const char *name, void *dat
 
 kiln_status kiln_context_set_cuda_graphs(kiln_context *c, int32_t enable) {
   if (!c) return kiln_error(KILN_ERR_INVALID_ARG, "context is NULL");
-  if (enable && c->e->meta.target != KILN_TARGET_CUDA)
+  if (enable && c->e->exec != KILN_TARGET_CUDA)
     return kiln_error(KILN_ERR_UNSUPPORTED, "CUDA graphs need a CUDA engine");
   c->use_graphs = enable ? 1 : 0;
   return KILN_OK;
@@ -179,7 +179,7 @@ static kiln_status run_layers(kiln_context *c, void *stream) {
     for (int32_t j = 0; j < l->n_out; j++)
       out[j] = kiln_tensor_contiguous(tensor_data(c, l->out[j]), g->tensors[l->out[j]].dtype, &c->dims[l->out[j]]);
     kiln_status s;
-    if (c->e->meta.target == KILN_TARGET_CPU) {
+    if (c->e->exec == KILN_TARGET_CPU) {
       s = kiln_cpu_run_layer(g, l, in, out, c->workspace, g->workspace_bytes);
     } else {
 #ifdef KILN_HAVE_CUDA

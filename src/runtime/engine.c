@@ -34,7 +34,7 @@ void kiln_engine_destroy(kiln_engine *e) {
 }
 
 static kiln_status check_device(kiln_engine *e, const kiln_engine_load_params *p) {
-  if (e->meta.target == KILN_TARGET_CPU) return KILN_OK;
+  if (e->exec == KILN_TARGET_CPU) return KILN_OK;
 #ifdef KILN_HAVE_CUDA
   kiln_cuda_ctx *cu = NULL;
   kiln_status s = kiln_cuda_ctx_create(p->device, &cu);
@@ -82,7 +82,7 @@ static kiln_status place_weights(kiln_engine *e) {
   for (int32_t i = 0; i < e->g.n_tensors; i++)
     if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += (e->g.tensors[i].bytes + 255) / 256 * 256;
   e->weight_bytes = total;
-  if (e->meta.target == KILN_TARGET_CPU) {
+  if (e->exec == KILN_TARGET_CPU) {
     for (int32_t i = 0; i < e->g.n_tensors; i++)
       if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) e->weights[i] = e->g.tensors[i].data;
     return KILN_OK;
@@ -117,6 +117,7 @@ static kiln_status index_io(kiln_engine *e) {
 static kiln_status finish_load(kiln_engine *e, const kiln_engine_load_params *p) {
   KILN_TRY(kiln_engine_parse(e->image, e->image_size, 1, &e->g, &e->meta));
   KILN_TRY(index_io(e));
+  e->exec = p->run_on_cpu ? KILN_TARGET_CPU : e->meta.target;
   if (p->skip_device_check) return KILN_OK;
   e->device = p->device;
   KILN_TRY(check_device(e, p));

@@ -20,6 +20,7 @@ struct kiln_engine {
   int32_t n_io, n_inputs;
   void *cuda;                /* kiln_cuda_ctx * for CUDA engines */
   int32_t device;
+  kiln_target exec;          /* where layers run: meta.target, or CPU with run_on_cpu */
 };
 
 #endif

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# scripts/setup.sh - install what kiln needs on Debian 12 / Ubuntu (apt-get) and Python (pip).
+# Idempotent: packages already present are skipped quickly. Needs root (or sudo) for apt-get.
+#   --no-python   skip the pip step (then the Triton kernels are not generated)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_python=1
+for a in "$@"; do
+  case "$a" in
+    --no-python) want_python=0 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+pkgs=(build-essential cmake ninja-build pkg-config zlib1g-dev libcjson-dev libpcre2-dev
+      libsndfile1-dev libsoxr-dev libopenblas-dev python3 python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$want_python" = 1 ]; then
+  if ! python3 -c "import triton, numpy; assert triton.__version__.startswith('3.6')" 2>/dev/null; then
+    echo "setup: pip install -r requirements.txt"
+    python3 -m pip install -q -r requirements.txt 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+  fi
+fi
+echo "setup: done"

@@ -1,0 +1,28 @@
+/* src/cli/cli.h - shared pieces of the `kiln` command-line tool (not part of the library). */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdint.h>
+
+#include "kiln/kiln.h"
+
+int cli_build(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+
+/* Exit codes: 0 success, 1 failure, 2 bad usage. */
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+
+/* Print "kiln <cmd>: <what>: <kiln_last_error()>" to stderr and return CLI_FAIL. */
+int cli_fail(const char *cmd, const char *what, kiln_status s);
+/* Options: is argv[*i] the flag `name`? Takes its value (next arg) into *value. */
+int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value);
+int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
+/* "2x8x64" -> dims. */
+int cli_parse_dims(const char *s, kiln_dims *d);
+/* Shared by build and run: --plugins LIB.so (may repeat), -v/--verbose, --log-level. */
+int cli_common_flag(const char *cmd, int argc, char **argv, int *i, int *handled);
+
+#endif

@@ -1,0 +1,86 @@
+/* src/cli/common.c - argument helpers shared by the kiln subcommands. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_fail(const char *cmd, const char *what, kiln_status s) {
+  fprintf(stderr, "kiln %s: %s: %s\n", cmd, what, *kiln_last_error() ? kiln_last_error() : kiln_status_str(s));
+  return CLI_FAIL;
+}
+
+int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return 0;
+  if (argv[*i][n] == '=') {
+    *value = argv[*i] + n + 1;
+    return 1;
+  }
+  if (argv[*i][n] != '\0') return 0;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "kiln: %s needs a value\n", name);
+    *value = NULL;
+    return 1;
+  }
+  *value = argv[++*i];
+  return 1;
+}
+
+int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  char *end = NULL;
+  if (!s) return CLI_USAGE;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || !end || *end || end == s || v < lo || v > hi) {
+    fprintf(stderr, "kiln %s: %s must be an integer from %lld to %lld (got \"%s\")\n", cmd, flag, (long long)lo,
+            (long long)hi, s);
+    return CLI_USAGE;
+  }
+  *out = v;
+  return CLI_OK;
+}
+
+int cli_parse_dims(const char *s, kiln_dims *d) {
+  memset(d, 0, sizeof *d);
+  if (!s || !*s) return -1;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(p, &end, 10);
+    if (errno || end == p || v < 0 || d->rank >= KILN_MAX_DIMS) return -1;
+    d->d[d->rank++] = v;
+    if (*end == 'x' || *end == 'X' || *end == ',') p = end + 1;
+    else if (*end == '\0') p = end;
+    else return -1;
+  }
+  return 0;
+}
+
+int cli_common_flag(const char *cmd, int argc, char **argv, int *i, int *handled) {
+  const char *v = NULL;
+  *handled = 1;
+  if (strcmp(argv[*i], "-v") == 0 || strcmp(argv[*i], "--verbose") == 0) {
+    kiln_log_set_level(kiln_log_get_level() > KILN_LOG_INFO ? KILN_LOG_INFO : KILN_LOG_VERBOSE);
+    return CLI_OK;
+  }
+  if (cli_flag_value(argc, argv, i, "--log-level", &v)) {
+    static const char *names[] = {"debug", "verbose", "info", "warning", "error", "none"};
+    for (int k = 0; v && k < 6; k++)
+      if (strcmp(v, names[k]) == 0) {
+        kiln_log_set_level((kiln_log_level)k);
+        return CLI_OK;
+      }
+    fprintf(stderr, "kiln %s: --log-level is one of debug, verbose, info, warning, error, none\n", cmd);
+    return CLI_USAGE;
+  }
+  if (cli_flag_value(argc, argv, i, "--plugins", &v)) {
+    if (!v) return CLI_USAGE;
+    kiln_status s = kiln_plugin_registry_load(kiln_plugin_registry_default(), v);
+    return s == KILN_OK ? CLI_OK : cli_fail(cmd, "loading plugins", s);
+  }
+  *handled = 0;
+  return CLI_OK;
+}
