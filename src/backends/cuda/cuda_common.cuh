@@ -1,0 +1,117 @@
+/* src/backends/cuda/cuda_common.cuh - device helpers shared by the CUDA C kernels: element loads
+ * and stores for fp32/fp16/bf16 storage (computing in fp32), activations, warp and block
+ * reductions, and host-side helpers for argument checks and launch sizes.
+ *
+ * Loads and stores switch on the dtype at run time: one kernel serves every dtype mix, at the
+ * cost of a branch per element (cheap next to the memory traffic of these ops). Not a place for
+ * op-specific code.
+ */
+#ifndef KILN_CUDA_COMMON_CUH
+#define KILN_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_ops.h"
+
+/* ---- device ------------------------------------------------------------------------------ */
+
+static __device__ __forceinline__ float kiln_ld(const void *p, int dtype, int64_t i) {
+  if (dtype == KILN_DTYPE_FP32) return ((const float *)p)[i];
+  if (dtype == KILN_DTYPE_FP16) return __half2float(((const __half *)p)[i]);
+  return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+
+static __device__ __forceinline__ void kiln_st(void *p, int dtype, int64_t i, float v) {
+  if (dtype == KILN_DTYPE_FP32)
+    ((float *)p)[i] = v;
+  else if (dtype == KILN_DTYPE_FP16)
+    ((__half *)p)[i] = __float2half_rn(v);
+  else
+    ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+}
+
+/* kiln_activation on one value; GELU is the erf form. */
+static __device__ __forceinline__ float kiln_act(float v, int act) {
+  switch (act) {
+    case KILN_ACTIVATION_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case KILN_ACTIVATION_RELU: return v > 0.0f ? v : 0.0f;
+    case KILN_ACTIVATION_SILU: return v / (1.0f + expf(-v));
+    default: return v;
+  }
+}
+
+static __device__ __forceinline__ float kiln_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+static __device__ __forceinline__ float kiln_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/* Sum (or max) over the whole block; every thread must call it and gets the result. blockDim.x
+ * must be a multiple of 32. `sh` is __shared__ float[32]. */
+static __device__ __forceinline__ float kiln_block_reduce(float v, float *sh, int is_max) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  v = is_max ? kiln_warp_max(v) : kiln_warp_sum(v);
+  __syncthreads(); /* sh may still be read from a previous call */
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < n_warps ? sh[lane] : (is_max ? -INFINITY : 0.0f);
+    w = is_max ? kiln_warp_max(w) : kiln_warp_sum(w);
+    if (lane == 0) sh[0] = w;
+  }
+  __syncthreads();
+  return sh[0];
+}
+
+/* ---- host -------------------------------------------------------------------------------- */
+
+#define KILN_CUDA_THREADS 256
+
+/* Blocks for a grid-stride loop over n elements. */
+static inline unsigned int kiln_grid_1d(int64_t n) {
+  int64_t blocks = (n + KILN_CUDA_THREADS - 1) / KILN_CUDA_THREADS;
+  if (blocks > 65536) blocks = 65536;
+  if (blocks < 1) blocks = 1;
+  return (unsigned int)blocks;
+}
+
+/* Threads for one block per row of length n: a multiple of 32, at most 256. */
+static inline unsigned int kiln_row_threads(int64_t n) {
+  int64_t t = (n + 31) / 32 * 32;
+  if (t > 256) t = 256;
+  if (t < 32) t = 32;
+  return (unsigned int)t;
+}
+
+/* A float tensor the kernels can read: non-NULL, fp32/fp16/bf16, contiguous, data present
+ * unless empty. `what` names it in the message. */
+static inline kiln_status kiln_check_float(const kiln_tensor *t, const char *op, const char *what) {
+  if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is NULL; pass a tensor", op, what);
+  if (!kiln_dtype_is_float(t->dtype))
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: %s has dtype %s; use fp32, fp16 or bf16", op,
+                      what, kiln_dtype_name(t->dtype));
+  if (t->shape.rank < 0 || t->shape.rank > KILN_MAX_DIMS)
+    return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s has rank %d; use 0..%d", op, what,
+                      (int)t->shape.rank, KILN_MAX_DIMS);
+  for (int32_t i = 0; i < t->shape.rank; i++)
+    if (t->shape.d[i] < 0)
+      return kiln_error(KILN_ERR_SHAPE, "%s: %s has a negative dimension", op, what);
+  if (!kiln_tensor_is_contiguous(t))
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: %s is not contiguous; copy it first", op, what);
+  if (!t->data && kiln_dims_count(&t->shape) > 0)
+    return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s has no data pointer", op, what);
+  return KILN_OK;
+}
+
+static inline cudaStream_t kiln_stream(void *stream) { return (cudaStream_t)stream; }
+
+#endif /* KILN_CUDA_COMMON_CUH */

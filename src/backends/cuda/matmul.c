@@ -1,0 +1,293 @@
+/* src/backends/cuda/matmul.c - matmul y = act(x @ W^T + b) through cuBLASLt, with tactics.
+ *
+ * Layouts: x [..., K] row-major (M = product of the leading dims), W [N, K] row-major (PyTorch
+ * Linear), b [N], y [..., N] row-major. cuBLASLt is column-major, so we compute y^T = W x^T:
+ * A = W seen as a K x N column-major matrix with op T, B = x seen as K x M column-major with
+ * op N, D = y seen as N x M column-major. The bias runs along D's rows (N), as the BIAS
+ * epilogues expect. Accumulation and scale are fp32 (CUBLAS_COMPUTE_32F, no TF32, so fp32
+ * results stay close to the CPU's). Epilogues: BIAS, RELU, RELU_BIAS; GELU and SiLU run as
+ * kiln's own elementwise kernel after the matmul (cuBLASLt's GELU is the tanh form, kiln's is
+ * the erf form).
+ *
+ * Tactics: KILN_TACTIC_CUBLASLT (index = heuristic rank, data = the cublasLtMatmulAlgo_t),
+ * KILN_TACTIC_KERNEL (kiln's tiled kernel, matmul_kernel.cu) and KILN_TACTIC_DEFAULT (the first
+ * heuristic answer for the pointers at hand). A stored algorithm that cublasLtMatmulAlgoCheck
+ * rejects for the shape at hand, or whose workspace does not fit, falls back to the heuristic's
+ * first choice. Shapes cuBLASLt cannot take (K = 0) or mixed dtypes run the tiled kernel.
+ * Not thread-safe per call beyond what cuBLASLt guarantees for a shared handle (it is).
+ */
+#include <string.h>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_internal.h"
+
+_Static_assert(sizeof(cublasLtMatmulAlgo_t) <= KILN_TACTIC_BYTES,
+               "a cublasLtMatmulAlgo_t must fit in kiln_tactic.data");
+
+/* The alignment (bytes) candidates are chosen for; pointers aligned less re-run the heuristic. */
+#define CANDIDATE_ALIGNMENT 16u
+#define MAX_HEURISTICS 8
+
+typedef struct lt_problem {
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t a, b, d;
+} lt_problem;
+
+static cudaDataType_t lt_type(kiln_dtype dt) {
+  return dt == KILN_DTYPE_FP16 ? CUDA_R_16F : dt == KILN_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static void lt_problem_destroy(lt_problem *p) {
+  if (p->op) cublasLtMatmulDescDestroy(p->op);
+  if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+  if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+  if (p->d) cublasLtMatrixLayoutDestroy(p->d);
+  memset(p, 0, sizeof *p);
+}
+
+/* Descriptors for y[M, N] = x[M, K] W[N, K]^T (+ bias, relu) in one dtype. bias may be NULL
+ * even when has_bias (candidates are chosen without pointers). */
+static kiln_status lt_problem_create(lt_problem *p, int64_t m, int64_t n, int64_t k,
+                                     kiln_dtype dt, int has_bias, const void *bias,
+                                     kiln_activation act) {
+  kiln_status st = KILN_OK;
+  cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  cublasLtEpilogue_t epi;
+  cudaDataType_t type = lt_type(dt);
+  memset(p, 0, sizeof *p);
+  if (act == KILN_ACTIVATION_RELU)
+    epi = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+  else
+    epi = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &op_t,
+                                                        sizeof op_t), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &op_n,
+                                                        sizeof op_n), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                        sizeof epi), st, fail);
+  if (has_bias && bias)
+    KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                          &bias, sizeof bias), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatrixLayoutCreate(&p->a, type, (uint64_t)k, (uint64_t)n, k), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatrixLayoutCreate(&p->b, type, (uint64_t)k, (uint64_t)m, k), st, fail);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatrixLayoutCreate(&p->d, type, (uint64_t)n, (uint64_t)m, n), st, fail);
+  return KILN_OK;
+fail:
+  lt_problem_destroy(p);
+  return st;
+}
+
+/* Up to `cap` heuristic answers for pointers aligned to `align` bytes. Returns the count (0 when
+ * cuBLASLt has none; an error only when the query itself fails). */
+static kiln_status lt_heuristics(kiln_cuda_ctx *cu, const lt_problem *p, size_t max_workspace,
+                                 uint32_t align, cublasLtMatmulHeuristicResult_t *res, int cap,
+                                 int *count) {
+  kiln_status st = KILN_OK;
+  cublasLtMatmulPreference_t pref = NULL;
+  uint64_t ws = max_workspace;
+  int n = 0;
+  *count = 0;
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceCreate(&pref), st, done);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+                         st, done);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align),
+                         st, done);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align),
+                         st, done);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align),
+                         st, done);
+  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align),
+                         st, done);
+  {
+    cublasStatus_t cs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p->op, p->a, p->b, p->d, p->d, pref,
+                                                       cap, res, &n);
+    if (cs == CUBLAS_STATUS_NOT_SUPPORTED) n = 0; /* no algorithm for this problem */
+    else if (cs != CUBLAS_STATUS_SUCCESS) {
+      st = kiln_cublas_status_(cs, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+      goto done;
+    }
+  }
+  for (int i = 0; i < n; i++)
+    if (res[i].state == CUBLAS_STATUS_SUCCESS) res[(*count)++] = res[i];
+done:
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  return st;
+}
+
+static int lt_dtypes_ok(kiln_dtype dt, int has_bias, kiln_dtype bias_dt, kiln_dtype wdt,
+                        kiln_dtype ydt) {
+  return kiln_dtype_is_float(dt) && wdt == dt && ydt == dt && (!has_bias || bias_dt == dt);
+}
+
+int32_t kiln_cuda_matmul_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
+                                    kiln_dtype dtype, int32_t has_bias, kiln_activation act,
+                                    size_t max_workspace, kiln_tactic *out, int32_t cap) {
+  int32_t count = 0;
+  if (!out || cap <= 0 || m < 0 || n < 0 || k < 0) return 0;
+  if (cu && kiln_dtype_is_float(dtype) && m > 0 && n > 0 && k > 0) {
+    cublasLtMatmulHeuristicResult_t res[MAX_HEURISTICS];
+    lt_problem p;
+    int got = 0, want = cap - KILN_CUDA_MATMUL_KERNELS;
+    if (want > MAX_HEURISTICS) want = MAX_HEURISTICS;
+    if (want > 0 && lt_problem_create(&p, m, n, k, dtype, has_bias, NULL, act) == KILN_OK) {
+      if (lt_heuristics(cu, &p, max_workspace, CANDIDATE_ALIGNMENT, res, want, &got) != KILN_OK)
+        got = 0;
+      lt_problem_destroy(&p);
+    }
+    for (int i = 0; i < got; i++) {
+      kiln_tactic *t = &out[count++];
+      memset(t, 0, sizeof *t);
+      t->kind = KILN_TACTIC_CUBLASLT;
+      t->index = i;
+      t->workspace = res[i].workspaceSize;
+      memcpy(t->data, &res[i].algo, sizeof res[i].algo);
+    }
+  }
+  for (int32_t i = 0; i < KILN_CUDA_MATMUL_KERNELS && count < cap; i++) {
+    kiln_tactic *t = &out[count++];
+    memset(t, 0, sizeof *t);
+    t->kind = KILN_TACTIC_KERNEL;
+    t->index = i;
+  }
+  return count;
+}
+
+/* Largest power-of-two alignment (<= 256) shared by the pointers. */
+static uint32_t pointer_alignment(const void *a, const void *b, const void *c, const void *d) {
+  uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d | 256u;
+  return (uint32_t)(bits & (~bits + 1u));
+}
+
+static kiln_status check_matmul(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
+                                kiln_activation act, const kiln_tensor *y, int64_t *m, int64_t *n,
+                                int64_t *k);
+
+/* cuBLASLt path: the stored algorithm when valid, else the heuristic's first choice. */
+static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                          const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
+                          kiln_tensor *y, int64_t m, int64_t n, int64_t k, void *workspace,
+                          size_t workspace_bytes, void *stream) {
+  kiln_status st;
+  lt_problem p;
+  cublasLtMatmulAlgo_t algo;
+  int have_algo = 0;
+  const float alpha = 1.0f, beta = 0.0f;
+  uint32_t align = pointer_alignment(x->data, w->data, y->data, b ? b->data : NULL);
+  KILN_TRY(lt_problem_create(&p, m, n, k, x->dtype, b != NULL, b ? b->data : NULL, act));
+  if (tactic && tactic->kind == KILN_TACTIC_CUBLASLT && align >= CANDIDATE_ALIGNMENT) {
+    cublasLtMatmulHeuristicResult_t check;
+    memcpy(&algo, tactic->data, sizeof algo);
+    memset(&check, 0, sizeof check);
+    if (cublasLtMatmulAlgoCheck(cu->lt, p.op, p.a, p.b, p.d, p.d, &algo, &check) ==
+            CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= workspace_bytes)
+      have_algo = 1;
+  }
+  if (!have_algo) {
+    cublasLtMatmulHeuristicResult_t res[1];
+    int got = 0;
+    st = lt_heuristics(cu, &p, workspace ? workspace_bytes : 0, align, res, 1, &got);
+    if (st != KILN_OK) goto done;
+    if (got == 0) {
+      lt_problem_destroy(&p);
+      return kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream);
+    }
+    algo = res[0].algo;
+  }
+  {
+    cublasStatus_t cs = cublasLtMatmul(cu->lt, p.op, &alpha, w->data, p.a, x->data, p.b, &beta,
+                                       y->data, p.d, y->data, p.d, &algo, workspace,
+                                       workspace ? workspace_bytes : 0, (cudaStream_t)stream);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+      st = kiln_cublas_status_(cs, "cublasLtMatmul", __FILE__, __LINE__);
+      goto done;
+    }
+  }
+  st = KILN_OK;
+  if (act == KILN_ACTIVATION_GELU || act == KILN_ACTIVATION_SILU)
+    st = kiln_cuda_activation(y, act, y, stream);
+done:
+  lt_problem_destroy(&p);
+  return st;
+}
+
+kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                             const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
+                             kiln_tensor *y, void *workspace, size_t workspace_bytes,
+                             void *stream) {
+  int64_t m, n, k;
+  int32_t kind = tactic ? tactic->kind : KILN_TACTIC_DEFAULT;
+  KILN_TRY(check_matmul(x, w, b, act, y, &m, &n, &k));
+  if (kind != KILN_TACTIC_DEFAULT && kind != KILN_TACTIC_CUBLASLT && kind != KILN_TACTIC_KERNEL)
+    return kiln_error(KILN_ERR_INVALID_ARG,
+                      "kiln_cuda_matmul: tactic kind %d is not a matmul tactic; rebuild the engine",
+                      (int)kind);
+  if (kind == KILN_TACTIC_KERNEL && (tactic->index < 0 || tactic->index >= KILN_CUDA_MATMUL_KERNELS))
+    return kiln_error(KILN_ERR_INVALID_ARG,
+                      "kiln_cuda_matmul: kernel tactic %d does not exist (this kiln has %d); "
+                      "rebuild the engine",
+                      (int)tactic->index, KILN_CUDA_MATMUL_KERNELS);
+  if (m == 0 || n == 0) return KILN_OK;
+  int lt_ok = lt_dtypes_ok(x->dtype, b != NULL, b ? b->dtype : x->dtype, w->dtype, y->dtype);
+  if (kind == KILN_TACTIC_CUBLASLT && !lt_ok)
+    return kiln_error(KILN_ERR_UNSUPPORTED,
+                      "kiln_cuda_matmul: the cuBLASLt tactic needs x, W, b and y in one dtype "
+                      "(got %s, %s, %s, %s); convert them or use the kernel tactic",
+                      kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype),
+                      b ? kiln_dtype_name(b->dtype) : "none", kiln_dtype_name(y->dtype));
+  if (kind == KILN_TACTIC_KERNEL || !lt_ok || k == 0)
+    return kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream);
+  if (!cu)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul: cuBLASLt tactics need a context "
+                      "(kiln_cuda_ctx_create)");
+  return lt_run(cu, tactic, x, w, b, act, y, m, n, k, workspace, workspace_bytes, stream);
+}
+
+static kiln_status check_tensor(const kiln_tensor *t, const char *what) {
+  if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul: %s is NULL", what);
+  if (!kiln_dtype_is_float(t->dtype))
+    return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_cuda_matmul: %s has dtype %s; use fp32, fp16 "
+                      "or bf16", what, kiln_dtype_name(t->dtype));
+  if (!kiln_tensor_is_contiguous(t))
+    return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_cuda_matmul: %s is not contiguous", what);
+  if (!t->data && kiln_dims_count(&t->shape) > 0)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul: %s has no data pointer", what);
+  return KILN_OK;
+}
+
+static kiln_status check_matmul(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
+                                kiln_activation act, const kiln_tensor *y, int64_t *m, int64_t *n,
+                                int64_t *k) {
+  char sx[128], sw[128], sy[128];
+  KILN_TRY(check_tensor(x, "x"));
+  KILN_TRY(check_tensor(w, "W"));
+  KILN_TRY(check_tensor(y, "y"));
+  if (b) KILN_TRY(check_tensor(b, "b"));
+  if (act < KILN_ACTIVATION_NONE || act > KILN_ACTIVATION_SILU)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul: unknown activation %d", (int)act);
+  if (x->shape.rank < 1 || w->shape.rank != 2 || y->shape.rank != x->shape.rank)
+    return kiln_error(KILN_ERR_SHAPE, "kiln_cuda_matmul: need x [..., K], W [N, K], y [..., N] "
+                      "(got x %s, W %s, y %s)", kiln_dims_str(&x->shape, sx, sizeof sx),
+                      kiln_dims_str(&w->shape, sw, sizeof sw), kiln_dims_str(&y->shape, sy, sizeof sy));
+  int32_t r = x->shape.rank;
+  *k = x->shape.d[r - 1];
+  *n = w->shape.d[0];
+  *m = 1;
+  for (int32_t i = 0; i < r - 1; i++) *m *= x->shape.d[i];
+  int ok = w->shape.d[1] == *k && y->shape.d[r - 1] == *n;
+  for (int32_t i = 0; ok && i < r - 1; i++) ok = y->shape.d[i] == x->shape.d[i];
+  if (!ok)
+    return kiln_error(KILN_ERR_SHAPE, "kiln_cuda_matmul: need x [..., K], W [N, K], y [..., N] "
+                      "(got x %s, W %s, y %s)", kiln_dims_str(&x->shape, sx, sizeof sx),
+                      kiln_dims_str(&w->shape, sw, sizeof sw), kiln_dims_str(&y->shape, sy, sizeof sy));
+  if (b && kiln_dims_count(&b->shape) != *n)
+    return kiln_error(KILN_ERR_SHAPE, "kiln_cuda_matmul: b must have N = %lld elements",
+                      (long long)*n);
+  return KILN_OK;
+}
