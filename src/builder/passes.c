@@ -101,10 +101,13 @@ static int32_t consumers(const kiln_graph *g, int32_t t, int32_t *only) {
   return n;
 }
 
+/* Remove layer li and renumber the producers of every layer output. */
 static void remove_layer(kiln_graph *g, int32_t li) {
   free(g->layers[li].name);
   memmove(&g->layers[li], &g->layers[li + 1], (size_t)(g->n_layers - li - 1) * sizeof g->layers[0]);
   g->n_layers--;
+  for (int32_t k = 0; k < g->n_layers; k++)
+    for (int32_t j = 0; j < g->layers[k].n_out; j++) g->tensors[g->layers[k].out[j]].producer = k;
 }
 
 /* matmul/conv1d + activation: the activation becomes the producer's epilogue. */
@@ -118,7 +121,7 @@ static int fuse_activation(kiln_graph *g) {
     if (a->op != KILN_OP_ACTIVATION) continue;
     l->p.activation = a->p.activation;
     l->out[0] = a->out[0];
-    g->tensors[a->out[0]].producer = li;
+    g->tensors[t].producer = -1; /* the matmul's own output is no longer written */
     kiln_log(KILN_LOG_VERBOSE, "fused %s into %s", a->name, l->name);
     remove_layer(g, c);
     return 1;
@@ -156,8 +159,6 @@ static int fuse_add_layernorm(kiln_graph *g, const kiln_shape_set *s) {
     /* The fused layer takes the layernorm's place (after every producer of a and b). */
     g->layers[li] = f;
     remove_layer(g, ai);
-    for (int32_t k = 0; k < g->n_layers; k++)
-      for (int32_t j = 0; j < g->layers[k].n_out; j++) g->tensors[g->layers[k].out[j]].producer = k;
     return 1;
   }
   return 0;

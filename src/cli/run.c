@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
 #include "kiln/npy.h"
 
 #ifdef KILN_HAVE_CUDA
