@@ -320,7 +320,7 @@ static kiln_status add_tiktoken_ranks(tok_builder *b, const char *path, int32_t 
     } else {
       int64_t n = base64_decode(line, (size_t)(space - line), buf);
       long rank = strtol(space + 1, NULL, 10);
-      if (n <= 0 || rank != count)
+      if (n < 0 || rank != count) /* multilingual.tiktoken holds one empty token ("=") */
         s = kiln_error(KILN_ERR_FORMAT, "tokenizer: '%s' line %d: bad token or rank %ld (expected %d); "
                        "the file is damaged", path, (int)count + 1, rank, (int)count);
       else
