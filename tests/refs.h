@@ -2,8 +2,8 @@
  *
  * Format (written by tools/make_frontend_refs.py): "KLNREF01", uint32 count, then per entry:
  * uint16 name length, name, uint8 dtype (0 float32, 1 int32, 2 float64), uint8 ndim,
- * int64 dims[ndim], data (little-endian, row-major). The whole file is read into memory; entries
- * point into it. Not a library file format: kiln never reads these.
+ * int64 dims[ndim], data (little-endian, row-major). Each entry's data is copied to its own
+ * (aligned) buffer. Not a library file format: kiln never reads these.
  */
 #ifndef KILN_TESTS_REFS_H
 #define KILN_TESTS_REFS_H
@@ -67,9 +67,13 @@ static int ref_file_load(const char *path, ref_file *rf) {
       p += 8;
       e->count *= e->dims[d];
     }
-    e->data = p;
-    p += e->count * (e->dtype == 2 ? 8 : 4);
-    if (p > end) return fprintf(stderr, "%s: truncated\n", path), -1;
+    const size_t bytes = (size_t)e->count * (e->dtype == 2 ? 8 : 4);
+    if (p + bytes > end) return fprintf(stderr, "%s: truncated\n", path), -1;
+    void *copy = malloc(bytes ? bytes : 1); /* aligned copy: entries are packed in the file */
+    if (!copy) return fprintf(stderr, "out of memory\n"), -1;
+    memcpy(copy, p, bytes);
+    e->data = copy;
+    p += bytes;
   }
   return 0;
 }
@@ -81,6 +85,9 @@ static const ref_entry *ref_get(const ref_file *rf, const char *name) {
   return NULL;
 }
 
-static void ref_file_free(ref_file *rf) { free(rf->bytes); }
+static void ref_file_free(ref_file *rf) {
+  for (int i = 0; i < rf->n; i++) free((void *)rf->entries[i].data);
+  free(rf->bytes);
+}
 
 #endif /* KILN_TESTS_REFS_H */
