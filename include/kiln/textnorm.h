@@ -17,7 +17,7 @@
  *   kiln_textnorm *tn;
  *   kiln_textnorm_create(".../whisper/openai-assets/english.json", &tn);
  *   char *norm;
- *   kiln_textnorm_english(tn, "Mr. Smith paid twenty-five dollars.", &norm);  // "mister smith paid $25 "
+ *   kiln_textnorm_english(tn, "Mr. Smith paid twenty-five dollars.", &norm);  // "mister smith paid $25"
  *   kiln_textnorm_free_string(norm);
  *   kiln_textnorm_destroy(tn);
  *
