@@ -24,7 +24,7 @@ typedef struct ttensor {
   size_t bytes;
 } ttensor;
 
-static void *tt_xmalloc(size_t bytes) {
+static inline void *tt_xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) {
     fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
@@ -33,7 +33,7 @@ static void *tt_xmalloc(size_t bytes) {
   return p;
 }
 
-static kiln_dims tt_dims(int32_t rank, const int64_t *d) {
+static inline kiln_dims tt_dims(int32_t rank, const int64_t *d) {
   kiln_dims dims;
   memset(&dims, 0, sizeof dims);
   dims.rank = rank;
@@ -42,7 +42,7 @@ static kiln_dims tt_dims(int32_t rank, const int64_t *d) {
 }
 
 /* A poisoned tensor of the given shape. */
-static ttensor tt_alloc(kiln_dtype dtype, int32_t rank, const int64_t *d) {
+static inline ttensor tt_alloc(kiln_dtype dtype, int32_t rank, const int64_t *d) {
   ttensor x;
   kiln_dims dims = tt_dims(rank, d);
   x.n = kiln_dims_count(&dims);
@@ -54,7 +54,7 @@ static ttensor tt_alloc(kiln_dtype dtype, int32_t rank, const int64_t *d) {
   return x;
 }
 
-static float tt_load(const ttensor *x, int64_t i) {
+static inline float tt_load(const ttensor *x, int64_t i) {
   switch (x->t.dtype) {
     case KILN_DTYPE_FP32: return ((const float *)x->t.data)[i];
     case KILN_DTYPE_FP16: return kiln_fp16_to_fp32(((const uint16_t *)x->t.data)[i]);
@@ -64,7 +64,7 @@ static float tt_load(const ttensor *x, int64_t i) {
   }
 }
 
-static void tt_set(ttensor *x, int64_t i, float v) {
+static inline void tt_set(ttensor *x, int64_t i, float v) {
   switch (x->t.dtype) {
     case KILN_DTYPE_FP32: ((float *)x->t.data)[i] = v; break;
     case KILN_DTYPE_FP16: ((uint16_t *)x->t.data)[i] = kiln_fp32_to_fp16(v); break;
@@ -76,12 +76,12 @@ static void tt_set(ttensor *x, int64_t i, float v) {
 }
 
 /* Refresh val from the buffer (after an op wrote it). */
-static void tt_read(ttensor *x) {
+static inline void tt_read(ttensor *x) {
   for (int64_t i = 0; i < x->n; i++) x->val[i] = tt_load(x, i);
 }
 
 /* Uniform random values in [lo, hi), rounded to the dtype. */
-static ttensor tt_rand(check_rng *r, kiln_dtype dtype, int32_t rank, const int64_t *d, float lo,
+static inline ttensor tt_rand(check_rng *r, kiln_dtype dtype, int32_t rank, const int64_t *d, float lo,
                        float hi) {
   ttensor x = tt_alloc(dtype, rank, d);
   float *tmp = (float *)tt_xmalloc((size_t)x.n * sizeof(float));
@@ -92,14 +92,14 @@ static ttensor tt_rand(check_rng *r, kiln_dtype dtype, int32_t rank, const int64
 }
 
 /* 1 when every byte is still the poison. */
-static int tt_untouched(const ttensor *x) {
+static inline int tt_untouched(const ttensor *x) {
   const unsigned char *p = (const unsigned char *)x->t.data;
   for (size_t i = 0; i < x->bytes; i++)
     if (p[i] != TT_POISON) return 0;
   return 1;
 }
 
-static void tt_free(ttensor *x) {
+static inline void tt_free(ttensor *x) {
   free(x->t.data);
   free(x->val);
   x->t.data = NULL;
@@ -108,7 +108,7 @@ static void tt_free(ttensor *x) {
 
 /* Element tolerance for an output of `dtype`: its rounding (half an ulp relative) plus slack
  * for fp32 arithmetic. */
-static double tt_rtol(kiln_dtype dtype) {
+static inline double tt_rtol(kiln_dtype dtype) {
   switch (dtype) {
     case KILN_DTYPE_FP16: return 1e-3;
     case KILN_DTYPE_BF16: return 5e-3;
@@ -118,7 +118,7 @@ static double tt_rtol(kiln_dtype dtype) {
 
 /* Compare an op's output with a double reference: |got - want| <= atol + rtol |want|, with
  * atol = rtol * scale (scale: the typical magnitude of the terms that were summed). */
-static int tt_check(const char *what, ttensor *y, const double *want, double scale) {
+static inline int tt_check(const char *what, ttensor *y, const double *want, double scale) {
   float *w = (float *)tt_xmalloc((size_t)y->n * sizeof(float));
   for (int64_t i = 0; i < y->n; i++) w[i] = (float)want[i];
   tt_read(y);
