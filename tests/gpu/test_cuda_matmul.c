@@ -57,7 +57,7 @@ static void check_matmul_case(check_rng *r, kiln_dtype dt, int32_t x_rank, mm_ca
     CHECK(lts >= 1);
   for (int32_t i = 0; i <= count; i++) {
     const kiln_tactic *t = i < count ? &tactics[i] : NULL; /* NULL: the default */
-    gt_poison(&y);
+    gt_poison_device(&y);
     if (t) CHECK(t->workspace <= WORKSPACE_BYTES);
     CHECK_OK(kiln_cuda_matmul(ctx, t, &x.d, &w.d, has_bias ? &b.d : NULL, act, &y.d, workspace,
                               WORKSPACE_BYTES, gt_stream_));
@@ -105,7 +105,7 @@ static void test_matmul_stale_tactic(void) {
   CHECK_OK(kiln_cpu_matmul(&x.h, &w.h, &b.h, KILN_ACTIVATION_NONE, &y.h));
   for (int32_t i = 0; i < count; i++) {
     if (tactics[i].kind != KILN_TACTIC_CUBLASLT) continue;
-    gt_poison(&y);
+    gt_poison_device(&y);
     CHECK_OK(kiln_cuda_matmul(ctx, &tactics[i], &x.d, &w.d, &b.d, KILN_ACTIVATION_NONE, &y.d,
                               workspace, WORKSPACE_BYTES, gt_stream_));
     gt_compare("matmul with a tactic chosen for 256^3", &y, 1e-3, 2.5e-3);
@@ -115,7 +115,7 @@ static void test_matmul_stale_tactic(void) {
   memset(&junk, 0, sizeof junk);
   junk.kind = KILN_TACTIC_CUBLASLT;
   memset(junk.data, 0x5A, sizeof junk.data);
-  gt_poison(&y);
+  gt_poison_device(&y);
   CHECK_OK(kiln_cuda_matmul(ctx, &junk, &x.d, &w.d, &b.d, KILN_ACTIVATION_NONE, &y.d, workspace,
                             WORKSPACE_BYTES, gt_stream_));
   gt_compare("matmul with a corrupt cuBLASLt tactic", &y, 1e-3, 2.5e-3);
@@ -124,7 +124,7 @@ static void test_matmul_stale_tactic(void) {
   memset(&bad, 0, sizeof bad);
   bad.kind = KILN_TACTIC_KERNEL;
   bad.index = 1000;
-  gt_poison(&y);
+  gt_poison_device(&y);
   CHECK_STATUS(kiln_cuda_matmul(ctx, &bad, &x.d, &w.d, &b.d, KILN_ACTIVATION_NONE, &y.d, NULL, 0,
                                 gt_stream_), KILN_ERR_INVALID_ARG);
   CHECK_STATUS(kiln_cuda_matmul(ctx, NULL, &x.d, &x.d, &b.d, KILN_ACTIVATION_NONE, &y.d, NULL, 0,
@@ -132,7 +132,7 @@ static void test_matmul_stale_tactic(void) {
   CHECK(strlen(kiln_last_error()) > 0);
   CHECK(gt_dev_still_poisoned(&y));
   /* no workspace at all: the default still runs */
-  gt_poison(&y);
+  gt_poison_device(&y);
   CHECK_OK(kiln_cuda_matmul(ctx, NULL, &x.d, &w.d, &b.d, KILN_ACTIVATION_NONE, &y.d, NULL, 0,
                             gt_stream_));
   gt_compare("matmul default without workspace", &y, 1e-3, 2.5e-3);

@@ -89,12 +89,15 @@ extern "C" kiln_status kiln_cuda_transpose(const kiln_tensor *x, const int64_t *
   if (y->shape.rank != x->shape.rank)
     return kiln_error(KILN_ERR_SHAPE, "%s: y must have x's rank %d", op, (int)x->shape.rank);
   map.rank = x->shape.rank;
-  for (int32_t i = 0; i < x->shape.rank; i++) {
+  for (int32_t i = 0; i < x->shape.rank; i++) { /* the permutation first, then the shapes */
     int64_t p = perm[i];
     if (p < 0 || p >= x->shape.rank || seen[p])
       return kiln_error(KILN_ERR_INVALID_ARG, "%s: perm is not a permutation of 0..%d", op,
                         (int)x->shape.rank - 1);
     seen[p] = 1;
+  }
+  for (int32_t i = 0; i < x->shape.rank; i++) {
+    int64_t p = perm[i];
     if (y->shape.d[i] != x->shape.d[p])
       return kiln_error(KILN_ERR_SHAPE, "%s: y dim %d must be x dim %lld", op, (int)i,
                         (long long)p);
