@@ -14,7 +14,8 @@ for a in "$@"; do
 done
 
 pkgs=(build-essential cmake ninja-build pkg-config zlib1g-dev libcjson-dev libpcre2-dev
-      libsndfile1-dev libsoxr-dev libopenblas-dev python3 python3-pip)
+      libsndfile1-dev libsoxr-dev libopenblas-dev)
+command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,7 +31,9 @@ fi
 if [ "$want_python" = 1 ]; then
   if ! python3 -c "import triton, numpy; assert triton.__version__.startswith('3.6')" 2>/dev/null; then
     echo "setup: pip install -r requirements.txt"
-    python3 -m pip install -q -r requirements.txt 2>&1 | grep -v "WARNING: Running pip as the 'root' user" || true
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -r requirements.txt
+    python3 -c "import triton; assert triton.__version__.startswith('3.6')" ||
+      { echo "setup: triton 3.6 does not import after pip install; see the pip output above" >&2; exit 1; }
   fi
 fi
 echo "setup: done"

@@ -95,6 +95,9 @@ typedef struct kiln_plugin_creator {
 
 typedef struct kiln_plugin_registry kiln_plugin_registry;
 
+/* A new, empty registry (for tests and embedders that want isolation); destroy it when done. */
+kiln_status kiln_plugin_registry_create(kiln_plugin_registry **out);
+void kiln_plugin_registry_destroy(kiln_plugin_registry *reg);
 /* The process-wide registry, with the built-in plugins. Never NULL. */
 kiln_plugin_registry *kiln_plugin_registry_default(void);
 kiln_status kiln_plugin_registry_add(kiln_plugin_registry *reg, const kiln_plugin_creator *creator);

@@ -23,6 +23,21 @@ static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void register_builtins(void) { kiln_register_builtin_plugins(&default_registry); }
 
+kiln_status kiln_plugin_registry_create(kiln_plugin_registry **out) {
+  if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "registry_create: out is NULL");
+  kiln_plugin_registry *reg = calloc(1, sizeof *reg);
+  if (!reg) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  pthread_mutex_init(&reg->lock, NULL);
+  *out = reg;
+  return KILN_OK;
+}
+
+void kiln_plugin_registry_destroy(kiln_plugin_registry *reg) {
+  if (!reg || reg == &default_registry) return;
+  pthread_mutex_destroy(&reg->lock);
+  free(reg);
+}
+
 kiln_plugin_registry *kiln_plugin_registry_default(void) {
   pthread_once(&default_once, register_builtins);
   return &default_registry;
