@@ -216,7 +216,7 @@ static int cmp_begin(const void *a, const void *b) {
 static kiln_status check_overlaps(const file_ctx *fc, int64_t first) {
   kiln_safetensors *st = fc->st;
   int64_t n = st->n - first;
-  qsort(st->t + first, (size_t)n, sizeof *st->t, cmp_begin);
+  if (n > 1) qsort(st->t + first, (size_t)n, sizeof *st->t, cmp_begin);
   const st_entry *a = NULL; /* the non-empty tensor reaching furthest so far */
   for (int64_t i = first; i < st->n; i++) {
     const st_entry *b = &st->t[i];
