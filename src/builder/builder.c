@@ -81,7 +81,7 @@ static kiln_status fill_meta(const kiln_build_params *p, kiln_engine_meta *meta)
     meta->cc_major = info->cc_major;
     meta->cc_minor = info->cc_minor;
     meta->cuda_runtime_version = info->runtime_version;
-    snprintf(meta->gpu_name, sizeof meta->gpu_name, "%s", info->name);
+    snprintf(meta->gpu_name, sizeof meta->gpu_name, "%.127s", info->name);
     kiln_cuda_ctx_destroy(cu);
   }
 #endif

@@ -100,9 +100,7 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
   }
   char key[256];
   matmul_key(g, l, m_opt, key, sizeof key);
-  const kiln_tactic *cached = cache ? kiln_timing_cache_lookup(cache, key) : NULL;
-  if (cached) {
-    l->tactic = *cached;
+  if (cache && kiln_timing_cache_lookup(cache, key, &l->tactic)) {
     r->tactics_cached++;
     return KILN_OK;
   }
@@ -171,9 +169,9 @@ static kiln_status choose_plugin(timing_env *env, kiln_graph *g, kiln_layer_def 
   /* the plugin's serialized fields distinguish e.g. causal from non-causal */
   for (size_t b = 0; b < pd->size && used + 3 < (int)sizeof key; b++)
     used += snprintf(key + used, sizeof key - (size_t)used, "%02x", pd->data[b]);
-  const kiln_tactic *cached = cache ? kiln_timing_cache_lookup(cache, key) : NULL;
-  if (cached && cached->index < nt) {
-    l->tactic = *cached;
+  kiln_tactic cached;
+  if (cache && kiln_timing_cache_lookup(cache, key, &cached) && cached.index < nt) {
+    l->tactic = cached;
     r->tactics_cached++;
     return KILN_OK;
   }
@@ -231,9 +229,9 @@ static kiln_status open_cache(const kiln_build_params *p, kiln_cuda_ctx *cu, kil
   *out = NULL;
   if (!p->timing_cache) return KILN_OK;
   const kiln_cuda_device_info *info = kiln_cuda_ctx_info(cu);
-  kiln_timing_cache_key key;
+  kiln_timing_key key;
   memset(&key, 0, sizeof key);
-  snprintf(key.gpu_name, sizeof key.gpu_name, "%s", info->name);
+  snprintf(key.gpu_name, sizeof key.gpu_name, "%.127s", info->name);
   key.cc_major = info->cc_major;
   key.cc_minor = info->cc_minor;
   key.driver_version = info->driver_version;

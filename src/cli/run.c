@@ -111,18 +111,18 @@ static void fill_random(io_buf *b, uint64_t seed) {
 
 /* Read an .npy input into b->host in the engine dtype. */
 static kiln_status load_input(io_buf *b) {
-  kiln_npy_array a;
+  kiln_npy a;
   kiln_status s = kiln_npy_read(b->npy, &a);
   if (s != KILN_OK) return s;
-  if (b->has_shape && !kiln_dims_equal(&a.shape, &b->dims)) {
+  if (b->has_shape && !kiln_dims_equal(&a.dims, &b->dims)) {
     char x[128], y[128];
-    fprintf(stderr, "kiln run: %s has shape %s but --shapes says %s\n", b->npy, kiln_dims_str(&a.shape, x, sizeof x),
+    fprintf(stderr, "kiln run: %s has shape %s but --shapes says %s\n", b->npy, kiln_dims_str(&a.dims, x, sizeof x),
             kiln_dims_str(&b->dims, y, sizeof y));
     s = KILN_ERR_SHAPE;
   }
-  b->dims = a.shape;
+  b->dims = a.dims;
   b->has_shape = 1;
-  int64_t n = kiln_dims_count(&a.shape);
+  int64_t n = kiln_dims_count(&a.dims);
   b->bytes = kiln_dtype_bytes(b->info.dtype, n);
   b->host = s == KILN_OK ? malloc(b->bytes + 1) : NULL;
   if (s == KILN_OK && !b->host) s = KILN_ERR_OUT_OF_MEMORY;

@@ -1,14 +1,228 @@
-/* src/core/npy.c - reading and writing NumPy .npy files (see kiln/npy.h). */
+/* src/core/npy.c - NumPy .npy reader and writer (kiln/npy.h).
+ *
+ * The header is a Python dict literal; this file parses exactly the subset numpy writes (quoted
+ * keys, a quoted descr, True/False, a tuple of non-negative integers) with a bounds-checked
+ * scanner. It is not a general Python literal parser: .npz archives, structured dtypes and
+ * object arrays are not supported.
+ */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "core/error.h"
-#include "core/file.h"
+#include "core/file_map.h"
 #include "kiln/npy.h"
 
-static const char *dtype_descr(kiln_dtype d) {
-  switch (d) {
+static const char NPY_MAGIC[6] = {(char)0x93, 'N', 'U', 'M', 'P', 'Y'};
+
+typedef struct descr_map {
+  const char *descr;
+  kiln_dtype dtype;
+} descr_map;
+
+static const descr_map descrs[] = {{"<f4", KILN_DTYPE_FP32}, {"<f2", KILN_DTYPE_FP16},
+                                   {"<i4", KILN_DTYPE_INT32}, {"<i8", KILN_DTYPE_INT64},
+                                   {"|i1", KILN_DTYPE_INT8},  {"<i1", KILN_DTYPE_INT8}};
+
+/* ---- header scanner ---------------------------------------------------------------------------- */
+
+typedef struct scan {
+  const char *p, *end;
+  const char *file;
+} scan;
+
+static void skip_ws(scan *s) {
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+static int eat(scan *s, char c) {
+  skip_ws(s);
+  if (s->p < s->end && *s->p == c) {
+    s->p++;
+    return 1;
+  }
+  return 0;
+}
+
+static kiln_status bad_header(const scan *s, const char *what) {
+  return kiln_error(KILN_ERR_FORMAT,
+                    "%s: the .npy header is malformed (%s); re-save the array with numpy.save()",
+                    s->file, what);
+}
+
+/* A quoted string into buf (truncated values are rejected). */
+static kiln_status read_quoted(scan *s, char *buf, size_t cap) {
+  skip_ws(s);
+  if (s->p >= s->end || (*s->p != '\'' && *s->p != '"')) return bad_header(s, "expected a quoted string");
+  char q = *s->p++;
+  size_t n = 0;
+  while (s->p < s->end && *s->p != q) {
+    if (n + 1 >= cap) return bad_header(s, "a string is too long");
+    buf[n++] = *s->p++;
+  }
+  if (s->p >= s->end) return bad_header(s, "a string is not closed");
+  s->p++;
+  buf[n] = '\0';
+  return KILN_OK;
+}
+
+static kiln_status read_bool(scan *s, int *v) {
+  skip_ws(s);
+  size_t left = (size_t)(s->end - s->p);
+  if (left >= 4 && memcmp(s->p, "True", 4) == 0) {
+    s->p += 4;
+    *v = 1;
+  } else if (left >= 5 && memcmp(s->p, "False", 5) == 0) {
+    s->p += 5;
+    *v = 0;
+  } else {
+    return bad_header(s, "fortran_order is neither True nor False");
+  }
+  return KILN_OK;
+}
+
+static kiln_status read_int(scan *s, int64_t *v) {
+  skip_ws(s);
+  int64_t x = 0;
+  int digits = 0;
+  while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+    int d = *s->p++ - '0';
+    if (x > (INT64_MAX - d) / 10) return bad_header(s, "a dimension is too large");
+    x = x * 10 + d;
+    digits++;
+  }
+  if (!digits) return bad_header(s, "a dimension is not a non-negative integer");
+  if (s->p < s->end && *s->p == 'L') s->p++; /* Python 2 long */
+  *v = x;
+  return KILN_OK;
+}
+
+static kiln_status read_shape(scan *s, kiln_dims *d) {
+  memset(d, 0, sizeof *d);
+  if (!eat(s, '(')) return bad_header(s, "shape is not a tuple");
+  while (!eat(s, ')')) {
+    if (d->rank == KILN_MAX_DIMS)
+      return kiln_error(KILN_ERR_UNSUPPORTED, "%s: the array has more than %d dims; kiln handles "
+                        "at most %d: reshape it before saving", s->file, KILN_MAX_DIMS, KILN_MAX_DIMS);
+    KILN_TRY(read_int(s, &d->d[d->rank++]));
+    if (!eat(s, ',')) {
+      if (!eat(s, ')')) return bad_header(s, "shape tuple is not closed");
+      break;
+    }
+  }
+  if (kiln_dims_count_checked(d) < 0) return bad_header(s, "the shape's element count overflows");
+  return KILN_OK;
+}
+
+static kiln_status parse_descr(const scan *s, const char *descr, kiln_dtype *dtype) {
+  for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+    if (strcmp(descr, descrs[i].descr) == 0) {
+      *dtype = descrs[i].dtype;
+      return KILN_OK;
+    }
+  return kiln_error(KILN_ERR_UNSUPPORTED,
+                    "%s: dtype '%s' is not supported (kiln reads '<f4', '<f2', '<i4', '<i8', "
+                    "'|i1'); re-save with a.astype(numpy.float32) or the matching little-endian "
+                    "type", s->file, descr);
+}
+
+/* The dict literal: every key once, nothing else. */
+static kiln_status parse_dict(scan *s, kiln_dtype *dtype, kiln_dims *dims) {
+  int have_descr = 0, have_order = 0, have_shape = 0, fortran = 0;
+  char key[32], descr[32];
+  if (!eat(s, '{')) return bad_header(s, "it does not start with '{'");
+  while (!eat(s, '}')) {
+    KILN_TRY(read_quoted(s, key, sizeof key));
+    if (!eat(s, ':')) return bad_header(s, "a key is not followed by ':'");
+    if (strcmp(key, "descr") == 0 && !have_descr) {
+      KILN_TRY(read_quoted(s, descr, sizeof descr));
+      have_descr = 1;
+    } else if (strcmp(key, "fortran_order") == 0 && !have_order) {
+      KILN_TRY(read_bool(s, &fortran));
+      have_order = 1;
+    } else if (strcmp(key, "shape") == 0 && !have_shape) {
+      KILN_TRY(read_shape(s, dims));
+      have_shape = 1;
+    } else {
+      return bad_header(s, "an unknown or repeated key");
+    }
+    if (!eat(s, ',')) {
+      if (!eat(s, '}')) return bad_header(s, "entries are not separated by ','");
+      break;
+    }
+  }
+  if (!have_descr || !have_order || !have_shape)
+    return bad_header(s, "'descr', 'fortran_order' or 'shape' is missing");
+  if (fortran)
+    return kiln_error(KILN_ERR_UNSUPPORTED,
+                      "%s: the array is stored in Fortran (column-major) order, which kiln does not "
+                      "read; re-save it with numpy.save(path, numpy.ascontiguousarray(a))", s->file);
+  return parse_descr(s, descr, dtype);
+}
+
+/* ---- reading ----------------------------------------------------------------------------------- */
+
+kiln_status kiln_npy_read_memory(const void *image, size_t size, const char *name, kiln_npy *out) {
+  const char *file = name ? name : "(.npy in memory)";
+  const uint8_t *b = image;
+  if (!out || (!image && size)) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_npy_read_memory: NULL argument");
+  if (size < 10 || memcmp(b, NPY_MAGIC, 6) != 0)
+    return kiln_error(KILN_ERR_FORMAT, "%s is not a .npy file (no \\x93NUMPY magic); save arrays "
+                      "with numpy.save()", file);
+  uint8_t major = b[6], minor = b[7];
+  if (major < 1 || major > 3 || minor != 0)
+    return kiln_error(KILN_ERR_VERSION, "%s: .npy format version %u.%u is not supported (1.0, 2.0 "
+                      "and 3.0 are); re-save it with numpy.save()", file, major, minor);
+  size_t hpos = major == 1 ? 10 : 12;
+  if (size < hpos)
+    return kiln_error(KILN_ERR_FORMAT, "%s is truncated inside its header; save it again", file);
+  uint64_t hlen = major == 1 ? (uint64_t)(b[8] | (b[9] << 8)) : kiln_load_u32(b + 8);
+  if (hlen > size - hpos)
+    return kiln_error(KILN_ERR_FORMAT, "%s is truncated: its header needs %llu bytes, %zu are left; "
+                      "save it again", file, (unsigned long long)hlen, size - hpos);
+  scan s = {(const char *)b + hpos, (const char *)b + hpos + hlen, file};
+  kiln_npy a;
+  memset(&a, 0, sizeof a);
+  KILN_TRY(parse_dict(&s, &a.dtype, &a.dims));
+  int64_t count = kiln_dims_count_checked(&a.dims);
+  size_t data_pos = hpos + (size_t)hlen, left = size - data_pos;
+  size_t need = (uint64_t)count > SIZE_MAX / 8 ? SIZE_MAX : kiln_dtype_bytes(a.dtype, count);
+  if (need != left)
+    return kiln_error(KILN_ERR_FORMAT, "%s: the array needs %zu bytes of data but the file holds "
+                      "%zu after the header (truncated or with trailing bytes); save it again",
+                      file, need, left);
+  a.bytes = need;
+  a.data = malloc(need ? need : 1);
+  if (!a.data) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory reading %s (%zu bytes)", file, need);
+  if (need) memcpy(a.data, b + data_pos, need);
+  *out = a;
+  return KILN_OK;
+}
+
+kiln_status kiln_npy_read(const char *path, kiln_npy *out) {
+  if (!path || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_npy_read: NULL argument");
+  const void *data;
+  size_t size;
+  void *handle;
+  KILN_TRY(kiln_file_map(path, &data, &size, &handle));
+  kiln_status s = kiln_npy_read_memory(data, size, path, out);
+  kiln_file_unmap(handle);
+  return s;
+}
+
+void kiln_npy_free(kiln_npy *npy) {
+  if (!npy) return;
+  free(npy->data);
+  npy->data = NULL;
+  npy->bytes = 0;
+}
+
+/* ---- writing ----------------------------------------------------------------------------------- */
+
+static const char *descr_of(kiln_dtype dtype) {
+  switch (dtype) {
     case KILN_DTYPE_FP32: return "<f4";
     case KILN_DTYPE_FP16: return "<f2";
     case KILN_DTYPE_INT32: return "<i4";
@@ -18,127 +232,55 @@ static const char *dtype_descr(kiln_dtype d) {
   }
 }
 
-/* Value of `'key':` in the header dict (points after the colon and spaces), or NULL. */
-static const char *find_key(const char *h, const char *key) {
-  char pat[32];
-  snprintf(pat, sizeof pat, "'%s':", key);
-  const char *p = strstr(h, pat);
-  if (!p) return NULL;
-  p += strlen(pat);
-  while (*p == ' ') p++;
-  return p;
+/* The header dict padded so that the data start at a multiple of 64 bytes. */
+static size_t format_header(char *buf, size_t cap, const char *descr, const kiln_dims *dims) {
+  size_t n = (size_t)snprintf(buf, cap, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+  for (int32_t i = 0; i < dims->rank; i++)
+    n += (size_t)snprintf(buf + n, cap - n, "%lld%s", (long long)dims->d[i],
+                          dims->rank == 1 || i + 1 < dims->rank ? ", " : "");
+  if (dims->rank == 1) n -= 1; /* "(3,)" as numpy writes it */
+  n += (size_t)snprintf(buf + n, cap - n, "), }");
+  return n;
 }
 
-static kiln_status parse_header(const char *h, kiln_npy_array *a) {
-  const char *d = find_key(h, "descr"), *f = find_key(h, "fortran_order"), *s = find_key(h, "shape");
-  if (!d || !f || !s) return kiln_error(KILN_ERR_FORMAT, "the .npy header lacks descr, fortran_order or shape");
-  static const struct {
-    const char *descr;
-    kiln_dtype dtype;
-  } types[] = {{"'<f4'", KILN_DTYPE_FP32}, {"'<f2'", KILN_DTYPE_FP16}, {"'<i4'", KILN_DTYPE_INT32},
-               {"'<i8'", KILN_DTYPE_INT64}, {"'|i1'", KILN_DTYPE_INT8}, {"'|u1'", KILN_DTYPE_INT8},
-               {"'|b1'", KILN_DTYPE_INT8}};
-  a->dtype = KILN_DTYPE_INVALID;
-  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-    if (strncmp(d, types[i].descr, strlen(types[i].descr)) == 0) a->dtype = types[i].dtype;
-  if (a->dtype == KILN_DTYPE_INVALID)
-    return kiln_error(KILN_ERR_UNSUPPORTED, "unsupported .npy dtype %.8s; save float32, float16, int32, int64 or int8 (little-endian)", d);
-  if (strncmp(f, "False", 5) != 0)
-    return kiln_error(KILN_ERR_UNSUPPORTED, "the .npy array is in Fortran order; save it with np.ascontiguousarray first");
-  if (*s != '(') return kiln_error(KILN_ERR_FORMAT, "malformed shape in the .npy header");
-  s++;
-  memset(&a->shape, 0, sizeof a->shape);
-  for (;;) {
-    while (*s == ' ') s++;
-    if (*s == ')') break;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || v < 0 || a->shape.rank >= KILN_MAX_DIMS)
-      return kiln_error(KILN_ERR_FORMAT, "malformed or too long shape in the .npy header (at most %d dims)", KILN_MAX_DIMS);
-    a->shape.d[a->shape.rank++] = v;
-    s = end;
-    while (*s == ' ') s++;
-    if (*s == ',') s++;
-    else if (*s != ')') return kiln_error(KILN_ERR_FORMAT, "malformed shape in the .npy header");
-  }
-  return KILN_OK;
-}
-
-kiln_status kiln_npy_parse(const void *file, size_t size, kiln_npy_array *out) {
-  const unsigned char *b = file;
-  kiln_npy_array a;
-  memset(&a, 0, sizeof a);
-  if (!b || size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return kiln_error(KILN_ERR_FORMAT, "not a .npy file (bad magic)");
-  size_t hlen, start;
-  if (b[6] == 1) {
-    hlen = (size_t)b[8] | (size_t)b[9] << 8;
-    start = 10;
-  } else if (b[6] == 2 || b[6] == 3) {
-    if (size < 12) return kiln_error(KILN_ERR_FORMAT, "truncated .npy header");
-    hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
-    start = 12;
-  } else {
-    return kiln_error(KILN_ERR_VERSION, ".npy format version %d is not supported (1, 2 or 3)", b[6]);
-  }
-  if (hlen > size - start || hlen > (1u << 20)) return kiln_error(KILN_ERR_FORMAT, "truncated .npy header");
-  char *h = malloc(hlen + 1);
-  if (!h) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
-  memcpy(h, b + start, hlen);
-  h[hlen] = '\0';
-  kiln_status s = parse_header(h, &a);
-  free(h);
-  if (s != KILN_OK) return s;
-  int64_t n = 1;
-  for (int32_t i = 0; i < a.shape.rank; i++) {
-    if (a.shape.d[i] && n > (INT64_MAX / 16) / a.shape.d[i]) return kiln_error(KILN_ERR_FORMAT, "the .npy shape is too large");
-    n *= a.shape.d[i];
-  }
-  a.bytes = kiln_dtype_bytes(a.dtype, n);
-  if (a.bytes != size - start - hlen)
-    return kiln_error(KILN_ERR_FORMAT, "the .npy data holds %zu bytes but its header promises %zu; the file is truncated or damaged",
-                      size - start - hlen, a.bytes);
-  a.data = malloc(a.bytes ? a.bytes : 1);
-  if (!a.data) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes", a.bytes);
-  memcpy(a.data, b + start + hlen, a.bytes);
-  *out = a;
-  return KILN_OK;
-}
-
-kiln_status kiln_npy_read(const char *path, kiln_npy_array *out) {
-  char *data = NULL;
-  size_t size = 0;
-  KILN_TRY(kiln_read_file(path, (size_t)1 << 36, &data, &size));
-  kiln_status s = kiln_npy_parse(data, size, out);
-  free(data);
-  return s == KILN_OK ? s : kiln_error_context(s, "%s: ", path);
-}
-
-void kiln_npy_free(kiln_npy_array *a) {
-  if (!a) return;
-  free(a->data);
-  a->data = NULL;
-}
-
-kiln_status kiln_npy_write(const char *path, kiln_dtype dtype, const kiln_dims *shape, const void *data) {
-  const char *descr = dtype_descr(dtype);
-  if (!descr) return kiln_error(KILN_ERR_UNSUPPORTED, ".npy output of %s is not supported; convert to fp32", kiln_dtype_name(dtype));
-  char header[512];
-  int k = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-  for (int32_t i = 0; i < shape->rank; i++)
-    k += snprintf(header + k, sizeof header - (size_t)k, "%lld%s", (long long)shape->d[i], shape->rank == 1 ? "," : (i + 1 < shape->rank ? ", " : ""));
-  k += snprintf(header + k, sizeof header - (size_t)k, "), }");
-  size_t total = 10 + (size_t)k + 1;
-  size_t pad = (64 - total % 64) % 64;
-  unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
-  size_t hlen = (size_t)k + pad + 1;
-  pre[8] = (unsigned char)(hlen & 0xff);
-  pre[9] = (unsigned char)(hlen >> 8);
+static kiln_status write_all(const char *path, const uint8_t *head, size_t head_n, const void *data,
+                             size_t bytes) {
   FILE *f = fopen(path, "wb");
-  if (!f) return kiln_error(KILN_ERR_IO, "cannot write %s: does the folder exist?", path);
-  size_t bytes = kiln_dtype_bytes(dtype, kiln_dims_count(shape));
-  int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)k, f) == (size_t)k;
-  for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
-  ok = ok && fputc('\n', f) != EOF && (bytes == 0 || fwrite(data, 1, bytes, f) == bytes);
-  if (fclose(f) != 0) ok = 0;
-  return ok ? KILN_OK : kiln_error(KILN_ERR_IO, "writing %s failed (disk full?)", path);
+  if (!f) return kiln_error(KILN_ERR_IO, "cannot create %s: %s; check the folder exists and is writable", path, strerror(errno));
+  int ok = fwrite(head, 1, head_n, f) == head_n && (bytes == 0 || fwrite(data, 1, bytes, f) == bytes);
+  ok = (fclose(f) == 0) && ok;
+  if (!ok) {
+    remove(path);
+    return kiln_error(KILN_ERR_IO, "cannot write %s (disk full?); free space and retry", path);
+  }
+  return KILN_OK;
+}
+
+kiln_status kiln_npy_write(const char *path, kiln_dtype dtype, const kiln_dims *dims,
+                           const void *data) {
+  if (!path || !dims) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_npy_write: NULL argument");
+  const char *descr = descr_of(dtype);
+  if (!descr)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_npy_write: dtype %s has no .npy equivalent; "
+                      "convert to fp32 first (kiln_convert_floats)", kiln_dtype_name(dtype));
+  int64_t count = kiln_dims_count_checked(dims);
+  if (count < 0)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_npy_write: dims must be non-negative, rank 0..%d", KILN_MAX_DIMS);
+  size_t bytes = kiln_dtype_bytes(dtype, count);
+  if (bytes && !data) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_npy_write: NULL data");
+  char dict[512];
+  size_t n = format_header(dict, sizeof dict, descr, dims);
+  /* magic(6) + version(2) + length(2) + dict + padding + '\n' == multiple of 64 */
+  size_t total = (10 + n + 1 + 63) / 64 * 64;
+  uint8_t head[640];
+  memcpy(head, NPY_MAGIC, 6);
+  head[6] = 1;
+  head[7] = 0;
+  size_t hlen = total - 10;
+  head[8] = (uint8_t)(hlen & 0xff);
+  head[9] = (uint8_t)(hlen >> 8);
+  memcpy(head + 10, dict, n);
+  memset(head + 10 + n, ' ', total - 10 - n - 1);
+  head[total - 1] = '\n';
+  return write_all(path, head, total, data, bytes);
 }

@@ -95,6 +95,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/file_map.h"
 #include "kiln/status.h"
 #include "net/graph.h"
 
@@ -130,9 +131,6 @@ void kiln_engine_meta_free(kiln_engine_meta *meta);
  * KILN_OK, or KILN_ERR_FORMAT with a message naming the tensor/layer/plugin/profile. */
 kiln_status kiln_engine_validate_graph(const kiln_graph *g);
 
-/* Map a file read-only (mmap; falls back to reading it into memory). An empty file gives
- * size 0 and a non-NULL data pointer. Unmap with kiln_file_unmap(handle). */
-kiln_status kiln_file_map(const char *path, const void **data, size_t *size, void **handle);
-void kiln_file_unmap(void *handle);
+/* kiln_file_map() / kiln_file_unmap() (mmap a file read-only) come from core/file_map.h. */
 
 #endif /* KILN_RUNTIME_ENGINE_FORMAT_H */

@@ -79,7 +79,7 @@ static void gt_random(gt_buf *b, check_rng *r, float lo, float hi) {
 
 /* All bytes 0xFF on host and device: NaN in fp32, fp16 and bf16, so unwritten outputs show. */
 /* NaN bytes on the device only: the host copy may hold the CPU reference. */
-static void gt_poison_device(gt_buf *b) {
+static inline void gt_poison_device(gt_buf *b) {
   GT_REQUIRE(kiln_cuda_memset(b->dev, 0xFF, b->bytes ? b->bytes : 16, gt_stream_));
   GT_REQUIRE(kiln_cuda_stream_sync(gt_stream_));
 }
