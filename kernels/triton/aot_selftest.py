@@ -1,0 +1,54 @@
+"""kernels/triton/aot_selftest.py - tiny kernels that test kiln's Triton ahead-of-time path.
+
+What it is: kernels whose only job is to let tests/gpu/test_triton_aot.c catch defects of a
+generated launcher: `aot_scale` writes y = x * scale with an fp32 `scale` (a float passed as 8
+bytes arrives as garbage) and an int64 `offset` after it (so misaligned argument packing shows);
+`aot_bigsmem` multiplies two tiles so large that its shared memory (512 KiB) exceeds every
+GPU kiln supports, so loading it must fail with an error that names it.
+What it is not: a kernel any network uses.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def aot_scale(x_ptr, y_ptr, n, scale, offset, BLOCK: tl.constexpr):
+    # x [n] fp32, y [n] fp32: y[i] = x[i] * scale + offset
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < n
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0)
+    tl.store(y_ptr + offs, x * scale + offset.to(tl.float32), mask=ok)
+
+
+@triton.jit
+def aot_bigsmem(a_ptr, b_ptr, c_ptr, BLOCK: tl.constexpr, K: tl.constexpr):
+    # a [BLOCK, K], b [K, BLOCK], c [BLOCK, BLOCK] fp16, one program: c = a @ b; the operand
+    # tiles staged in shared memory take 2 * BLOCK * K * 2 bytes.
+    r = tl.arange(0, BLOCK)
+    kk = tl.arange(0, K)
+    a = tl.load(a_ptr + r[:, None] * K + kk[None, :])
+    b = tl.load(b_ptr + kk[:, None] * BLOCK + r[None, :])
+    c = tl.dot(a, b)
+    tl.store(c_ptr + r[:, None] * BLOCK + r[None, :], c.to(tl.float16))
+
+
+AOT_KERNELS = {
+    "aot_scale": {
+        "fn": aot_scale,
+        "signature": {"x_ptr": "*fp32:16", "y_ptr": "*fp32:16", "n": "i32", "scale": "fp32",
+                      "offset": "i64", "BLOCK": "constexpr"},
+        "variants": [
+            {"constexprs": {"BLOCK": 128}, "num_warps": 4, "num_stages": 1},
+            {"constexprs": {"BLOCK": 256}, "num_warps": 4, "num_stages": 1},
+        ],
+    },
+    "aot_bigsmem": {
+        "fn": aot_bigsmem,
+        "signature": {"a_ptr": "*fp16:16", "b_ptr": "*fp16:16", "c_ptr": "*fp16:16",
+                      "BLOCK": "constexpr", "K": "constexpr"},
+        "variants": [
+            {"constexprs": {"BLOCK": 16, "K": 8192}, "num_warps": 8, "num_stages": 1},
+        ],
+    },
+}

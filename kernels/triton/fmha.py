@@ -1,0 +1,138 @@
+"""kernels/triton/fmha.py - forward fused multi-head attention (flash-attention style online
+softmax) for kiln, compiled ahead of time by tools/triton_aot.py.
+
+What it is: one Triton kernel, `fmha_fwd`, written with plain pointers and strides, so one
+kernel serves every layout kiln uses:
+  - [batch, heads, seq, head] (stride_b, stride_h, stride_s; the head dim is contiguous),
+  - [batch, seq, heads, head] and packed QKV [batch, seq, 3, heads, head] (other strides),
+  - variable sequence lengths without padding (varlen != 0): tokens packed as
+    [total, heads, head], sequence b spans rows cu_seqlens[b] .. cu_seqlens[b + 1] (int32);
+    the caller passes stride_b = 0 and the grid covers the longest sequence (programs past the
+    end of a shorter sequence return at once).
+Causal masking is bottom-right aligned: key j is masked for query i when j > i + Skv - Sq
+(kiln's attention semantics). A query row with no visible key (causal, Sq > Skv) yields zeros.
+The softmax scale is an fp32 runtime argument. The head dim is padded to BLOCK_D (a power of
+two) with masks, so head sizes 80 and 96 run with BLOCK_D = 128.
+
+What it is not: a backward pass, dropout, ALiBi or a KV-cache paging scheme; fp32 inputs are
+not compiled (the plugin reports fp16/bf16 only).
+
+Grid: (cdiv(max_seqlen_q, BLOCK_M), batch * heads, 1).
+Variants (AOT_KERNELS below): per dtype and head size, a few tile shapes the builder times.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def fmha_fwd(Q, K, V, Out, cu_seqlens_q, cu_seqlens_k,
+             stride_qb, stride_qh, stride_qs,
+             stride_kb, stride_kh, stride_ks,
+             stride_vb, stride_vh, stride_vs,
+             stride_ob, stride_oh, stride_os,
+             num_heads, seqlen_q, seqlen_k, scale, causal, varlen,
+             HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+
+    q_start = 0
+    k_start = 0
+    sq = seqlen_q
+    sk = seqlen_k
+    if varlen != 0:
+        q_start = tl.load(cu_seqlens_q + b)
+        sq = tl.load(cu_seqlens_q + b + 1) - q_start
+        k_start = tl.load(cu_seqlens_k + b)
+        sk = tl.load(cu_seqlens_k + b + 1) - k_start
+    if pid_m * BLOCK_M >= sq:
+        return
+
+    b64 = b.to(tl.int64)
+    h64 = h.to(tl.int64)
+    q_base = Q + b64 * stride_qb + h64 * stride_qh + q_start.to(tl.int64) * stride_qs
+    k_base = K + b64 * stride_kb + h64 * stride_kh + k_start.to(tl.int64) * stride_ks
+    v_base = V + b64 * stride_vb + h64 * stride_vh + k_start.to(tl.int64) * stride_vs
+    o_base = Out + b64 * stride_ob + h64 * stride_oh + q_start.to(tl.int64) * stride_os
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_DIM
+    m_ok = offs_m < sq
+
+    # q [BLOCK_M, BLOCK_D]
+    q = tl.load(q_base + offs_m[:, None] * stride_qs + offs_d[None, :],
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    qk_scale = scale * 1.4426950408889634  # softmax in base 2
+
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+
+    shift = sk - sq  # bottom-right alignment of the causal mask
+    hi = sk
+    if causal != 0:
+        hi = tl.minimum(sk, (pid_m + 1) * BLOCK_M + shift)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n
+        n_ok = cols < sk
+        # k^T [BLOCK_D, BLOCK_N], v [BLOCK_N, BLOCK_D]
+        kt = tl.load(k_base + cols[None, :] * stride_ks + offs_d[:, None],
+                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        qk = tl.dot(q, kt) * qk_scale
+        keep = n_ok[None, :] & ((cols[None, :] <= offs_m[:, None] + shift) | (causal == 0))
+        qk = tl.where(keep, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :],
+                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    tl.store(o_base + offs_m[:, None] * stride_os + offs_d[None, :],
+             out.to(Out.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+def _signature(dtype):
+    ptr = "*" + dtype + ":16"
+    sig = {"Q": ptr, "K": ptr, "V": ptr, "Out": ptr,
+           "cu_seqlens_q": "*i32", "cu_seqlens_k": "*i32"}
+    for t in ("q", "k", "v", "o"):
+        for s in ("b", "h", "s"):
+            sig["stride_" + t + s] = "i64"
+    sig.update({"num_heads": "i32", "seqlen_q": "i32", "seqlen_k": "i32", "scale": "fp32",
+                "causal": "i32", "varlen": "i32",
+                "HEAD_DIM": "constexpr", "BLOCK_D": "constexpr",
+                "BLOCK_M": "constexpr", "BLOCK_N": "constexpr"})
+    return sig
+
+
+# Tile shapes timed by the builder: (BLOCK_M, BLOCK_N, num_warps, num_stages).
+_TILES_SMALL_D = [(64, 64, 4, 2), (128, 64, 4, 2), (128, 32, 4, 3)]
+_TILES_LARGE_D = [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 3)]
+
+
+def _variants():
+    out = []
+    for head_dim in (32, 64, 80, 96, 128):
+        block_d = 1 << (head_dim - 1).bit_length()
+        tiles = _TILES_SMALL_D if head_dim <= 64 else _TILES_LARGE_D
+        for bm, bn, warps, stages in tiles:
+            out.append({"constexprs": {"HEAD_DIM": head_dim, "BLOCK_D": block_d,
+                                       "BLOCK_M": bm, "BLOCK_N": bn},
+                        "num_warps": warps, "num_stages": stages})
+    return out
+
+
+# One AoT kernel per dtype: the plugin picks the kernel by dtype and the variants by HEAD_DIM.
+AOT_KERNELS = {
+    "fmha_fwd_fp16": {"fn": fmha_fwd, "signature": _signature("fp16"), "variants": _variants()},
+    "fmha_fwd_bf16": {"fn": fmha_fwd, "signature": _signature("bf16"), "variants": _variants()},
+}

@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""tools/triton_aot.py - kiln's ahead-of-time compiler for the Triton kernels in kernels/triton.
+
+What it is: a build tool. For every kernel file given (kernels/triton/*.py), it imports the file,
+reads its AOT_KERNELS dict, and for each kernel, each declared variant (constexpr values,
+num_warps, num_stages) and each target architecture, drives
+    triton.compile(ASTSource(fn, signature, constexprs, attrs),
+                   target=GPUTarget("cuda", arch, 32), options=...)
+itself (no triton.tools.compile / link, whose `--target cuda:80:32` crashed). It writes into the
+output folder:
+    kiln_triton_kernels.h / .c   one typed launcher per kernel (kiln_triton_<kernel>()), the
+                                 variant tables, and the embedded code and manifest;
+    manifest.json                source hash, Triton version, signature, constexprs, num_warps,
+                                 num_stages, shared memory, registers, target, entry name;
+    code/<kernel>.v<i>.sm<arch>.ptx / .cubin   the PTX and the cubin for each variant and arch.
+Code delivery (the choice kiln makes): Triton's PTX is assembled into a cubin by the CUDA
+toolkit's ptxas (--ptxas; Triton is told to use it through TRITON_PTXAS_PATH) at build time, and
+the cubins are embedded with `.incbin`. The PTX of the highest architecture is embedded as well,
+for the driver to JIT on a GPU newer than every built architecture. Nothing binary is committed:
+the Triton sources are the truth, and the build runs this tool.
+
+What it is not: a runtime. Loading, the shared-memory check against the device, the module
+table and launching live in src/backends/cuda/triton_rt.c; the generated launchers only check
+their arguments and pack them.
+
+Refused at generation, with a message: another Triton version than 3.6.x, kernels that need
+global or profile scratch memory, tensor descriptors, more than one CTA per program, cooperative
+or PDL launches, scalar types the launcher cannot pass exactly, and PTX whose parameter list does
+not match the signature (+ the two hidden scratch pointers Triton 3.6 appends).
+
+Kernel file format:
+    AOT_KERNELS = {
+        "name": {"fn": <triton.jit fn>,
+                 "signature": {"arg": "*fp16:16" | "i32" | "i64" | "fp32" | ... | "constexpr"},
+                 "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2}, ...]},
+    }
+":16" on a pointer (or integer) promises 16-byte alignment (divisibility by 16); the launcher
+checks that promise at run time.
+
+Usage: triton_aot.py --out DIR --archs 80,86,89,90 [--ptxas PATH] [--jobs N] kernels/triton/*.py
+       triton_aot.py --check-version     (exit 0 when the installed Triton is 3.6.x)
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+
+REQUIRED_TRITON = "3.6."
+# C type and PTX parameter width (bytes) of each scalar signature type the launcher can pass.
+SCALAR_TYPES = {
+    "i8": ("int8_t", 1), "u8": ("uint8_t", 1), "i16": ("int16_t", 2), "u16": ("uint16_t", 2),
+    "i32": ("int32_t", 4), "u32": ("uint32_t", 4), "i64": ("int64_t", 8), "u64": ("uint64_t", 8),
+    "fp32": ("float", 4), "fp64": ("double", 8),
+}
+PTX_PARAM_BYTES = {"u8": 1, "s8": 1, "b8": 1, "u16": 2, "s16": 2, "b16": 2, "u32": 4, "s32": 4,
+                   "b32": 4, "f32": 4, "u64": 8, "s64": 8, "b64": 8, "f64": 8}
+
+
+class AotError(Exception):
+    pass
+
+
+def check_triton_version():
+    try:
+        import triton
+    except ImportError as e:
+        raise AotError(f"python3 cannot import triton ({e}); pip install 'triton==3.6.*'")
+    if not triton.__version__.startswith(REQUIRED_TRITON):
+        raise AotError(
+            f"kiln's Triton kernels are pinned to Triton {REQUIRED_TRITON}x but found "
+            f"{triton.__version__} at {os.path.dirname(triton.__file__)}; install 3.6 "
+            f"(pip install --target DIR 'triton==3.6.*') and point KILN_TRITON_PYTHONPATH at DIR")
+    return triton.__version__
+
+
+def load_module(path):
+    name = "kiln_triton_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    spec.loader.exec_module(mod)
+    if not hasattr(mod, "AOT_KERNELS"):
+        raise AotError(f"{path} declares no AOT_KERNELS dict (see tools/triton_aot.py)")
+    return mod
+
+
+def parse_signature(kname, fn, sig):
+    """-> list of dicts {name, type, align16, constexpr} in the function's argument order."""
+    if list(sig.keys()) != list(fn.arg_names):
+        raise AotError(f"kernel {kname}: signature keys {list(sig.keys())} must list the "
+                       f"function's arguments in order {list(fn.arg_names)}")
+    args = []
+    for name, spec in sig.items():
+        ty, _, hint = spec.partition(":")
+        if hint not in ("", "16"):
+            raise AotError(f"kernel {kname}: argument {name}: only ':16' hints are supported")
+        if ty != "constexpr" and not ty.startswith("*") and ty not in SCALAR_TYPES:
+            raise AotError(f"kernel {kname}: argument {name} has type {ty}, which the launcher "
+                           f"cannot pass exactly; use one of {sorted(SCALAR_TYPES)} or a pointer")
+        args.append({"name": name, "type": ty, "align16": hint == "16",
+                     "constexpr": ty == "constexpr"})
+    return args
+
+
+def ptx_params(ptx, entry):
+    m = re.search(r"\.entry\s+" + re.escape(entry) + r"\s*\((.*?)\)", ptx, re.S)
+    if not m:
+        raise AotError(f"PTX has no .entry {entry}")
+    return [PTX_PARAM_BYTES[t] for t in re.findall(r"\.param\s+\.(\w+)", m.group(1))]
+
+
+def cubin_registers(cubin, entry):
+    """Register count from the cubin's EIATTR_REGCOUNT record (.nv.info; each cubin Triton makes
+    holds one function, `entry`)."""
+    if cubin[:4] != b"\x7fELF" or cubin[4] != 2:
+        return -1
+    shoff, = struct.unpack_from("<Q", cubin, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", cubin, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", cubin, shoff + i * shentsize) for i in range(shnum)]
+    stroff = secs[shstrndx][4]
+
+    def name(off):
+        end = cubin.index(b"\0", stroff + off)
+        return cubin[stroff + off:end].decode()
+
+    for s in secs:
+        if name(s[0]) not in (".nv.info", ".nv.info." + entry):
+            continue
+        data, pos = cubin[s[4]:s[4] + s[5]], 0
+        while pos + 2 <= len(data):
+            fmt, attr = data[pos], data[pos + 1]
+            pos += 2
+            if fmt == 0x04:  # EIFMT_SVAL: u16 size, payload
+                size, = struct.unpack_from("<H", data, pos)
+                if attr == 0x2F and size >= 8:  # EIATTR_REGCOUNT: u32 symbol, u32 count
+                    return struct.unpack_from("<I", data, pos + 6)[0]
+                pos += 2 + size
+            elif fmt == 0x03:  # EIFMT_HVAL
+                pos += 2
+            elif fmt == 0x02:  # EIFMT_BVAL
+                pos += 1
+    return -1
+
+
+def compile_one(job):
+    """Runs in a worker process: compile one (file, kernel, variant, arch)."""
+    path, kname, vi, arch, outdir = job
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    mod = load_module(path)
+    k = mod.AOT_KERNELS[kname]
+    v = k["variants"][vi]
+    args = parse_signature(kname, k["fn"], k["signature"])
+    consts = dict(v["constexprs"])
+    for a in args:
+        if a["constexpr"] and a["name"] not in consts:
+            raise AotError(f"kernel {kname} variant {vi}: no value for constexpr {a['name']}")
+    sig = {a["name"]: ("constexpr" if a["constexpr"] else a["type"]) for a in args}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(args) if a["align16"]}
+    target = GPUTarget("cuda", arch, 32)
+    backend = triton.compiler.make_backend(target)
+    options = backend.parse_options({"num_warps": v["num_warps"], "num_stages": v["num_stages"]})
+    src = ASTSource(fn=k["fn"], signature=sig, constexprs=consts, attrs=attrs)
+    try:
+        ck = triton.compile(src, target=target, options=options.__dict__)
+    except Exception as e:  # Triton's own message says where in the kernel it failed
+        raise AotError(f"kernel {kname} variant {vi} sm_{arch}: Triton failed: {e}")
+    md = ck.metadata
+    what = f"kernel {kname} variant {vi} ({consts}) sm_{arch}"
+    if getattr(md, "global_scratch_size", 0) > 0:
+        raise AotError(f"{what} needs {md.global_scratch_size} bytes of global scratch memory, "
+                       f"which kiln's launchers do not provide; change the kernel")
+    if getattr(md, "profile_scratch_size", 0) > 0:
+        raise AotError(f"{what} needs profile scratch memory (instrumentation); disable it")
+    if getattr(md, "tensordesc_meta", None):
+        raise AotError(f"{what} uses tensor descriptors (TMA), which kiln's launchers do not "
+                       f"build; use plain pointers and strides")
+    if md.num_ctas != 1 or md.launch_cooperative_grid or md.launch_pdl:
+        raise AotError(f"{what} needs num_ctas > 1, a cooperative or a PDL launch; kiln "
+                       f"launches with cuLaunchKernel only")
+    ptx, cubin = ck.asm["ptx"], ck.asm["cubin"]
+    widths = ptx_params(ptx, md.name)
+    want = []
+    for a in args:
+        if not a["constexpr"]:
+            want.append(8 if a["type"].startswith("*") else SCALAR_TYPES[a["type"]][1])
+    want += [8, 8]  # global_scratch, profile_scratch: appended by Triton 3.6
+    if widths != want:
+        raise AotError(f"{what}: PTX parameters {widths} (bytes) do not match the signature "
+                       f"{want}; the launcher would pass arguments wrongly")
+    base = os.path.join(outdir, "code", f"{kname}.v{vi}.sm{arch}")
+    with open(base + ".ptx", "w") as f:
+        f.write(ptx)
+    with open(base + ".cubin", "wb") as f:
+        f.write(cubin)
+    return {"kernel": kname, "variant": vi, "arch": arch, "entry": md.name,
+            "shared_bytes": int(md.shared), "registers": cubin_registers(cubin, md.name),
+            "num_warps": int(md.num_warps), "num_stages": int(md.num_stages),
+            "ptx": base + ".ptx", "cubin": base + ".cubin"}
+
+
+def c_ident(s):
+    return re.sub(r"[^A-Za-z0-9_]", "_", s)
+
+
+def asm_blob(sym, path, nul):
+    path = os.path.abspath(path).replace("\\", "/").replace('"', '\\"')
+    zero = "\\n.byte 0" if nul else ""
+    return (f'__asm__(".section .rodata\\n.balign 16\\n.hidden {sym}\\n.globl {sym}\\n{sym}:\\n'
+            f'.incbin \\"{path}\\"{zero}\\n.hidden {sym}_end\\n.globl {sym}_end\\n{sym}_end:\\n'
+            f'.previous");\n'
+            f"extern const unsigned char {sym}[], {sym}_end[];\n")
+
+
+def launcher_params(args):
+    out = []
+    for a in args:
+        if a["constexpr"]:
+            continue
+        ctype = "void *" if a["type"].startswith("*") else SCALAR_TYPES[a["type"]][0] + " "
+        out.append((ctype, a))
+    return out
+
+
+def write_outputs(outdir, kernels, results, archs, triton_version):
+    by_key = {(r["kernel"], r["variant"], r["arch"]): r for r in results}
+    top_arch = max(archs)
+    manifest = {"format": "kiln-triton-manifest", "version": 1, "triton_version": triton_version,
+                "archs": [f"sm_{a}" for a in archs],
+                "code": "cubin per arch (toolkit ptxas at build time) + PTX of the highest arch "
+                        "for driver JIT", "kernels": []}
+    h = ["/* kiln_triton_kernels.h - GENERATED by tools/triton_aot.py; do not edit.",
+         " * Typed launchers for kiln's ahead-of-time Triton kernels (see triton_rt.h). */",
+         "#ifndef KILN_TRITON_KERNELS_H", "#define KILN_TRITON_KERNELS_H", "",
+         '#include "backends/cuda/triton_rt.h"', "",
+         "/* The manifest (JSON, NUL-terminated). */",
+         "const char *kiln_triton_manifest(void);", ""]
+    c = ["/* kiln_triton_kernels.c - GENERATED by tools/triton_aot.py; do not edit.",
+         " * Kernel tables, embedded cubins/PTX (.incbin) and launchers. */",
+         "#include <stdint.h>", "#include <stddef.h>", "",
+         '#include "kiln_triton_kernels.h"', '#include "core/error.h"', "",
+         asm_blob("kiln_triton_manifest_blob", os.path.join(outdir, "manifest.json"), True),
+         "const char *kiln_triton_manifest(void) { return (const char *)kiln_triton_manifest_blob; }",
+         ""]
+    for kname, (path, src_hash, k) in kernels.items():
+        args = k["args"]
+        ident = c_ident(kname)
+        kman = {"name": kname, "source": os.path.basename(path), "source_sha256": src_hash,
+                "signature": k["signature"], "variants": []}
+        entry = by_key[(kname, 0, archs[0])]["entry"]
+        var_rows = []
+        for vi, v in enumerate(k["variants"]):
+            names = list(v["constexprs"].keys())
+            vals = [int(v["constexprs"][n]) for n in names]
+            img_rows = []
+            vman = {"index": vi, "constexprs": v["constexprs"], "num_warps": v["num_warps"],
+                    "num_stages": v["num_stages"], "targets": []}
+            for arch in archs:
+                r = by_key[(kname, vi, arch)]
+                sym = f"kiln_tb_{ident}_v{vi}_sm{arch}"
+                c.append(asm_blob(sym, r["cubin"], False))
+                img_rows.append(f"  {{{arch}, 0, {sym}, {r['shared_bytes']}u, {r['registers']}}},")
+                vman["targets"].append({"target": f"sm_{arch}", "kernel_name": r["entry"],
+                                        "shared_bytes": r["shared_bytes"],
+                                        "registers": r["registers"],
+                                        "num_warps": r["num_warps"],
+                                        "num_stages": r["num_stages"]})
+            r = by_key[(kname, vi, top_arch)]
+            sym = f"kiln_tp_{ident}_v{vi}_sm{top_arch}"
+            c.append(asm_blob(sym, r["ptx"], True))
+            img_rows.append(f"  {{{top_arch}, 1, {sym}, {r['shared_bytes']}u, {r['registers']}}},")
+            c.append(f"static const char *const {ident}_v{vi}_names[] = {{"
+                     + ", ".join(f'"{n}"' for n in names) + "};")
+            c.append(f"static const int64_t {ident}_v{vi}_values[] = {{"
+                     + ", ".join(str(x) for x in vals) + "};")
+            c.append(f"static const kiln_triton_image {ident}_v{vi}_images[] = {{")
+            c.extend(img_rows)
+            c.append("};")
+            desc = " ".join(f"{n}={x}" for n, x in zip(names, vals))
+            desc += f" num_warps={v['num_warps']} num_stages={v['num_stages']}"
+            var_rows.append(f'  {{"{desc}", {v["num_warps"]}, {v["num_stages"]}, {len(names)}, '
+                            f"{ident}_v{vi}_names, {ident}_v{vi}_values, "
+                            f"sizeof({ident}_v{vi}_images) / sizeof({ident}_v{vi}_images[0]), "
+                            f"{ident}_v{vi}_images}},")
+            kman["variants"].append(vman)
+        manifest["kernels"].append(kman)
+        params = launcher_params(args)
+        c.append(f"static const kiln_triton_variant {ident}_variants[] = {{")
+        c.extend(var_rows)
+        c.append("};")
+        c.append(f"const kiln_triton_kernel kiln_triton_{ident}_kernel = {{\"{kname}\", \"{entry}\", "
+                 f"{len(params)}, sizeof({ident}_variants) / sizeof({ident}_variants[0]), "
+                 f"{ident}_variants}};")
+        proto_args = "".join(f", {ct}{a['name']}" for ct, a in params)
+        proto = (f"kiln_status kiln_triton_{ident}(void *stream, int32_t variant, uint32_t grid_x, "
+                 f"uint32_t grid_y, uint32_t grid_z{proto_args})")
+        h.append(f"/* {kname} ({os.path.basename(path)}): {len(k['variants'])} variants. */")
+        h.append(f"extern const kiln_triton_kernel kiln_triton_{ident}_kernel;")
+        h.append(proto + ";")
+        h.append("")
+        c.append(proto + " {")
+        for ct, a in params:
+            if not a["align16"]:
+                continue
+            if a["type"].startswith("*"):
+                c.append(f"  if (((uintptr_t){a['name']} % 16u) != 0)")
+                c.append(f'    return kiln_error(KILN_ERR_INVALID_ARG, "{kname}: argument {a["name"]} '
+                         f'must be 16-byte aligned (got %p); pass an aligned buffer", {a["name"]});')
+            else:
+                c.append(f"  if (({a['name']} % 16) != 0)")
+                c.append(f'    return kiln_error(KILN_ERR_INVALID_ARG, "{kname}: argument {a["name"]} '
+                         f'must be a multiple of 16 (got %lld)", (long long){a["name"]});')
+        if params:
+            c.append("  void *args[] = {" + ", ".join(f"&{a['name']}" for _, a in params) + "};")
+        else:
+            c.append("  void **args = NULL;")
+        c.append(f"  return kiln_triton_launch(&kiln_triton_{ident}_kernel, variant, grid_x, grid_y, "
+                 f"grid_z, stream, args, {len(params)});")
+        c.append("}")
+        c.append("")
+    h.append("#endif /* KILN_TRITON_KERNELS_H */")
+    with open(os.path.join(outdir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=False)
+        f.write("\n")
+    write_if_changed(os.path.join(outdir, "kiln_triton_kernels.h"), "\n".join(h) + "\n")
+    with open(os.path.join(outdir, "kiln_triton_kernels.c"), "w") as f:
+        f.write("\n".join(c) + "\n")
+
+
+def write_if_changed(path, text):
+    if os.path.exists(path) and open(path).read() == text:
+        return
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--out")
+    ap.add_argument("--archs", default="80,86,89,90")
+    ap.add_argument("--ptxas", help="the CUDA toolkit's ptxas (default: Triton's own)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--check-version", action="store_true")
+    a = ap.parse_args()
+    try:
+        version = check_triton_version()
+        if a.check_version:
+            print(version)
+            return 0
+        if not a.out or not a.files:
+            raise AotError("give --out DIR and at least one kernel file")
+        archs = sorted({int(x) for x in re.split(r"[,;\s]+", a.archs.strip()) if x})
+        for arch in archs:
+            if arch < 80:
+                raise AotError(f"sm_{arch}: kiln's Triton kernels need sm_80 or newer")
+        if a.ptxas:
+            if not os.access(a.ptxas, os.X_OK):
+                raise AotError(f"--ptxas {a.ptxas} is not an executable")
+            os.environ["TRITON_PTXAS_PATH"] = a.ptxas
+        os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(os.path.abspath(a.out), "triton-cache"))
+        os.makedirs(os.path.join(a.out, "code"), exist_ok=True)
+        kernels, jobs = {}, []
+        for path in sorted(a.files):
+            src_hash = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            mod = load_module(path)
+            for kname, k in mod.AOT_KERNELS.items():
+                if kname in kernels:
+                    raise AotError(f"kernel {kname} is declared twice ({path})")
+                if not k.get("variants"):
+                    raise AotError(f"kernel {kname} in {path} declares no variants")
+                args = parse_signature(kname, k["fn"], k["signature"])
+                kernels[kname] = (path, src_hash, dict(k, args=args))
+                for vi in range(len(k["variants"])):
+                    for arch in archs:
+                        jobs.append((os.path.abspath(path), kname, vi, arch, os.path.abspath(a.out)))
+        if a.jobs > 1:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=a.jobs) as ex:
+                results = list(ex.map(compile_one, jobs))
+        else:
+            results = [compile_one(j) for j in jobs]
+        write_outputs(os.path.abspath(a.out), kernels, results, archs, version)
+    except AotError as e:
+        print(f"triton_aot.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
