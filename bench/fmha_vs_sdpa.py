@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""bench/fmha_vs_sdpa.py - kiln's FMHA plugin next to PyTorch scaled_dot_product_attention
+(flash and cuDNN backends) on the same GPU, same inputs, in one run.
+
+For each shape: builds a kiln attention engine (`kiln build attention --attention fmha`), writes
+the inputs torch generated to .npy, runs `kiln run --benchmark --cuda-graph` on them (median GPU
+compute time), checks kiln's output against SDPA's, times SDPA with CUDA events (median), and
+prints TFLOP/s and kiln's ratio to the best peer. Needs a GPU, torch and a kiln build.
+
+usage: python3 bench/fmha_vs_sdpa.py --kiln build/kiln [--iters 50] [--quick]
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+SHAPES = [  # batch, heads, seq, head, causal, dtype
+    (8, 32, 512, 64, False, "fp16"),
+    (8, 32, 512, 64, True, "fp16"),
+    (8, 32, 512, 64, False, "bf16"),
+    (8, 32, 512, 64, True, "bf16"),
+    (4, 20, 1500, 64, False, "fp16"),
+    (4, 32, 4096, 128, False, "fp16"),
+    (1, 16, 16384, 64, False, "fp16"),
+]
+
+
+def time_sdpa(q, k, v, causal, backend, iters):
+    try:
+        with sdpa_kernel([backend]):
+            for _ in range(5):
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(iters):
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                b.record()
+                torch.cuda.synchronize()
+                times.append(a.elapsed_time(b))
+        return float(np.median(times)), out
+    except RuntimeError as e:  # backend not available for this shape/dtype
+        print(f"  sdpa {backend}: {str(e).splitlines()[0][:100]}", file=sys.stderr)
+        return None, None
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+    return p.stdout + p.stderr
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", default="build/kiln")
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--quick", action="store_true", help="only the first two shapes")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    rows = []
+    tmp = tempfile.mkdtemp()
+    for (b, h, s, d, causal, dt) in SHAPES[:2] if args.quick else SHAPES:
+        tdt = torch.float16 if dt == "fp16" else torch.bfloat16
+        q, k, v = (torch.randn(b, h, s, d, device=dev, dtype=tdt) for _ in range(3))
+        flops = 4.0 * b * h * s * s * d / (2 if causal else 1)
+        t_flash, ref = time_sdpa(q, k, v, causal, SDPBackend.FLASH_ATTENTION, args.iters)
+        t_cudnn, ref2 = time_sdpa(q, k, v, causal, SDPBackend.CUDNN_ATTENTION, args.iters)
+        ref = ref if ref is not None else ref2
+        eng = os.path.join(tmp, f"attn_{h}_{d}_{int(causal)}_{dt}.engine")
+        if not os.path.exists(eng):
+            cmd = [args.kiln, "build", "attention", "--num-heads", str(h), "--head-size", str(d), "--max-batch", str(b),
+                   "--max-seq", str(s), "--dtype", dt, "--attention", "fmha", "-o", eng]
+            if causal:
+                cmd.append("--causal")
+            run(cmd)
+        npy = {}
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            npy[name] = os.path.join(tmp, f"{name}.npy")
+            np.save(npy[name], t.float().cpu().numpy() if dt == "bf16" else t.cpu().numpy())
+        outdir = os.path.join(tmp, "out")
+        os.makedirs(outdir, exist_ok=True)
+        log = run([args.kiln, "run", eng, "--input", f"q={npy['q']}", "--input", f"k={npy['k']}", "--input",
+                   f"v={npy['v']}", "--benchmark", "--cuda-graph", "--iterations", str(args.iters), "--output-dir", outdir])
+        m = re.search(r"GPU compute time\s+min [\d.]+\s+mean [\d.]+\s+median ([\d.]+)", log)
+        t_kiln = float(m.group(1)) if m else None
+        out = np.load(os.path.join(outdir, "out.npy"))
+        err = float(np.abs(out - ref.float().cpu().numpy()).max()) if ref is not None else float("nan")
+        peers = [t for t in (t_flash, t_cudnn) if t]
+        best = min(peers) if peers else None
+        tf = lambda t: f"{flops / t / 1e9:7.1f}" if t else "    n/a"
+        ratio = f"{best / t_kiln:5.2f}x" if best and t_kiln else "  n/a"
+        rows.append(f"{b:2d} {h:3d} {s:6d} {d:4d} {'causal' if causal else 'full  '} {dt}  kiln {t_kiln:8.4f} ms {tf(t_kiln)} TF/s"
+                    f" | flash {tf(t_flash)} | cudnn {tf(t_cudnn)} | kiln/best {ratio} | max|err| {err:.2e}")
+        print(rows[-1], flush=True)
+    print("\n== FMHA: kiln vs PyTorch SDPA (TFLOP/s; ratio > 1 means kiln is faster)")
+    print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
