@@ -105,6 +105,16 @@ static kiln_status lt_heuristics(kiln_cuda_ctx *cu, const lt_problem *p, size_t 
                              pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align),
                          st, done);
   {
+    /* Split-K partial sums are reduced in fp32 or in place, never in the 16-bit output type:
+     * that would round every partial sum and break kiln's fp32-accumulation contract (seen on an
+     * H200: bf16 split-K algorithms off by several ulps). */
+    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
+                               pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction,
+                               sizeof reduction),
+                           st, done);
+  }
+  {
     cublasStatus_t cs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p->op, p->a, p->b, p->d, p->d, pref,
                                                        cap, res, &n);
     if (cs == CUBLAS_STATUS_NOT_SUPPORTED) n = 0; /* no algorithm for this problem */
@@ -184,7 +194,13 @@ static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const ki
     cublasLtMatmulHeuristicResult_t check;
     memcpy(&algo, tactic->data, sizeof algo);
     memset(&check, 0, sizeof check);
-    if (cublasLtMatmulAlgoCheck(cu->lt, p.op, p.a, p.b, p.d, p.d, &algo, &check) ==
+    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+    size_t written = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &reduction,
+                                             sizeof reduction, &written) != CUBLAS_STATUS_SUCCESS)
+      reduction = CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE; /* unreadable: do not trust it */
+    if (reduction != CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE &&
+        cublasLtMatmulAlgoCheck(cu->lt, p.op, p.a, p.b, p.d, p.d, &algo, &check) ==
             CUBLAS_STATUS_SUCCESS &&
         check.workspaceSize <= workspace_bytes)
       have_algo = 1;
