@@ -62,12 +62,12 @@ static kiln_status attention_network(const attn_opts *o, kiln_target target, kil
                   kiln_plugin_registry_find(kiln_plugin_registry_default(), "fmha", 1));
   int32_t y;
   if (use_fmha) {
-    int32_t heads = (int32_t)o->heads, hs = (int32_t)o->head_size, causal = o->causal, layout = 0;
+    int32_t heads = (int32_t)o->heads, hs = (int32_t)o->head_size, causal = o->causal;
     kiln_plugin_field f[5] = {{"num_heads", KILN_PLUGIN_FIELD_INT32, 1, &heads},
                               {"head_size", KILN_PLUGIN_FIELD_INT32, 1, &hs},
                               {"scale", KILN_PLUGIN_FIELD_FLOAT32, 1, &scale},
                               {"causal", KILN_PLUGIN_FIELD_INT32, 1, &causal},
-                              {"layout", KILN_PLUGIN_FIELD_INT32, 1, &layout}};
+                              {"layout", KILN_PLUGIN_FIELD_STRING, 4, "bhsd"}};
     int32_t in[3] = {q, k, v};
     y = kiln_network_add_plugin(net, "attention", "fmha", 1, 3, in, 5, f);
   } else {

@@ -105,10 +105,11 @@ static kiln_status lt_heuristics(kiln_cuda_ctx *cu, const lt_problem *p, size_t 
                              pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align),
                          st, done);
   {
-    /* Split-K partial sums are reduced in fp32 or in place, never in the 16-bit output type:
-     * that would round every partial sum and break kiln's fp32-accumulation contract (seen on an
-     * H200: bf16 split-K algorithms off by several ulps). */
-    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    /* Split-K partial sums are reduced in fp32 workspace only: the in-place and output-type
+     * schemes keep partial sums in the 16-bit output buffer, rounding each one, which breaks
+     * kiln's fp32-accumulation contract (seen on an H200: bf16 split-K algorithms off by up to
+     * 6 ulps with either scheme). */
+    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
     KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
                                pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reduction,
                                sizeof reduction),
@@ -199,7 +200,7 @@ static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const ki
     if (cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &reduction,
                                              sizeof reduction, &written) != CUBLAS_STATUS_SUCCESS)
       reduction = CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE; /* unreadable: do not trust it */
-    if (reduction != CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE &&
+    if ((reduction == CUBLASLT_REDUCTION_SCHEME_NONE || reduction == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) &&
         cublasLtMatmulAlgoCheck(cu->lt, p.op, p.a, p.b, p.d, p.d, &algo, &check) ==
             CUBLAS_STATUS_SUCCESS &&
         check.workspaceSize <= workspace_bytes)

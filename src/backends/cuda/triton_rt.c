@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cuda/driver_api.h"
 #include "core/error.h"
 
 #define TRITON_MAX_PARAMS 64         /* launcher arguments + the two hidden scratch pointers */
@@ -36,7 +37,7 @@ static size_t table_len = 0, table_cap = 0;
 
 static const char *cu_name(CUresult r) {
   const char *s = NULL;
-  if (cuGetErrorName(r, &s) != CUDA_SUCCESS || !s) return "unknown CUDA error";
+  if (!kiln_cu() || kiln_cu()->cuGetErrorName(r, &s) != CUDA_SUCCESS || !s) return "unknown CUDA error";
   return s;
 }
 
@@ -54,19 +55,23 @@ static kiln_status variant_in_range(const kiln_triton_kernel *k, int32_t variant
  * the thread has none. */
 static kiln_status current_context(CUcontext *ctx, CUdevice *dev) {
   CUcontext c = NULL;
-  CUresult r = cuCtxGetCurrent(&c);
+  if (!kiln_cu())
+    return kiln_error(KILN_ERR_NO_DEVICE,
+                      "the NVIDIA driver (libcuda.so.1) is not installed, so kiln's Triton kernels cannot run; "
+                      "install the driver or use the CPU backend (--target cpu)");
+  CUresult r = kiln_cu()->cuCtxGetCurrent(&c);
   if (r == CUDA_ERROR_NOT_INITIALIZED || (r == CUDA_SUCCESS && c == NULL)) {
     cudaError_t e = cudaFree(NULL); /* initializes the primary context of the current device */
     if (e != cudaSuccess)
       return kiln_error(KILN_ERR_NO_DEVICE,
                         "no CUDA context and none could be made (%s); check the GPU and driver "
                         "(nvidia-smi) or call cudaSetDevice() first", cudaGetErrorString(e));
-    r = cuCtxGetCurrent(&c);
+    r = kiln_cu()->cuCtxGetCurrent(&c);
   }
   if (r != CUDA_SUCCESS || c == NULL)
     return kiln_error(KILN_ERR_NO_DEVICE, "no current CUDA context (%s); call cudaSetDevice()",
                       r != CUDA_SUCCESS ? cu_name(r) : "none");
-  r = cuCtxGetDevice(dev);
+  r = kiln_cu()->cuCtxGetDevice(dev);
   if (r != CUDA_SUCCESS)
     return kiln_error(KILN_ERR_CUDA, "cuCtxGetDevice failed: %s", cu_name(r));
   *ctx = c;
@@ -81,11 +86,11 @@ typedef struct device_limits {
 
 static kiln_status query_device(CUdevice dev, device_limits *out) {
   int major = 0, minor = 0, optin = 0;
-  CUresult r = cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+  CUresult r = kiln_cu()->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
   if (r == CUDA_SUCCESS)
-    r = cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+    r = kiln_cu()->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
   if (r == CUDA_SUCCESS)
-    r = cuDeviceGetAttribute(&optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
+    r = kiln_cu()->cuDeviceGetAttribute(&optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
   if (r != CUDA_SUCCESS)
     return kiln_error(KILN_ERR_CUDA, "cuDeviceGetAttribute failed: %s", cu_name(r));
   out->cc = major * 10 + minor;
@@ -176,18 +181,18 @@ static kiln_status load_locked(const kiln_triton_kernel *k, int32_t variant, CUc
   }
   CUmodule mod = NULL;
   CUfunction fn = NULL;
-  CUresult r = cuModuleLoadData(&mod, im->code);
+  CUresult r = kiln_cu()->cuModuleLoadData(&mod, im->code);
   if (r != CUDA_SUCCESS)
     return kiln_error(KILN_ERR_CUDA, "loading Triton kernel %s variant %d (%s sm_%d) on device %d "
                       "failed: %s%s", k->name, variant, im->is_ptx ? "PTX" : "cubin",
                       (int)im->arch, d.ordinal, cu_name(r),
                       im->is_ptx ? "; the driver may be older than the PTX: update it" : "");
-  r = cuModuleGetFunction(&fn, mod, k->entry);
+  r = kiln_cu()->cuModuleGetFunction(&fn, mod, k->entry);
   if (r == CUDA_SUCCESS && im->shared_bytes > TRITON_DEFAULT_SHARED)
-    r = cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+    r = kiln_cu()->cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                            (int)im->shared_bytes);
   if (r != CUDA_SUCCESS) {
-    cuModuleUnload(mod);
+    kiln_cu()->cuModuleUnload(mod);
     return kiln_error(KILN_ERR_CUDA, "preparing Triton kernel %s variant %d (entry %s) failed: %s",
                       k->name, variant, k->entry, cu_name(r));
   }
@@ -226,13 +231,13 @@ kiln_status kiln_triton_load(const kiln_triton_kernel *k, int32_t variant) {
 kiln_status kiln_triton_unload(const kiln_triton_kernel *k) {
   if (!k) return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel is NULL");
   CUcontext ctx = NULL;
-  if (cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == NULL) return KILN_OK; /* nothing loaded */
+  if (!kiln_cu() || kiln_cu()->cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == NULL) return KILN_OK; /* nothing loaded */
   kiln_status s = KILN_OK;
   pthread_mutex_lock(&table_lock);
   size_t keep = 0;
   for (size_t i = 0; i < table_len; i++) {
     if (table[i].kernel == k && table[i].ctx == ctx) {
-      CUresult r = cuModuleUnload(table[i].module);
+      CUresult r = kiln_cu()->cuModuleUnload(table[i].module);
       if (r != CUDA_SUCCESS && s == KILN_OK)
         s = kiln_error(KILN_ERR_CUDA, "unloading Triton kernel %s variant %d failed: %s", k->name,
                        table[i].variant, cu_name(r));
@@ -282,7 +287,7 @@ kiln_status kiln_triton_launch(const kiln_triton_kernel *k, int32_t variant, uin
   for (int32_t i = 0; i < n_args; i++) params[i] = args[i];
   params[n_args] = &global_scratch;
   params[n_args + 1] = &profile_scratch;
-  CUresult r = cuLaunchKernel(m.function, grid_x, grid_y, grid_z, m.threads, 1, 1, m.shared_bytes,
+  CUresult r = kiln_cu()->cuLaunchKernel(m.function, grid_x, grid_y, grid_z, m.threads, 1, 1, m.shared_bytes,
                               (CUstream)stream, params, NULL);
   if (r != CUDA_SUCCESS)
     return kiln_error(KILN_ERR_CUDA, "launching Triton kernel %s variant %d (grid %u x %u x %u) "

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_ops.h"
 #include "core/error.h"
 #include "kiln_triton_kernels.h"
 
@@ -205,6 +206,8 @@ static kiln_status fmha_output_shapes(const void *state, int32_t n_in, const kil
 static int32_t fmha_supports_format(const void *state, kiln_target target, int32_t n_in,
                                     const kiln_plugin_desc *in) {
   const fmha_state *s = state;
+  if (s && target == KILN_TARGET_CPU) /* the oracle path (kiln run --verify): [B, H, S, D] only */
+    return s->layout == LAYOUT_BHSD && n_in == 3 && kiln_dtype_is_float(in[0].dtype);
   if (!s || target != KILN_TARGET_CUDA || n_in != n_inputs(s)) return 0;
   kiln_dtype dt = in[0].dtype;
   if (dt != KILN_DTYPE_FP16 && dt != KILN_DTYPE_BF16) return 0;
@@ -277,8 +280,13 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
   const fmha_state *s = state;
   if (!s || !in || !out || n_out != 1)
     return kiln_error(KILN_ERR_INVALID_ARG, "fmha: enqueue needs state, inputs and one output");
+  if (target == KILN_TARGET_CPU) { /* the CPU backend's attention is the reference */
+    if (s->layout != LAYOUT_BHSD || n_in != 3)
+      return kiln_error(KILN_ERR_UNSUPPORTED, "fmha on the CPU takes the bhsd layout only; use the attention layer");
+    return kiln_cpu_attention(&in[0], &in[1], &in[2], s->scale, s->causal, &out[0]);
+  }
   if (target != KILN_TARGET_CUDA)
-    return kiln_error(KILN_ERR_UNSUPPORTED, "fmha runs on CUDA only; use the attention layer on the CPU");
+    return kiln_error(KILN_ERR_UNSUPPORTED, "fmha runs on CUDA or (as a reference) the CPU");
   if (n_in != n_inputs(s)) return shape_error(s, "wrong number of inputs");
   kiln_plugin_desc desc[5];
   for (int32_t i = 0; i < n_in; i++) desc[i] = (kiln_plugin_desc){in[i].dtype, in[i].shape};
