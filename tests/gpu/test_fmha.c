@@ -219,7 +219,9 @@ static void check_plugin_api(void) {
   kiln_plugin_desc in[3] = {{KILN_DTYPE_FP32, {4, {1, 4, 8, 80}}}, {KILN_DTYPE_FP32, {4, {1, 4, 9, 80}}},
                             {KILN_DTYPE_FP32, {4, {1, 4, 9, 80}}}}, out;
   CHECK(cr->supports_format(st, KILN_TARGET_CUDA, 3, in) == 0); /* fp32 is not compiled */
-  CHECK(cr->supports_format(st, KILN_TARGET_CPU, 3, in) == 0);
+  /* the CPU path is the reference attention (kiln run --verify), bhsd only */
+  CHECK(cr->supports_format(st, KILN_TARGET_CPU, 3, in) == 1);
+  CHECK(cr->supports_format(st, KILN_TARGET_CPU, 2, in) == 0);
   in[1].shape.d[3] = 64;
   CHECK_STATUS(cr->output_shapes(st, 3, in, 1, &out), KILN_ERR_SHAPE);
   CHECK(cr->tactic_valid(st, KILN_TARGET_CUDA, 99, 3, in) == 0);
