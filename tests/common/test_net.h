@@ -95,4 +95,19 @@ static kiln_network *tn_build(uint64_t seed, int64_t max_b, int64_t min_s, int64
   return net;
 }
 
+/* Random inputs for x [b, s, D] (in dtype dt, via fp32) and ids [b, s] in [0, V); free both. */
+static void tn_inputs(int64_t b, int64_t s, uint64_t seed, kiln_dtype dt, void **x_out, int32_t **ids_out) {
+  check_rng r = {seed};
+  int64_t nx = b * s * TN_D, ni = b * s;
+  float *x = malloc((size_t)nx * 4 + 4);
+  void *xc = malloc((size_t)nx * 4 + 4);
+  int32_t *ids = malloc((size_t)ni * 4 + 4);
+  check_fill(&r, x, nx, -1, 1);
+  for (int64_t i = 0; i < ni; i++) ids[i] = (int32_t)check_uniform(&r, 0, TN_V - 0.01f);
+  kiln_convert_floats(xc, dt, x, KILN_DTYPE_FP32, nx);
+  free(x);
+  *x_out = xc;
+  *ids_out = ids;
+}
+
 #endif

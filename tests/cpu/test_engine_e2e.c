@@ -26,14 +26,9 @@ static kiln_status run(kiln_engine *e, int64_t b, int64_t s, uint64_t seed, outp
   kiln_context *c = NULL;
   kiln_dtype dt = kiln_engine_precision(e);
   kiln_dims xd = {3, {b, s, TN_D}}, idd = {2, {b, s}}, yd, zd;
-  check_rng r = {seed};
-  int64_t nx = b * s * TN_D, ni = b * s;
-  float *x = malloc((size_t)nx * 4 + 4);
-  void *xc = malloc((size_t)nx * 4 + 4);
-  int32_t *ids = malloc((size_t)ni * 4 + 4);
-  check_fill(&r, x, nx, -1, 1);
-  for (int64_t i = 0; i < ni; i++) ids[i] = (int32_t)(check_uniform(&r, 0, TN_V - 0.01f));
-  kiln_convert_floats(xc, dt, x, KILN_DTYPE_FP32, nx);
+  void *xc = NULL;
+  int32_t *ids = NULL;
+  tn_inputs(b, s, seed, dt, &xc, &ids);
   kiln_status st = kiln_context_create(e, 0, &c);
   if (st == KILN_OK) st = kiln_context_set_input_shape(c, "x", &xd);
   if (st == KILN_OK) st = kiln_context_set_input_shape(c, "ids", &idd);
@@ -55,7 +50,7 @@ static kiln_status run(kiln_engine *e, int64_t b, int64_t s, uint64_t seed, outp
     kiln_convert_floats(o->z, KILN_DTYPE_FP32, z, dt, o->nz);
   }
   kiln_context_destroy(c);
-  free(x), free(xc), free(ids), free(y), free(z);
+  free(xc), free(ids), free(y), free(z);
   return st;
 }
 
