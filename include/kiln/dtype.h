@@ -56,7 +56,7 @@ typedef struct kiln_dims {
   int64_t d[KILN_MAX_DIMS];
 } kiln_dims;
 
-/* Number of elements (1 for rank 0). */
+/* Number of elements (1 for rank 0; INT64_MAX when the product overflows). */
 int64_t kiln_dims_count(const kiln_dims *dims);
 int kiln_dims_equal(const kiln_dims *a, const kiln_dims *b);
 /* Writes "[2, 3, -1]" into buf (always NUL-terminated); returns buf. */

@@ -21,6 +21,7 @@ kiln_status kiln_builder_check_profiles(kiln_graph *g) {
       return kiln_error(KILN_ERR_INVALID_ARG,
                         "the network has dynamic input dims but no optimization profile; add one with "
                         "kiln_network_add_profile and kiln_network_set_profile_dims (or --shapes on the command line)");
+    free(g->profiles); /* an empty array from the copy */
     g->profiles = calloc(1, sizeof *g->profiles);
     if (!g->profiles) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
     g->n_profiles = g->cap_profiles = 1;
@@ -53,6 +54,9 @@ kiln_status kiln_builder_check_profiles(kiln_graph *g) {
           s = kiln_error(KILN_ERR_INVALID_ARG, "profile %d gives no min/opt/max for dynamic input \"%s\"", p, t->name);
         np.min[i] = np.opt[i] = np.max[i] = t->dims;
       }
+      if (s == KILN_OK && kiln_dims_count(&np.max[i]) > ((int64_t)1 << 40))
+        s = kiln_error(KILN_ERR_UNSUPPORTED, "profile %d: input \"%s\" would hold more than 2^40 elements at its max shape", p,
+                       t->name);
     }
     if (s != KILN_OK) {
       free(np.tensor), free(np.min), free(np.opt), free(np.max);

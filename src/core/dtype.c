@@ -133,7 +133,8 @@ int kiln_convert_floats(void *dst, kiln_dtype dst_dtype, const void *src, kiln_d
 
 int64_t kiln_dims_count(const kiln_dims *dims) {
   int64_t n = 1;
-  for (int32_t i = 0; i < dims->rank; i++) n *= dims->d[i];
+  for (int32_t i = 0; i < dims->rank; i++) /* saturates instead of overflowing on absurd shapes */
+    if (__builtin_mul_overflow(n, dims->d[i], &n)) return INT64_MAX;
   return n;
 }
 

@@ -11,6 +11,10 @@
 #include "kiln/plugin.h"
 #include "net/network_internal.h"
 
+/* Constants whose data the JSON file makes (a "value" or random) hold at most this many elements;
+ * real weights come from safetensors files, which have no such limit. */
+#define KILN_JSON_MAX_ELEMENTS ((int64_t)1 << 28)
+
 typedef struct json_ctx {
   kiln_network *net;
   const char *base_dir;
@@ -79,8 +83,11 @@ static kiln_status add_constant(json_ctx *c, const cJSON *k) {
     return kiln_error(KILN_ERR_FORMAT, "constant \"%s\": JSON constants are fp32 or int32", name);
   int64_t n = 1;
   for (int32_t i = 0; i < rank; i++) {
-    if (dims[i] < 0 || (dims[i] && n > ((int64_t)1 << 34) / dims[i]))
-      return kiln_error(KILN_ERR_FORMAT, "constant \"%s\": dims must be >= 0 and at most 2^34 elements", name);
+    if (dims[i] < 0 || (dims[i] && n > KILN_JSON_MAX_ELEMENTS / dims[i]))
+      return kiln_error(KILN_ERR_FORMAT,
+                        "constant \"%s\": dims must be >= 0 and hold at most 2^28 elements; put large weights in a "
+                        "safetensors file (\"weights\")",
+                        name);
     n *= dims[i];
   }
   const cJSON *value = cJSON_GetObjectItemCaseSensitive(k, "value");

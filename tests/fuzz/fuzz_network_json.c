@@ -11,13 +11,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kiln_network *net = NULL;
   kiln_log_set_level(KILN_LOG_NONE);
   kiln_status s = kiln_network_from_json((const char *)data, size, NULL, &net);
-  if (s == KILN_ERR_OUT_OF_MEMORY) abort();
+  /* A JSON network may ask for large constants on purpose (up to 2^28 elements): running out of
+   * memory for them is an error the reader must report cleanly, not a fuzzing finding. */
   if (s != KILN_OK) return 0;
   kiln_build_params p = kiln_build_default_params();
   p.target = KILN_TARGET_CPU;
   void *img = NULL;
   size_t n = 0;
-  if (kiln_build(net, &p, &img, &n, NULL) == KILN_OK) kiln_free(img);
+  if (kiln_build(net, &p, &img, &n, NULL) == KILN_OK) kiln_free(img); /* errors are fine, crashes are not */
   kiln_network_destroy(net);
   return 0;
 }
