@@ -93,6 +93,7 @@ static void transcribe_help(FILE *f) {
           "options:\n"
           "  --language CODE     spoken language (default en; multilingual models only)\n"
           "  --translate         translate to English instead of transcribing\n"
+          "  --tokens            also print the sampled token ids (a line after the text)\n"
           "  --device N          GPU (default 0)\n");
 }
 
@@ -104,7 +105,7 @@ static double now_s(void) {
 
 /* One file: audio -> log-mel -> text. *seconds receives the audio length. */
 static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln_whisper_decode_params *dp, int many,
-                                   double *seconds) {
+                                   int tokens, double *seconds) {
   float *pcm = NULL;
   int64_t n = 0;
   int32_t n_mels = kiln_whisper_get_config(w)->n_mels;
@@ -124,6 +125,7 @@ static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln
   const char *text = r->text[0] == ' ' ? r->text + 1 : r->text;
   if (many) printf("%s: %s\n", path, text);
   else printf("%s\n", text);
+  for (int32_t i = 0; tokens && i < r->n_tokens; i++) printf("%d%c", r->tokens[i], i + 1 < r->n_tokens ? ' ' : '\n');
   fflush(stdout);
   kiln_whisper_result_free(r);
   return KILN_OK;
@@ -133,7 +135,7 @@ int cli_transcribe(int argc, char **argv) {
   kiln_whisper_decode_params dp = kiln_whisper_default_decode_params();
   kiln_whisper_load_params lp = kiln_whisper_default_load_params();
   const char *dir = NULL, *v = NULL, **files = calloc((size_t)argc + 1, sizeof *files);
-  int n_files = 0;
+  int n_files = 0, tokens = 0;
   int64_t n;
   if (!files) return CLI_FAIL;
   for (int i = 1; i < argc; i++) {
@@ -145,6 +147,8 @@ int cli_transcribe(int argc, char **argv) {
       if (!(dp.language = v)) return free(files), CLI_USAGE;
     } else if (strcmp(argv[i], "--translate") == 0) {
       dp.translate = 1;
+    } else if (strcmp(argv[i], "--tokens") == 0) {
+      tokens = 1;
     } else if (cli_flag_value(argc, argv, &i, "--device", &v)) {
       if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return free(files), CLI_USAGE;
       lp.device = (int32_t)n;
@@ -169,7 +173,7 @@ int cli_transcribe(int argc, char **argv) {
   int failed = 0;
   for (int i = 0; i < n_files; i++) {
     double sec = 0;
-    s = transcribe_file(w, files[i], &dp, n_files > 1, &sec);
+    s = transcribe_file(w, files[i], &dp, n_files > 1, tokens, &sec);
     if (s != KILN_OK) {
       fprintf(stderr, "kiln transcribe: %s: %s\n", files[i], kiln_last_error());
       failed++;
