@@ -1,7 +1,8 @@
 /* tests/model/test_whisper.c - Whisper on the CPU backend (fp32) against transformers'
  * WhisperForConditionalGeneration: encoder output, decoder logits (one pass and step by step
  * through the KV cache), greedy tokens; batching of the encoder engine; user errors (missing
- * config, shape mismatch, missing tensor, unsupported dtype, decode before encode).
+ * config, shape mismatch, missing tensor, unsupported dtype, decode before encode); fp16 and
+ * bf16 engines stay close to the reference.
  *
  * The checkpoint is a random-weight tiny Whisper (d_model 64, 2+2 layers, vocab 51865) that the
  * test writes itself from tests/data/whisper-tiny-random/ (config.json, tensors.txt) with the
@@ -255,6 +256,35 @@ static void test_encoder_batch(const ref_file *rf) {
   kiln_engine_destroy(e);
 }
 
+/* fp16 and bf16 engines: the runtime converts at the edges; outputs stay close to fp32's. */
+static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir, double max_nmse) {
+  const ref_entry *enc = ref_get(rf, "encoder_out"), *forced = ref_get(rf, "forced_tokens");
+  const ref_entry *cols = ref_get(rf, "forced_logits_cols");
+  kiln_whisper_build_params p = kiln_whisper_build_default_params();
+  p.target = KILN_TARGET_CPU;
+  p.precision = precision;
+  CHECK_OK(kiln_whisper_build(CKPT, &p, dir));
+  kiln_whisper *w = NULL;
+  CHECK_OK(kiln_whisper_load(dir, NULL, &w));
+  if (!w || !enc || !forced || !cols) {
+    kiln_whisper_destroy(w);
+    return;
+  }
+  int32_t V = 51865, S = (int32_t)forced->count;
+  int64_t nc = cols->dims[1];
+  float *mel = malloc(80 * 3000 * 4), *out = malloc(1500 * 64 * 4), *logits = malloc((size_t)S * V * 4);
+  float *got = malloc((size_t)(S * nc) * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  CHECK_OK(kiln_whisper_encode(w, mel, out));
+  CHECK_NMSE(kiln_dtype_name(precision), out, (const float *)enc->data, enc->count, max_nmse);
+  CHECK_OK(kiln_whisper_decode(w, forced->data, S, logits));
+  for (int32_t r = 0; r < S; r++)
+    for (int64_t c = 0; c < nc; c++) got[r * nc + c] = logits[(int64_t)r * V + c * 8];
+  CHECK_NMSE(kiln_dtype_name(precision), got, (const float *)cols->data, S * nc, max_nmse);
+  free(mel), free(out), free(logits), free(got);
+  kiln_whisper_destroy(w);
+}
+
 static void test_errors(const tensor_spec *specs, int n) {
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
   kiln_whisper_config c;
@@ -301,6 +331,8 @@ int main(void) {
   CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
   test_model(&rf);
   test_encoder_batch(&rf);
+  test_half(&rf, KILN_DTYPE_FP16, "whisper_engines_fp16", 1e-5);
+  test_half(&rf, KILN_DTYPE_BF16, "whisper_engines_bf16", 1e-3);
   test_errors(specs, n);
   ref_file_free(&rf);
   return check_report();
