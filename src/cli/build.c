@@ -1,4 +1,5 @@
-/* src/cli/build.c - `kiln build`: a network (JSON, or the built-in attention network) -> engine. */
+/* src/cli/build.c - `kiln build`: a network (JSON, or the built-in attention network) -> engine;
+ * `kiln build whisper` is in whisper.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@ static void build_help(FILE *f) {
   fprintf(f,
           "usage: kiln build --network NET.json [options] -o OUT.engine\n"
           "       kiln build attention --num-heads H --head-size D --max-batch B --max-seq S [options] -o OUT.engine\n"
+          "       kiln build whisper --checkpoint DIR [options] -o OUT_DIR   (kiln build whisper --help)\n"
           "\n"
           "Builds an engine for one target: validates every profile's shapes, converts the weights to the\n"
           "precision asked for, fuses layers (matmul+bias+activation, residual add+LayerNorm), times the\n"
@@ -87,7 +89,7 @@ static kiln_status attention_network(const attn_opts *o, kiln_target target, kil
   return KILN_OK;
 }
 
-static void print_progress(const char *stage, int64_t done, int64_t total, void *user) {
+void cli_print_progress(const char *stage, int64_t done, int64_t total, void *user) {
   (void)user;
   if (!isatty(2)) return;
   fprintf(stderr, "\r  %-16s %lld/%lld%s", stage, (long long)done, (long long)total, done == total ? "\n" : "");
@@ -100,6 +102,7 @@ int cli_build(int argc, char **argv) {
   attn_opts ao = {0, 0, 0, 0, 0, "auto"};
   int builtin_attention = 0, dtype_given = 0;
   int64_t n;
+  if (argc > 1 && strcmp(argv[1], "whisper") == 0) return cli_build_whisper(argc - 1, argv + 1);
   for (int i = 1; i < argc; i++) {
     int handled;
     int rc = cli_common_flag("build", argc, argv, &i, &handled);
@@ -169,7 +172,7 @@ int cli_build(int argc, char **argv) {
     s = kiln_network_from_json_file(network, &net);
   }
   if (s != KILN_OK) return cli_fail("build", "reading the network", s);
-  p.progress = print_progress;
+  p.progress = cli_print_progress;
   kiln_build_report r;
   s = kiln_build_to_file(net, &p, output, &r);
   kiln_network_destroy(net);

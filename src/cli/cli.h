@@ -9,6 +9,10 @@
 int cli_build(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
+int cli_build_whisper(int argc, char **argv); /* argv[0] is "whisper" */
+int cli_transcribe(int argc, char **argv);
+/* Build progress on stderr when it is a terminal (a kiln_progress_fn). */
+void cli_print_progress(const char *stage, int64_t done, int64_t total, void *user);
 
 /* Exit codes: 0 success, 1 failure, 2 bad usage. */
 #define CLI_OK 0

@@ -1,4 +1,4 @@
-/* src/cli/main.c - `kiln`: build, run and inspect engines. */
+/* src/cli/main.c - `kiln`: build, run and inspect engines; transcribe audio with Whisper. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@ static void usage(FILE *f) {
           "  build     turn a network (JSON file or a built-in one) and its weights into an engine file\n"
           "  run       run an engine on .npy inputs (or random ones), optionally benchmark it\n"
           "  inspect   show what an engine holds: layers, tactics, memory plan, profiles, plugins\n"
+          "  transcribe  speech to text with Whisper engines (kiln build whisper makes them)\n"
           "\n"
           "Typical use:\n"
           "  kiln build --network examples/mlp.json -o mlp.engine       # timed tactics on the GPU\n"
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "build") == 0) return cli_build(argc - 1, argv + 1);
   if (strcmp(cmd, "run") == 0) return cli_run(argc - 1, argv + 1);
   if (strcmp(cmd, "inspect") == 0) return cli_inspect(argc - 1, argv + 1);
+  if (strcmp(cmd, "transcribe") == 0) return cli_transcribe(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);
     return CLI_OK;

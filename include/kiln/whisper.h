@@ -1,0 +1,153 @@
+/* kiln/whisper.h - Whisper speech recognition: a Hugging Face checkpoint -> kiln engines, and
+ * greedy transcription with them.
+ *
+ * Usage:
+ *   kiln_whisper_build_params bp = kiln_whisper_build_default_params();
+ *   bp.precision = KILN_DTYPE_FP16;
+ *   kiln_whisper_build("whisper-base/", &bp, "whisper-base.kiln/");   // engines + manifest
+ *
+ *   kiln_whisper *w;
+ *   kiln_whisper_load("whisper-base.kiln/", NULL, &w);
+ *   float *mel = ...;                       // [n_mels x 3000], kiln_mel_compute_window()
+ *   kiln_whisper_result *r;
+ *   kiln_whisper_transcribe(w, mel, NULL, &r);   printf("%s\n", r->text);
+ *   kiln_whisper_result_free(r);  kiln_whisper_destroy(w);
+ *
+ * Checkpoint: a folder with config.json, model.safetensors (or a sharded index), optionally
+ * generation_config.json (suppress tokens), and the tokenizer files (vocab.json, merges.txt,
+ * added_tokens.json / tokenizer_config.json). Tensor names are transformers'
+ * WhisperForConditionalGeneration names ("model.encoder.layers.0.self_attn.q_proj.weight"). Every
+ * tensor's shape is checked against config.json; a mismatch names the tensor.
+ *
+ * Engines (one output folder):
+ *   encoder.engine  mel [B, n_mels, 3000] -> encoder_out [B, 1500, d], and for each decoder
+ *                   layer i the cross-attention keys/values cross_k.i, cross_v.i [B, H, 1500, Dh]
+ *                   (computed once per 30 s window).
+ *   decoder.engine  tokens [B, S] int32, positions [S] int32 (the absolute positions of the S
+ *                   tokens), past_k.i / past_v.i [B, H, T, Dh] (T may be 0), cross_k.i / cross_v.i
+ *                   -> logits [B, S, vocab], present_k.i / present_v.i [B, H, T + S, Dh] (the
+ *                   past with the new tokens' keys/values appended: the next step's past).
+ *   whisper.json    the manifest: format, geometry, precision, special and suppressed tokens,
+ *                   engine file names. The tokenizer files are copied next to it.
+ * Float inputs and outputs of the engines are in the engine's precision.
+ *
+ * Decoding (kiln_whisper_transcribe): greedy, as openai-whisper's DecodingTask with
+ * temperature 0 and without_timestamps and transformers' generate() do: the start sequence
+ * (<|startoftranscript|>, language, task, <|notimestamps|>; only the first and the last for
+ * English-only models), the suppressed tokens masked at every step, the begin-suppressed tokens
+ * (" " and <|endoftext|>) at the first step, at most max_new_tokens (224) tokens, stopping at
+ * <|endoftext|>. Not done yet: temperature fallback, timestamps, long-form (> 30 s) audio,
+ * batched decoding (the engines take a batch; the runtime decodes one window at a time).
+ *
+ * Ownership: results belong to the caller (kiln_whisper_result_free). On error outputs stay
+ * untouched. Thread-safety: a kiln_whisper holds one execution context per engine and the KV
+ * cache: use it from one thread at a time (load one per thread to run several).
+ */
+#ifndef KILN_WHISPER_H
+#define KILN_WHISPER_H
+
+#include <stdint.h>
+
+#include "kiln/builder.h"
+#include "kiln/network.h"
+#include "kiln/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_WHISPER_MAX_SUPPRESS 512
+#define KILN_WHISPER_AUDIO_CTX 1500 /* encoder positions for 30 s */
+
+typedef struct kiln_whisper_config {
+  int32_t d_model;
+  int32_t encoder_layers, encoder_heads, encoder_ffn;
+  int32_t decoder_layers, decoder_heads, decoder_ffn;
+  int32_t n_mels;           /* 80 or 128 */
+  int32_t vocab_size;       /* 51864 (English-only), 51865, 51866 (large-v3) */
+  int32_t n_audio_ctx;      /* max_source_positions: 1500 */
+  int32_t n_text_ctx;       /* max_target_positions: 448 */
+  int32_t eot, sot;         /* <|endoftext|>, <|startoftranscript|> */
+  int32_t n_suppress, suppress[KILN_WHISPER_MAX_SUPPRESS];           /* every step */
+  int32_t n_begin_suppress, begin_suppress[KILN_WHISPER_MAX_SUPPRESS]; /* first step */
+} kiln_whisper_config;
+
+/* Read config.json (and generation_config.json when present) from a checkpoint folder.
+ * Suppress lists come from generation_config.json, else config.json, else are empty. */
+kiln_status kiln_whisper_config_load(const char *checkpoint_dir, kiln_whisper_config *out);
+
+/* The networks, with the checkpoint's weights (copied into the network). Batch is dynamic
+ * (profile 1..max_batch); decoder S 1..n_text_ctx, T 0..n_text_ctx. For tools and tests;
+ * kiln_whisper_build() uses them. */
+kiln_status kiln_whisper_encoder_network(const char *checkpoint_dir, int32_t max_batch,
+                                         kiln_network **out);
+kiln_status kiln_whisper_decoder_network(const char *checkpoint_dir, int32_t max_batch,
+                                         kiln_network **out);
+
+typedef struct kiln_whisper_build_params {
+  kiln_target target;       /* default: CUDA when kiln has it, else CPU */
+  kiln_dtype precision;     /* fp32 (default), fp16, bf16 */
+  int32_t max_batch;        /* default 1 */
+  int32_t device;           /* CUDA device (default 0) */
+  const char *timing_cache; /* may be NULL */
+  kiln_progress_fn progress;
+  void *progress_user_data;
+} kiln_whisper_build_params;
+
+kiln_whisper_build_params kiln_whisper_build_default_params(void);
+
+/* Build both engines into out_dir (created when missing), write whisper.json and copy the
+ * tokenizer and generation config files there. */
+kiln_status kiln_whisper_build(const char *checkpoint_dir, const kiln_whisper_build_params *params,
+                               const char *out_dir);
+
+typedef struct kiln_whisper kiln_whisper;
+
+typedef struct kiln_whisper_load_params {
+  int32_t device;           /* CUDA device (default 0) */
+} kiln_whisper_load_params;
+
+kiln_whisper_load_params kiln_whisper_default_load_params(void);
+
+/* Load the engines and the tokenizer of a folder written by kiln_whisper_build(). */
+kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_params *params,
+                              kiln_whisper **out);
+void kiln_whisper_destroy(kiln_whisper *w);
+
+const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w);
+
+typedef struct kiln_whisper_decode_params {
+  const char *language;     /* "en" (default); ignored by English-only models */
+  int32_t translate;        /* 0: transcribe (default), 1: translate */
+  int32_t max_new_tokens;   /* default 224 (openai-whisper's sample_len) */
+} kiln_whisper_decode_params;
+
+kiln_whisper_decode_params kiln_whisper_default_decode_params(void);
+
+typedef struct kiln_whisper_result {
+  int32_t *tokens;          /* sampled tokens, without the start sequence and <|endoftext|> */
+  int32_t n_tokens;
+  char *text;               /* decoded text (special tokens dropped) */
+} kiln_whisper_result;
+
+void kiln_whisper_result_free(kiln_whisper_result *r);
+
+/* Greedy transcription of one 30 s window: mel [n_mels x 3000] fp32. params may be NULL. */
+kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel,
+                                    const kiln_whisper_decode_params *params,
+                                    kiln_whisper_result **out);
+
+/* The steps, for tests and custom decoding loops:
+ * kiln_whisper_encode: runs the encoder on mel [n_mels x 3000], keeps the cross-attention
+ *   keys/values and empties the KV cache; encoder_out [1500 x d] fp32 may be NULL.
+ * kiln_whisper_decode: appends n tokens to the cache and writes logits [n x vocab] fp32
+ *   (may be NULL). KILN_ERR_STATE before an encode; KILN_ERR_INVALID_ARG past n_text_ctx. */
+kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out);
+kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits);
+/* Tokens in the KV cache. */
+int32_t kiln_whisper_cache_length(const kiln_whisper *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_WHISPER_H */

@@ -1,0 +1,339 @@
+/* tests/model/test_whisper.c - Whisper on the CPU backend (fp32) against transformers'
+ * WhisperForConditionalGeneration: encoder output, decoder logits (one pass and step by step
+ * through the KV cache), greedy tokens; batching of the encoder engine; user errors (missing
+ * config, shape mismatch, missing tensor, unsupported dtype, decode before encode); fp16 and
+ * bf16 engines stay close to the reference.
+ *
+ * The checkpoint is a random-weight tiny Whisper (d_model 64, 2+2 layers, vocab 51865) that the
+ * test writes itself from tests/data/whisper-tiny-random/ (config.json, tensors.txt) with the
+ * same generator as tools/make_whisper_refs.py, which also wrote tests/data/whisper_refs.bin.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "kiln/kiln.h"
+#include "kiln/whisper.h"
+#include "refs.h"
+
+#define DATA KILN_SOURCE_DIR "/tests/data/"
+#define TOK_DIR KILN_SHARED_DATA "/whisper/tokenizer-hf/"
+#define CKPT "whisper_ckpt"
+#define ENGINES "whisper_engines"
+
+/* ---- the generator of tools/make_whisper_refs.py ------------------------------------------- */
+
+static uint64_t fnv1a64(const char *s) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
+  return h;
+}
+
+static void gen(const char *name, int64_t n, double lo, double hi, float *out) {
+  uint64_t seed = fnv1a64(name);
+  for (int64_t i = 0; i < n; i++) {
+    uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    out[i] = (float)(lo + (hi - lo) * ((double)(z >> 11) * (1.0 / 9007199254740992.0)));
+  }
+}
+
+/* ---- writing the checkpoint ------------------------------------------------------------------ */
+
+typedef struct tensor_spec {
+  char name[128];
+  double lo, hi;
+  int rank;
+  int64_t dims[4], n;
+} tensor_spec;
+
+static int read_specs(tensor_spec *specs, int cap) {
+  FILE *f = fopen(DATA "whisper-tiny-random/tensors.txt", "r");
+  int n = 0;
+  if (!f) return 0;
+  while (n < cap) {
+    tensor_spec *t = &specs[n];
+    if (fscanf(f, "%127s %lf %lf %d", t->name, &t->lo, &t->hi, &t->rank) != 4 || t->rank < 1 || t->rank > 4) break;
+    t->n = 1;
+    for (int i = 0; i < t->rank; i++) {
+      if (fscanf(f, "%" SCNd64, &t->dims[i]) != 1) t->dims[i] = 0;
+      t->n *= t->dims[i];
+    }
+    n++;
+  }
+  fclose(f);
+  return n;
+}
+
+/* safetensors: u64 header length, JSON header, data. `bad` (may be NULL) gets its first dim
+ * reduced by one, `skip` (may be NULL) is left out. */
+static int write_safetensors(const char *path, const tensor_spec *specs, int n, const char *bad, const char *skip) {
+  size_t cap = 64 * 1024, len = 0;
+  char *hdr = malloc(cap);
+  int64_t off = 0;
+  len += (size_t)snprintf(hdr + len, cap - len, "{");
+  for (int i = 0; i < n; i++) {
+    if (skip && strcmp(specs[i].name, skip) == 0) continue;
+    int shrink = bad && strcmp(specs[i].name, bad) == 0;
+    int64_t count = specs[i].n / specs[i].dims[0] * (specs[i].dims[0] - shrink);
+    len += (size_t)snprintf(hdr + len, cap - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", len > 1 ? "," : "", specs[i].name);
+    for (int d = 0; d < specs[i].rank; d++)
+      len += (size_t)snprintf(hdr + len, cap - len, "%s%" PRId64, d ? "," : "", specs[i].dims[d] - (d == 0 ? shrink : 0));
+    len += (size_t)snprintf(hdr + len, cap - len, "],\"data_offsets\":[%" PRId64 ",%" PRId64 "]}", off, off + count * 4);
+    off += count * 4;
+  }
+  len += (size_t)snprintf(hdr + len, cap - len, "}");
+  while (len % 8) hdr[len++] = ' ';
+  FILE *f = fopen(path, "wb");
+  if (!f) return free(hdr), -1;
+  uint64_t hl = len;
+  fwrite(&hl, 8, 1, f);
+  fwrite(hdr, 1, len, f);
+  for (int i = 0; i < n; i++) {
+    if (skip && strcmp(specs[i].name, skip) == 0) continue;
+    int shrink = bad && strcmp(specs[i].name, bad) == 0;
+    float *v = malloc((size_t)specs[i].n * 4);
+    gen(specs[i].name, specs[i].n, specs[i].lo, specs[i].hi, v);
+    fwrite(v, 4, (size_t)(specs[i].n / specs[i].dims[0] * (specs[i].dims[0] - shrink)), f);
+    free(v);
+  }
+  free(hdr);
+  return fclose(f) == 0 ? 0 : -1;
+}
+
+static int copy_file(const char *src, const char *dst) {
+  FILE *a = fopen(src, "rb"), *b = a ? fopen(dst, "wb") : NULL;
+  char buf[65536];
+  size_t k;
+  if (!a || !b) {
+    if (a) fclose(a);
+    return -1;
+  }
+  while ((k = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, k, b);
+  fclose(a);
+  return fclose(b) == 0 ? 0 : -1;
+}
+
+/* A checkpoint folder: config, generation config, tokenizer files, weights. */
+static int make_checkpoint(const char *dir, const tensor_spec *specs, int n, const char *bad, const char *skip) {
+  static const char *const tok_files[] = {"vocab.json", "merges.txt", "added_tokens.json", "tokenizer_config.json",
+                                          "special_tokens_map.json", "generation_config.json"};
+  char a[512], b[512];
+  mkdir(dir, 0777);
+  snprintf(b, sizeof b, "%s/config.json", dir);
+  if (copy_file(DATA "whisper-tiny-random/config.json", b)) return -1;
+  for (size_t i = 0; i < sizeof tok_files / sizeof tok_files[0]; i++) {
+    snprintf(a, sizeof a, "%s%s", TOK_DIR, tok_files[i]);
+    snprintf(b, sizeof b, "%s/%s", dir, tok_files[i]);
+    if (copy_file(a, b)) return -1;
+  }
+  snprintf(b, sizeof b, "%s/model.safetensors", dir);
+  return write_safetensors(b, specs, n, bad, skip);
+}
+
+/* ---- checks against transformers ------------------------------------------------------------- */
+
+static double max_abs(const float *x, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+  return m;
+}
+
+/* logits [rows, vocab] vs the reference's every-8th column and full argmax, rows row0.. */
+static void check_logits(const char *what, const float *logits, int32_t rows, int32_t row0, int32_t vocab,
+                         const ref_entry *cols, const ref_entry *argmax) {
+  int64_t nc = cols->dims[1];
+  float *got = malloc((size_t)(rows * nc) * 4);
+  for (int32_t r = 0; r < rows; r++) {
+    int32_t best = 0;
+    for (int32_t v = 0; v < vocab; v++)
+      if (logits[(int64_t)r * vocab + v] > logits[(int64_t)r * vocab + best]) best = v;
+    CHECK_EQ_INT(best, ((const int32_t *)argmax->data)[row0 + r]);
+    for (int64_t c = 0; c < nc; c++) got[r * nc + c] = logits[(int64_t)r * vocab + c * 8];
+  }
+  const float *want = (const float *)cols->data + row0 * nc;
+  double scale = max_abs(want, rows * nc);
+  check_close(what, got, want, rows * nc, 1e-4 * scale, 1e-4);
+  free(got);
+}
+
+static void test_model(const ref_file *rf) {
+  const ref_entry *mel_head = ref_get(rf, "mel_head"), *enc = ref_get(rf, "encoder_out");
+  const ref_entry *forced = ref_get(rf, "forced_tokens"), *cols = ref_get(rf, "forced_logits_cols");
+  const ref_entry *argmax = ref_get(rf, "forced_argmax"), *greedy = ref_get(rf, "greedy_tokens");
+  if (!mel_head || !enc || !forced || !cols || !argmax || !greedy) {
+    CHECK(0);
+    return;
+  }
+  kiln_whisper *w = NULL;
+  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &w));
+  if (!w) return;
+  const kiln_whisper_config *c = kiln_whisper_get_config(w);
+  CHECK_EQ_INT(c->d_model, 64);
+  CHECK_EQ_INT(c->vocab_size, 51865);
+  CHECK(c->n_suppress > 80);
+  CHECK_EQ_INT(c->n_begin_suppress, 2);
+  int32_t V = c->vocab_size, S = (int32_t)forced->count;
+  float *mel = malloc(80 * 3000 * 4), *out = malloc(1500 * 64 * 4), *logits = malloc((size_t)S * V * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  for (int r = 0; r < 80; r++) CHECK(memcmp(mel + r * 3000, (const float *)mel_head->data + r * 16, 16 * 4) == 0);
+
+  CHECK_STATUS(kiln_whisper_decode(w, forced->data, 1, NULL), KILN_ERR_STATE);
+  CHECK_OK(kiln_whisper_encode(w, mel, out));
+  check_close("encoder_out", out, enc->data, enc->count, 1e-4 * max_abs(enc->data, enc->count), 1e-4);
+
+  /* all forced tokens in one pass, then again step by step through the cache */
+  CHECK_OK(kiln_whisper_decode(w, forced->data, S, logits));
+  check_logits("forced logits (one pass)", logits, S, 0, V, cols, argmax);
+  CHECK_EQ_INT(kiln_whisper_cache_length(w), S);
+  CHECK_OK(kiln_whisper_encode(w, mel, NULL));
+  CHECK_EQ_INT(kiln_whisper_cache_length(w), 0);
+  CHECK_OK(kiln_whisper_decode(w, forced->data, 4, logits));
+  check_logits("forced logits (prompt)", logits, 4, 0, V, cols, argmax);
+  for (int32_t i = 4; i < S; i++) {
+    CHECK_OK(kiln_whisper_decode(w, (const int32_t *)forced->data + i, 1, logits));
+    check_logits("forced logits (step)", logits, 1, i, V, cols, argmax);
+  }
+  int32_t bad_token = V;
+  CHECK_STATUS(kiln_whisper_decode(w, &bad_token, 1, NULL), KILN_ERR_INVALID_ARG);
+
+  kiln_whisper_result *r = NULL;
+  CHECK_OK(kiln_whisper_transcribe(w, mel, NULL, &r));
+  if (r) {
+    CHECK_EQ_INT(r->n_tokens, greedy->count);
+    int32_t first_diff = -1;
+    for (int32_t i = 0; i < r->n_tokens && i < greedy->count; i++)
+      if (r->tokens[i] != ((const int32_t *)greedy->data)[i] && first_diff < 0) first_diff = i;
+    CHECK_EQ_INT(first_diff, -1);
+    CHECK(r->text && strlen(r->text) > 0);
+  }
+  kiln_whisper_result_free(r);
+  free(mel), free(out), free(logits);
+  kiln_whisper_destroy(w);
+}
+
+/* The encoder engine at batch 2: item 0 matches the reference, item 1 a batch-1 run. */
+static void test_encoder_batch(const ref_file *rf) {
+  const ref_entry *enc = ref_get(rf, "encoder_out");
+  kiln_engine *e = NULL;
+  kiln_context *ctx = NULL;
+  CHECK_OK(kiln_engine_load(ENGINES "/encoder.engine", NULL, &e));
+  if (e) CHECK_OK(kiln_context_create(e, 0, &ctx));
+  if (!ctx || !enc) {
+    kiln_engine_destroy(e);
+    return;
+  }
+  int64_t nm = 80 * 3000, no = 1500 * 64, nkv = 2 * 1500 * 32;
+  float *mel = malloc((size_t)(2 * nm) * 4), *out = malloc((size_t)(2 * no) * 4), *one = malloc((size_t)no * 4);
+  float *kv = malloc((size_t)(2 * nkv) * 4);
+  gen("input_features", nm, -1.0, 1.0, mel);
+  gen("second_input", nm, -1.5, 1.0, mel + nm);
+  char name[32];
+  for (int b = 2; b >= 1; b--) {
+    kiln_dims d = {3, {b, 80, 3000}};
+    CHECK_OK(kiln_context_set_input_shape(ctx, "mel", &d));
+    CHECK_OK(kiln_context_set_tensor(ctx, "mel", b == 2 ? mel : mel + nm));
+    CHECK_OK(kiln_context_set_tensor(ctx, "encoder_out", b == 2 ? out : one));
+    for (int i = 0; i < 2; i++) {
+      snprintf(name, sizeof name, "cross_k.%d", i);
+      CHECK_OK(kiln_context_set_tensor(ctx, name, kv));
+      snprintf(name, sizeof name, "cross_v.%d", i);
+      CHECK_OK(kiln_context_set_tensor(ctx, name, kv));
+    }
+    CHECK_OK(kiln_context_enqueue(ctx, NULL));
+  }
+  double scale = max_abs(enc->data, no);
+  check_close("encoder batch item 0", out, enc->data, no, 1e-4 * scale, 1e-4);
+  check_close("encoder batch item 1", out + no, one, no, 1e-5 * scale, 1e-5);
+  CHECK(max_abs(one, no) > 0.5);
+  free(mel), free(out), free(one), free(kv);
+  kiln_context_destroy(ctx);
+  kiln_engine_destroy(e);
+}
+
+/* fp16 and bf16 engines: the runtime converts at the edges; outputs stay close to fp32's. */
+static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir, double max_nmse) {
+  const ref_entry *enc = ref_get(rf, "encoder_out"), *forced = ref_get(rf, "forced_tokens");
+  const ref_entry *cols = ref_get(rf, "forced_logits_cols");
+  kiln_whisper_build_params p = kiln_whisper_build_default_params();
+  p.target = KILN_TARGET_CPU;
+  p.precision = precision;
+  CHECK_OK(kiln_whisper_build(CKPT, &p, dir));
+  kiln_whisper *w = NULL;
+  CHECK_OK(kiln_whisper_load(dir, NULL, &w));
+  if (!w || !enc || !forced || !cols) {
+    kiln_whisper_destroy(w);
+    return;
+  }
+  int32_t V = 51865, S = (int32_t)forced->count;
+  int64_t nc = cols->dims[1];
+  float *mel = malloc(80 * 3000 * 4), *out = malloc(1500 * 64 * 4), *logits = malloc((size_t)S * V * 4);
+  float *got = malloc((size_t)(S * nc) * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  CHECK_OK(kiln_whisper_encode(w, mel, out));
+  CHECK_NMSE(kiln_dtype_name(precision), out, (const float *)enc->data, enc->count, max_nmse);
+  CHECK_OK(kiln_whisper_decode(w, forced->data, S, logits));
+  for (int32_t r = 0; r < S; r++)
+    for (int64_t c = 0; c < nc; c++) got[r * nc + c] = logits[(int64_t)r * V + c * 8];
+  CHECK_NMSE(kiln_dtype_name(precision), got, (const float *)cols->data, S * nc, max_nmse);
+  free(mel), free(out), free(logits), free(got);
+  kiln_whisper_destroy(w);
+}
+
+static void test_errors(const tensor_spec *specs, int n) {
+  kiln_whisper_build_params p = kiln_whisper_build_default_params();
+  kiln_whisper_config c;
+  kiln_network *net = NULL;
+  p.target = KILN_TARGET_CPU;
+  CHECK_STATUS(kiln_whisper_config_load(DATA "whisper-tiny-random-missing", &c), KILN_ERR_IO);
+  CHECK(strstr(kiln_last_error(), "config.json") != NULL);
+  CHECK_STATUS(kiln_whisper_build(TOK_DIR "../audio", &p, "whisper_never"), KILN_ERR_IO);
+  /* config.json that is not JSON */
+  mkdir("whisper_badjson", 0777);
+  FILE *f = fopen("whisper_badjson/config.json", "w");
+  if (f) fputs("{\"d_model\": 64,", f), fclose(f);
+  CHECK_STATUS(kiln_whisper_config_load("whisper_badjson", &c), KILN_ERR_FORMAT);
+  /* a tensor one row short */
+  CHECK(make_checkpoint("whisper_badshape", specs, n, "model.encoder.embed_positions.weight", NULL) == 0);
+  CHECK_STATUS(kiln_whisper_encoder_network("whisper_badshape", 1, &net), KILN_ERR_SHAPE);
+  CHECK(strstr(kiln_last_error(), "model.encoder.embed_positions.weight") != NULL);
+  CHECK(strstr(kiln_last_error(), "[1499, 64]") != NULL);
+  CHECK(net == NULL);
+  /* a missing tensor */
+  CHECK(make_checkpoint("whisper_missing", specs, n, NULL, "model.decoder.layers.1.fc2.bias") == 0);
+  CHECK_STATUS(kiln_whisper_decoder_network("whisper_missing", 1, &net), KILN_ERR_FORMAT);
+  CHECK(strstr(kiln_last_error(), "model.decoder.layers.1.fc2.bias") != NULL);
+  CHECK_OK(kiln_whisper_encoder_network("whisper_missing", 1, &net)); /* the encoder does not need it */
+  kiln_network_destroy(net);
+  p.precision = KILN_DTYPE_INT8;
+  CHECK_STATUS(kiln_whisper_build(CKPT, &p, "whisper_never"), KILN_ERR_UNSUPPORTED);
+  kiln_whisper *w = NULL;
+  CHECK_STATUS(kiln_whisper_load(CKPT, NULL, &w), KILN_ERR_IO); /* a checkpoint, not an engine folder */
+  CHECK(w == NULL);
+  CHECK_STATUS(kiln_whisper_encoder_network(CKPT, 0, &net), KILN_ERR_INVALID_ARG);
+}
+
+int main(void) {
+  static tensor_spec specs[128];
+  int n = read_specs(specs, 128);
+  CHECK_EQ_INT(n, 89);
+  ref_file rf;
+  if (n != 89 || ref_file_load(DATA "whisper_refs.bin", &rf) != 0) return check_report();
+  CHECK(make_checkpoint(CKPT, specs, n, NULL, NULL) == 0);
+  kiln_whisper_build_params p = kiln_whisper_build_default_params();
+  p.target = KILN_TARGET_CPU;
+  p.max_batch = 2;
+  CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
+  test_model(&rf);
+  test_encoder_batch(&rf);
+  test_half(&rf, KILN_DTYPE_FP16, "whisper_engines_fp16", 1e-5);
+  test_half(&rf, KILN_DTYPE_BF16, "whisper_engines_bf16", 1e-3);
+  test_errors(specs, n);
+  ref_file_free(&rf);
+  return check_report();
+}
