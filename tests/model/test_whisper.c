@@ -18,11 +18,25 @@
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
 #include "refs.h"
+#ifdef WHISPER_TEST_GPU
+#include "backends/cuda/cuda_ops.h"
+#endif
 
 #define DATA KILN_SOURCE_DIR "/tests/data/"
 #define TOK_DIR KILN_SHARED_DATA "/whisper/tokenizer-hf/"
+/* tests/gpu/test_whisper_gpu.c compiles this file again with WHISPER_TEST_GPU defined: the same
+ * checks, with the engines built for and run on the GPU. */
+#ifdef WHISPER_TEST_GPU
+#define CKPT "whisper_gpu_ckpt"
+#define ENGINES "whisper_gpu_engines"
+#define ENGINE_TARGET KILN_TARGET_CUDA
+#define ENGINE_DIR_PREFIX "whisper_gpu_engines_"
+#else
 #define CKPT "whisper_ckpt"
 #define ENGINES "whisper_engines"
+#define ENGINE_TARGET KILN_TARGET_CPU
+#define ENGINE_DIR_PREFIX "whisper_engines_"
+#endif
 
 /* ---- the generator of tools/make_whisper_refs.py ------------------------------------------- */
 
@@ -261,7 +275,7 @@ static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir,
   const ref_entry *enc = ref_get(rf, "encoder_out"), *forced = ref_get(rf, "forced_tokens");
   const ref_entry *cols = ref_get(rf, "forced_logits_cols");
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
-  p.target = KILN_TARGET_CPU;
+  p.target = ENGINE_TARGET;
   p.precision = precision;
   CHECK_OK(kiln_whisper_build(CKPT, &p, dir));
   kiln_whisper *w = NULL;
@@ -285,6 +299,7 @@ static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir,
   kiln_whisper_destroy(w);
 }
 
+#ifndef WHISPER_TEST_GPU
 static void test_errors(const tensor_spec *specs, int n) {
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
   kiln_whisper_config c;
@@ -318,7 +333,11 @@ static void test_errors(const tensor_spec *specs, int n) {
   CHECK_STATUS(kiln_whisper_encoder_network(CKPT, 0, &net), KILN_ERR_INVALID_ARG);
 }
 
+#endif
 int main(void) {
+#ifdef WHISPER_TEST_GPU
+  if (!kiln_cuda_available()) SKIP_TEST("no CUDA device");
+#endif
   static tensor_spec specs[128];
   int n = read_specs(specs, 128);
   CHECK_EQ_INT(n, 89);
@@ -326,14 +345,16 @@ int main(void) {
   if (n != 89 || ref_file_load(DATA "whisper_refs.bin", &rf) != 0) return check_report();
   CHECK(make_checkpoint(CKPT, specs, n, NULL, NULL) == 0);
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
-  p.target = KILN_TARGET_CPU;
+  p.target = ENGINE_TARGET;
   p.max_batch = 2;
   CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
   test_model(&rf);
   test_encoder_batch(&rf);
-  test_half(&rf, KILN_DTYPE_FP16, "whisper_engines_fp16", 1e-5);
-  test_half(&rf, KILN_DTYPE_BF16, "whisper_engines_bf16", 1e-3);
+  test_half(&rf, KILN_DTYPE_FP16, ENGINE_DIR_PREFIX "fp16", 1e-5);
+  test_half(&rf, KILN_DTYPE_BF16, ENGINE_DIR_PREFIX "bf16", 1e-3);
+#ifndef WHISPER_TEST_GPU
   test_errors(specs, n);
+#endif
   ref_file_free(&rf);
   return check_report();
 }
