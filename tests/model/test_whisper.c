@@ -231,6 +231,35 @@ static void test_model(const ref_file *rf) {
   kiln_whisper_destroy(w);
 }
 
+/* Device or host buffer for the engines under test (CUDA engines take device pointers). */
+static void *buf_new(size_t bytes) {
+#ifdef WHISPER_TEST_GPU
+  void *p = NULL;
+  return kiln_cuda_malloc(&p, bytes) == KILN_OK ? p : NULL;
+#else
+  return malloc(bytes);
+#endif
+}
+
+static void buf_free(void *p) {
+#ifdef WHISPER_TEST_GPU
+  kiln_cuda_free(p);
+#else
+  free(p);
+#endif
+}
+
+/* Copy between a host array and a buffer from buf_new (to_buf: host -> buffer). */
+static void buf_copy(void *dst, const void *src, size_t bytes, int to_buf) {
+#ifdef WHISPER_TEST_GPU
+  CHECK_OK(to_buf ? kiln_cuda_memcpy_h2d(dst, src, bytes, NULL) : kiln_cuda_memcpy_d2h(dst, src, bytes, NULL));
+  CHECK_OK(kiln_cuda_stream_sync(NULL));
+#else
+  (void)to_buf;
+  memcpy(dst, src, bytes);
+#endif
+}
+
 /* The encoder engine at batch 2: item 0 matches the reference, item 1 a batch-1 run. */
 static void test_encoder_batch(const ref_file *rf) {
   const ref_entry *enc = ref_get(rf, "encoder_out");
@@ -244,33 +273,37 @@ static void test_encoder_batch(const ref_file *rf) {
   }
   int64_t nm = 80 * 3000, no = 1500 * 64, nkv = 2 * 1500 * 32;
   float *mel = malloc((size_t)(2 * nm) * 4), *out = malloc((size_t)(2 * no) * 4), *one = malloc((size_t)no * 4);
-  float *kv = malloc((size_t)(2 * nkv) * 4);
+  void *dmel = buf_new((size_t)(2 * nm) * 4), *dout = buf_new((size_t)(2 * no) * 4), *done = buf_new((size_t)no * 4);
+  void *dkv = buf_new((size_t)(2 * nkv) * 4);
   gen("input_features", nm, -1.0, 1.0, mel);
   gen("second_input", nm, -1.5, 1.0, mel + nm);
+  buf_copy(dmel, mel, (size_t)(2 * nm) * 4, 1);
   char name[32];
   for (int b = 2; b >= 1; b--) {
     kiln_dims d = {3, {b, 80, 3000}};
     CHECK_OK(kiln_context_set_input_shape(ctx, "mel", &d));
-    CHECK_OK(kiln_context_set_tensor(ctx, "mel", b == 2 ? mel : mel + nm));
-    CHECK_OK(kiln_context_set_tensor(ctx, "encoder_out", b == 2 ? out : one));
+    CHECK_OK(kiln_context_set_tensor(ctx, "mel", b == 2 ? dmel : (char *)dmel + nm * 4));
+    CHECK_OK(kiln_context_set_tensor(ctx, "encoder_out", b == 2 ? dout : done));
     for (int i = 0; i < 2; i++) {
       snprintf(name, sizeof name, "cross_k.%d", i);
-      CHECK_OK(kiln_context_set_tensor(ctx, name, kv));
+      CHECK_OK(kiln_context_set_tensor(ctx, name, dkv));
       snprintf(name, sizeof name, "cross_v.%d", i);
-      CHECK_OK(kiln_context_set_tensor(ctx, name, kv));
+      CHECK_OK(kiln_context_set_tensor(ctx, name, dkv));
     }
     CHECK_OK(kiln_context_enqueue(ctx, NULL));
   }
+  buf_copy(out, dout, (size_t)(2 * no) * 4, 0);
+  buf_copy(one, done, (size_t)no * 4, 0);
   double scale = max_abs(enc->data, no);
   check_close("encoder batch item 0", out, enc->data, no, 1e-4 * scale, 1e-4);
   check_close("encoder batch item 1", out + no, one, no, 1e-5 * scale, 1e-5);
   CHECK(max_abs(one, no) > 0.5);
-  free(mel), free(out), free(one), free(kv);
+  free(mel), free(out), free(one);
+  buf_free(dmel), buf_free(dout), buf_free(done), buf_free(dkv);
   kiln_context_destroy(ctx);
   kiln_engine_destroy(e);
 }
 
-/* fp16 and bf16 engines: the runtime converts at the edges; outputs stay close to fp32's. */
 static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir, double max_nmse) {
   const ref_entry *enc = ref_get(rf, "encoder_out"), *forced = ref_get(rf, "forced_tokens");
   const ref_entry *cols = ref_get(rf, "forced_logits_cols");
