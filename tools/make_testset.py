@@ -153,12 +153,13 @@ def plan():
 
 
 def mini_plan(specs):
-    """N_MINI short utterances chosen greedily to cover the most new conditions (the smallest
-    layout among equals, to stay small); all FLAC."""
+    """N_MINI short utterances chosen greedily to cover the most new conditions (each layout
+    clean too, so tests can check levels; the smallest layout among equals); all FLAC."""
     def features(s):
         return {("synth", s["synth"]), ("voice", s["voice"]), ("rate", s["rate"]),
                 ("noise", s["noise_db"]), ("layout", (s["sr"], s["channels"])),
-                ("silence", s["lead"])}
+                ("silence", s["lead"]),
+                ("clean layout", (s["sr"], s["channels"]) if s["noise_db"] is None else None)}
     short = [s for s in specs if len(s["text"].split()) <= 14]
     chosen, covered = [], set()
     while len(chosen) < N_MINI:
