@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "core/file.h"
 #include "kiln/eval.h"
 #include "kiln/manifest.h"
 #include "kiln/textnorm.h"
@@ -31,17 +32,11 @@
 static char tmp_dir[] = "/tmp/kiln_eval_XXXXXX";
 static const char *group_keys[] = {"synth", "voice"};
 
+/* The whole file, NUL-terminated (free()), or NULL when it cannot be read. */
 static char *read_text(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (!s || fread(s, 1, (size_t)n, f) != (size_t)n) abort();
-  s[n] = '\0';
-  fclose(f);
-  return s;
+  char *s = NULL;
+  size_t n = 0;
+  return kiln_read_file(path, (size_t)1 << 24, &s, &n) == KILN_OK ? s : NULL;
 }
 
 static cJSON *read_json(const char *path) {
