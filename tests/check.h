@@ -79,6 +79,14 @@ static int check_count_ = 0;
                   kiln_last_error());                                                     \
   } while (0)
 
+/* The last error message contains `needle`. */
+#define CHECK_MSG(needle)                                                       \
+  do {                                                                          \
+    check_count_++;                                                             \
+    if (!strstr(kiln_last_error(), (needle)))                                   \
+      CHECK_FAIL_("message \"%s\" lacks \"%s\"", kiln_last_error(), (needle)); \
+  } while (0)
+
 #define SKIP_TEST(why)                       \
   do {                                       \
     fprintf(stderr, "skipped: %s\n", (why)); \

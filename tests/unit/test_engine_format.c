@@ -16,13 +16,6 @@
 #include "net/graph.h"
 #include "runtime/engine_format.h"
 
-#define CHECK_MSG(needle)                                                     \
-  do {                                                                        \
-    check_count_++;                                                           \
-    if (!strstr(kiln_last_error(), (needle)))                                 \
-      CHECK_FAIL_("message \"%s\" lacks \"%s\"", kiln_last_error(), (needle)); \
-  } while (0)
-
 static int dims_same(const kiln_dims *a, const kiln_dims *b) {
   if (a->rank != b->rank) return 0;
   for (int32_t i = 0; i < a->rank; i++)

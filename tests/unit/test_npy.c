@@ -13,13 +13,6 @@
 
 #define DATA KILN_SOURCE_DIR "/tests/data/"
 
-#define CHECK_MSG(needle)                                                     \
-  do {                                                                        \
-    check_count_++;                                                           \
-    if (!strstr(kiln_last_error(), (needle)))                                 \
-      CHECK_FAIL_("message \"%s\" lacks \"%s\"", kiln_last_error(), (needle)); \
-  } while (0)
-
 static void test_numpy_files(void) {
   kiln_npy a;
   CHECK_OK(kiln_npy_read(DATA "npy_f4.npy", &a));

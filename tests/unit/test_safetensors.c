@@ -13,13 +13,6 @@
 #include "core/bytes.h"
 #include "kiln/safetensors.h"
 
-#define CHECK_MSG(needle)                                                     \
-  do {                                                                        \
-    check_count_++;                                                           \
-    if (!strstr(kiln_last_error(), (needle)))                                 \
-      CHECK_FAIL_("message \"%s\" lacks \"%s\"", kiln_last_error(), (needle)); \
-  } while (0)
-
 typedef struct spec {
   const char *name, *dtype;
   int32_t rank;
