@@ -126,7 +126,6 @@ static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln
   if (many) printf("%s: %s\n", path, text);
   else printf("%s\n", text);
   for (int32_t i = 0; tokens && i < r->n_tokens; i++) printf("%d%c", r->tokens[i], i + 1 < r->n_tokens ? ' ' : '\n');
-  fflush(stdout); /* each transcript appears as soon as it is done, before the summary on stderr */
   fflush(stdout);
   kiln_whisper_result_free(r);
   return KILN_OK;
