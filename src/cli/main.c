@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     return CLI_OK;
   }
   if (strcmp(cmd, "--version") == 0) {
-    printf("kiln %s\n", KILN_VERSION_STRING);
+    printf("kiln %s (built with: %s)\n", KILN_VERSION_STRING, KILN_FEATURES_STRING);
     return CLI_OK;
   }
   fprintf(stderr, "kiln: unknown command \"%s\"\n\n", cmd);
