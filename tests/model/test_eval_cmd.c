@@ -24,10 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "check.h"
-#include "core/file.h"
+#include "common/test_json.h"
 #include "kiln/eval.h"
 #include "kiln/kiln.h"
 #include "kiln/manifest.h"
@@ -59,20 +57,6 @@ static void on_utt(int64_t i, int64_t total, const char *audio, kiln_status s, c
 }
 
 static int mkdir_ok(const char *dir) { return mkdir(dir, 0777) == 0 || errno == EEXIST; }
-
-static cJSON *read_json(const char *path) {
-  char *s = NULL;
-  size_t n = 0;
-  cJSON *j = kiln_read_file(path, (size_t)1 << 24, &s, &n) == KILN_OK ? cJSON_Parse(s) : NULL;
-  free(s);
-  CHECK(j != NULL);
-  return j;
-}
-
-static double num(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsNumber(v) ? v->valuedouble : -12345.0;
-}
 
 static const char *str(const cJSON *o, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
