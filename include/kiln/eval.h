@@ -21,7 +21,10 @@
  *     "peak_host_bytes", "peak_device_bytes"} and "metrics": {name: number}}.
  * WER overall and per group is the corpus WER (S + D + I) / N over the utterances, as
  * jiwer.wer(list_of_refs, list_of_hyps) computes it, not a mean of per-utterance rates.
- * What it is not: a recognizer, nor a manifest reader (kiln/manifest.h).
+ * And a test-set run (kiln_eval_run): transcribes every utterance of a manifest with a loaded
+ * Whisper model (kiln/whisper.h: audio file -> 16 kHz mono -> log-mel of the first 30 s ->
+ * greedy decoding) and adds each transcript to a report, timing the whole front end and decoder.
+ * What it is not: a recognizer itself, nor a manifest reader (kiln/manifest.h).
  *
  * Usage:
  *   kiln_textnorm *tn;  kiln_textnorm_create(".../english.json", &tn);
@@ -47,6 +50,7 @@
 #include "kiln/manifest.h"
 #include "kiln/status.h"
 #include "kiln/textnorm.h"
+#include "kiln/whisper.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +113,46 @@ kiln_status kiln_eval_report_totals(const kiln_eval_report *r, const char *key, 
 kiln_status kiln_eval_report_write_hypotheses(const kiln_eval_report *r, const char *path);
 kiln_status kiln_eval_report_write_alignments(const kiln_eval_report *r, const char *path);
 kiln_status kiln_eval_report_write_summary(const kiln_eval_report *r, const char *path);
+
+/* ---- running a Whisper model on a test set ------------------------------------------------- */
+
+/* Called after each utterance: i of total, the audio path as the manifest writes it, status
+ * KILN_OK with the hypothesis, or the error with its message (kiln_last_error() text). */
+typedef void (*kiln_eval_utterance_fn)(int64_t i, int64_t total, const char *audio,
+                                       kiln_status status, const char *text_or_error,
+                                       void *user_data);
+
+typedef struct kiln_eval_run_params {
+  kiln_whisper_decode_params decode; /* default: kiln_whisper_default_decode_params() */
+  const char *const *group_keys;     /* manifest fields to report WER by (may be NULL) */
+  int32_t n_group_keys;
+  int32_t batch_size;                /* >= 1 (default 1). Accepted for the future: the runtime
+                                      * decodes one 30 s window at a time whatever it is */
+  kiln_eval_utterance_fn on_utterance; /* may be NULL */
+  void *user_data;
+} kiln_eval_run_params;
+
+kiln_eval_run_params kiln_eval_run_default_params(void);
+
+typedef struct kiln_eval_run_stats {
+  int64_t transcribed;       /* utterances added to the report */
+  int64_t failed;            /* utterances whose audio could not be read or decoded */
+  int64_t truncated;         /* utterances longer than 30 s (only the first 30 s are decoded) */
+  double audio_seconds;      /* of the transcribed utterances */
+  double wall_seconds;       /* audio load + resampling + mel + encoder + decoder, all of them */
+  double frontend_seconds;   /* the audio load + resampling + mel part of wall_seconds */
+  int64_t tokens;            /* tokens sampled, in all */
+} kiln_eval_run_stats;
+
+/* Transcribes every utterance of m with w and adds it to report (failed utterances are left out
+ * of the report, counted in stats->failed and passed to on_utterance with their error: the others
+ * go on). Sets the report's perf (audio and wall seconds, the process's peak resident memory,
+ * and peak_device_bytes = kiln_whisper_device_bytes(w): planned, not measured; 0 on the CPU)
+ * and the metrics "failed_utterances", "frontend_seconds", "tokens", "batch_size".
+ * Errors other than an utterance's own (a report that cannot grow, a bad argument) stop the run:
+ * the report then holds the utterances done so far. stats may be NULL. */
+kiln_status kiln_eval_run(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *params,
+                          kiln_eval_report *report, kiln_eval_run_stats *stats);
 
 #ifdef __cplusplus
 }

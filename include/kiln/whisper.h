@@ -115,6 +115,11 @@ kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_pa
 void kiln_whisper_destroy(kiln_whisper *w);
 
 const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w);
+/* GPU memory the loaded model plans to hold: both engines' weights and one context each
+ * (kiln_engine_weight_bytes + kiln_engine_context_bytes) plus the runtime's own buffers (mel,
+ * encoder output, cross-attention and KV cache, tokens, logits at their largest). Planned, not
+ * measured: the CUDA context and allocator rounding are not in it. 0 for CPU engines. */
+int64_t kiln_whisper_device_bytes(const kiln_whisper *w);
 
 typedef struct kiln_whisper_decode_params {
   const char *language;     /* "en" (default); ignored by English-only models */

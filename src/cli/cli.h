@@ -11,6 +11,7 @@ int cli_run(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_build_whisper(int argc, char **argv); /* argv[0] is "whisper" */
 int cli_transcribe(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 /* Build progress on stderr when it is a terminal (a kiln_progress_fn). */
 void cli_print_progress(const char *stage, int64_t done, int64_t total, void *user);
 

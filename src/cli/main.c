@@ -16,6 +16,7 @@ static void usage(FILE *f) {
           "  run       run an engine on .npy inputs (or random ones), optionally benchmark it\n"
           "  inspect   show what an engine holds: layers, tactics, memory plan, profiles, plugins\n"
           "  transcribe  speech to text with Whisper engines (kiln build whisper makes them)\n"
+          "  eval      word error rate and speed of Whisper engines on a test-set manifest\n"
           "\n"
           "Typical use:\n"
           "  kiln build --network examples/mlp.json -o mlp.engine       # timed tactics on the GPU\n"
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "run") == 0) return cli_run(argc - 1, argv + 1);
   if (strcmp(cmd, "inspect") == 0) return cli_inspect(argc - 1, argv + 1);
   if (strcmp(cmd, "transcribe") == 0) return cli_transcribe(argc - 1, argv + 1);
+  if (strcmp(cmd, "eval") == 0) return cli_eval(argc - 1, argv + 1);
   if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
     usage(stdout);
     return CLI_OK;

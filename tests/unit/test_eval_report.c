@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
-#include "core/file.h"
+#include "common/test_json.h"
 #include "kiln/eval.h"
 #include "kiln/manifest.h"
 #include "kiln/textnorm.h"
@@ -31,27 +31,6 @@
 
 static char tmp_dir[] = "/tmp/kiln_eval_XXXXXX";
 static const char *group_keys[] = {"synth", "voice"};
-
-/* The whole file, NUL-terminated (free()), or NULL when it cannot be read. */
-static char *read_text(const char *path) {
-  char *s = NULL;
-  size_t n = 0;
-  return kiln_read_file(path, (size_t)1 << 24, &s, &n) == KILN_OK ? s : NULL;
-}
-
-static cJSON *read_json(const char *path) {
-  char *s = read_text(path);
-  CHECK(s != NULL);
-  cJSON *j = s ? cJSON_Parse(s) : NULL;
-  free(s);
-  CHECK(j != NULL);
-  return j;
-}
-
-static double num(const cJSON *o, const char *key) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  return cJSON_IsNumber(v) ? v->valuedouble : -12345.0;
-}
 
 static void check_counts(const kiln_wer_counts *c, const cJSON *want, const char *what) {
   int ok = c->hits == (int64_t)num(want, "hits") &&

@@ -219,6 +219,18 @@ const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w) { retu
 
 int32_t kiln_whisper_cache_length(const kiln_whisper *w) { return w ? w->T : 0; }
 
+int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
+  if (!w || !w->cuda) return 0;
+  const kiln_whisper_config *c = &w->c;
+  size_t engines = kiln_engine_weight_bytes(w->enc) + kiln_engine_context_bytes(w->enc) +
+                   kiln_engine_weight_bytes(w->dec) + kiln_engine_context_bytes(w->dec);
+  size_t cross = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz; /* as alloc_buffers */
+  size_t kv = (size_t)c->n_text_ctx * (size_t)c->d_model * w->esz;
+  size_t bufs = (size_t)c->n_mels * 2 * c->n_audio_ctx * w->esz + cross + (size_t)2 * c->decoder_layers * (cross + 2 * kv) +
+                (size_t)2 * c->n_text_ctx * 4 + (size_t)w->logits_rows * (size_t)c->vocab_size * w->esz;
+  return (int64_t)(engines + bufs);
+}
+
 /* ---- running --------------------------------------------------------------------------------- */
 
 static kiln_status bind(kiln_context *ctx, const char *fmt, int32_t i, void *p) {
