@@ -50,8 +50,8 @@ def time_transformers(path, batch, steps, reps=3):
         for i in range(reps + 1):
             torch.cuda.synchronize()
             t = time.perf_counter()
-            model.generate(feats, min_new_tokens=steps, max_new_tokens=steps, do_sample=False, num_beams=1,
-                           language="en", task="transcribe")
+            # no language/task: a random checkpoint's generation config has no language table
+            model.generate(feats, min_new_tokens=steps, max_new_tokens=steps, do_sample=False, num_beams=1)
             torch.cuda.synchronize()
             if i:
                 times.append((time.perf_counter() - t) * 1e3)

@@ -117,6 +117,7 @@ kiln_status kiln_cuda_ctx_create(int32_t device, kiln_cuda_ctx **out) {
     free(cu);
     return st;
   }
+  pthread_mutex_init(&cu->algo_lock, NULL);
   *out = cu;
   return KILN_OK;
 }
@@ -124,6 +125,7 @@ kiln_status kiln_cuda_ctx_create(int32_t device, kiln_cuda_ctx **out) {
 void kiln_cuda_ctx_destroy(kiln_cuda_ctx *cu) {
   if (!cu) return;
   if (cu->lt) cublasLtDestroy(cu->lt);
+  pthread_mutex_destroy(&cu->algo_lock);
   free(cu);
 }
 

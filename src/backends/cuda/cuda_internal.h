@@ -6,6 +6,7 @@
 #define KILN_CUDA_INTERNAL_H
 
 #include <cublasLt.h>
+#include <pthread.h>
 
 #include "backends/cuda/cuda_ops.h"
 
@@ -13,9 +14,25 @@
 extern "C" {
 #endif
 
+/* The heuristic's answer for one matmul problem, remembered so that a shape whose stored tactic
+ * does not apply (a decoder step at M = 1 with an algorithm timed at the opt shape) does not
+ * ask cuBLASLt's heuristic on every call: that query costs far more than the matmul itself. */
+typedef struct kiln_cuda_algo_entry {
+  int64_t m, n, k;
+  int32_t dtype, has_bias, act, used, found; /* found 0: no cuBLASLt algorithm (kiln's kernel runs) */
+  uint32_t align;
+  size_t workspace;
+  cublasLtMatmulAlgo_t algo;
+} kiln_cuda_algo_entry;
+
+#define KILN_CUDA_ALGO_CACHE 256
+
 struct kiln_cuda_ctx {
   cublasLtHandle_t lt;
   kiln_cuda_device_info info;
+  pthread_mutex_t algo_lock;
+  kiln_cuda_algo_entry algo_cache[KILN_CUDA_ALGO_CACHE];
+  int32_t algo_next; /* the slot the next new entry takes (round robin once full) */
 };
 
 /* kiln's tiled matmul kernel (tactic KILN_TACTIC_KERNEL index 0):

@@ -131,6 +131,40 @@ done:
   return st;
 }
 
+/* The heuristic's first algorithm for this problem, through the context's cache (see
+ * kiln_cuda_algo_entry). *found is 0 when cuBLASLt has none. */
+static kiln_status default_algo(kiln_cuda_ctx *cu, const lt_problem *p, int64_t m, int64_t n, int64_t k,
+                                kiln_dtype dt, int has_bias, kiln_activation act, uint32_t align,
+                                size_t workspace, cublasLtMatmulAlgo_t *algo, int *found) {
+  kiln_status st = KILN_OK;
+  pthread_mutex_lock(&cu->algo_lock);
+  for (int32_t i = 0; i < KILN_CUDA_ALGO_CACHE; i++) {
+    const kiln_cuda_algo_entry *e = &cu->algo_cache[i];
+    if (e->used && e->m == m && e->n == n && e->k == k && e->dtype == (int32_t)dt && e->has_bias == has_bias &&
+        e->act == (int32_t)act && e->align == align && e->workspace == workspace) {
+      *algo = e->algo;
+      *found = e->found;
+      pthread_mutex_unlock(&cu->algo_lock);
+      return KILN_OK;
+    }
+  }
+  cublasLtMatmulHeuristicResult_t res[1];
+  int got = 0;
+  st = lt_heuristics(cu, p, workspace, align, res, 1, &got);
+  if (st == KILN_OK) {
+    kiln_cuda_algo_entry *e = &cu->algo_cache[cu->algo_next];
+    cu->algo_next = (cu->algo_next + 1) % KILN_CUDA_ALGO_CACHE;
+    memset(e, 0, sizeof *e);
+    e->m = m, e->n = n, e->k = k, e->dtype = (int32_t)dt, e->has_bias = has_bias, e->act = (int32_t)act;
+    e->align = align, e->workspace = workspace, e->used = 1, e->found = got > 0;
+    if (got > 0) e->algo = res[0].algo;
+    *algo = e->algo;
+    *found = e->found;
+  }
+  pthread_mutex_unlock(&cu->algo_lock);
+  return st;
+}
+
 static int lt_dtypes_ok(kiln_dtype dt, int has_bias, kiln_dtype bias_dt, kiln_dtype wdt,
                         kiln_dtype ydt) {
   return kiln_dtype_is_float(dt) && wdt == dt && ydt == dt && (!has_bias || bias_dt == dt);
@@ -207,15 +241,14 @@ static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const ki
       have_algo = 1;
   }
   if (!have_algo) {
-    cublasLtMatmulHeuristicResult_t res[1];
-    int got = 0;
-    st = lt_heuristics(cu, &p, workspace ? workspace_bytes : 0, align, res, 1, &got);
+    int found = 0;
+    st = default_algo(cu, &p, m, n, k, x->dtype, b != NULL, act, align, workspace ? workspace_bytes : 0, &algo,
+                      &found);
     if (st != KILN_OK) goto done;
-    if (got == 0) {
+    if (!found) {
       lt_problem_destroy(&p);
       return kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream);
     }
-    algo = res[0].algo;
   }
   {
     cublasStatus_t cs = cublasLtMatmul(cu->lt, p.op, &alpha, w->data, p.a, x->data, p.b, &beta,
