@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backends/cpu/cpu_ops.h"
 #include "core/error.h"
@@ -14,6 +15,12 @@
 #include "backends/cuda/cuda_ops.h"
 #endif
 
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
 struct kiln_context {
   kiln_engine *e;
   int32_t profile;
@@ -24,6 +31,11 @@ struct kiln_context {
   void *arena;
   void *workspace;
   int32_t use_graphs;
+  /* KILN_PROFILE=1 in the environment: each layer is synchronized and timed; the totals per op
+   * kind are logged (warning level, so they show by default) when the context is destroyed. */
+  int32_t prof_on;
+  double prof_ms[KILN_OP_COUNT_];
+  int64_t prof_calls[KILN_OP_COUNT_];
 #ifdef KILN_HAVE_CUDA
   cudaGraphExec_t graph;
   kiln_dims *graph_dims;  /* input dims the graph was captured with */
@@ -48,8 +60,19 @@ static kiln_status alloc_memory(kiln_context *c) {
 #endif
 }
 
+static void log_profile(const kiln_context *c) {
+  double total = 0;
+  for (int32_t op = 0; op < KILN_OP_COUNT_; op++) total += c->prof_ms[op];
+  kiln_log(KILN_LOG_WARN, "profile (KILN_PROFILE): %.3f ms in layers", total);
+  for (int32_t op = 0; op < KILN_OP_COUNT_; op++)
+    if (c->prof_calls[op])
+      kiln_log(KILN_LOG_WARN, "profile: %-14s %8lld calls %10.3f ms (%5.1f%%)", kiln_op_name((kiln_op)op),
+               (long long)c->prof_calls[op], c->prof_ms[op], total > 0 ? 100.0 * c->prof_ms[op] / total : 0.0);
+}
+
 void kiln_context_destroy(kiln_context *c) {
   if (!c) return;
+  if (c->prof_on) log_profile(c);
   if (c->e && c->e->exec == KILN_TARGET_CPU) {
     free(c->arena);
     free(c->workspace);
@@ -79,6 +102,8 @@ kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **
   if (!c) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
   c->e = e;
   c->profile = profile;
+  const char *prof = getenv("KILN_PROFILE");
+  c->prof_on = prof && *prof && strcmp(prof, "0") != 0;
   size_t nt = (size_t)e->g.n_tensors + 1;
   c->input_dims = calloc((size_t)e->n_inputs + 1, sizeof *c->input_dims);
   c->dims = calloc(nt, sizeof *c->dims);
@@ -179,6 +204,7 @@ static kiln_status run_layers(kiln_context *c, void *stream) {
     for (int32_t j = 0; j < l->n_out; j++)
       out[j] = kiln_tensor_contiguous(tensor_data(c, l->out[j]), g->tensors[l->out[j]].dtype, &c->dims[l->out[j]]);
     kiln_status s;
+    double t0 = c->prof_on ? now_ms() : 0;
     if (c->e->exec == KILN_TARGET_CPU) {
       s = kiln_cpu_run_layer(g, l, in, out, c->workspace, g->workspace_bytes);
     } else {
@@ -189,6 +215,13 @@ static kiln_status run_layers(kiln_context *c, void *stream) {
 #endif
     }
     if (s != KILN_OK) return kiln_error_context(s, "layer %s (%s): ", l->name, kiln_op_name(l->op));
+    if (c->prof_on) {
+#ifdef KILN_HAVE_CUDA
+      if (c->e->exec == KILN_TARGET_CUDA) cudaStreamSynchronize((cudaStream_t)stream);
+#endif
+      c->prof_ms[l->op] += now_ms() - t0;
+      c->prof_calls[l->op]++;
+    }
   }
   (void)stream;
   return KILN_OK;
