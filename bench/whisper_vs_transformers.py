@@ -27,13 +27,20 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 def make_checkpoint(path, tokenizer_dir):
     if os.path.exists(os.path.join(path, "model.safetensors")):
-        return
+        with open(os.path.join(path, "config.json")) as f:
+            if json.load(f).get("encoder_layers") == 32:
+                return
+        shutil.rmtree(path)
     with open(os.path.join(tokenizer_dir, "config.json")) as f:
         base = json.load(f)
+    for alias in ("num_hidden_layers", "hidden_size", "num_attention_heads"):  # they would override below
+        base.pop(alias, None)
     base.update(d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20,
                 decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128)
     torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(WhisperConfig(**base)).half()
+    config = WhisperConfig(**base)
+    assert (config.encoder_layers, config.decoder_layers, config.d_model) == (32, 32, 1280), config
+    model = WhisperForConditionalGeneration(config).half()
     model.save_pretrained(path, safe_serialization=True)
     for f in os.listdir(tokenizer_dir):
         if f not in ("config.json",) and not os.path.exists(os.path.join(path, f)):

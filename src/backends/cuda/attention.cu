@@ -46,6 +46,56 @@ static __global__ void attention_kernel(const void *q, int qdt, const void *k, i
   for (int64_t d = lane; d < dim; d += 32) kiln_st(y, ydt, q_off + d, acc[d] * inv);
 }
 
+/* Few query rows against many keys (a decoder step: Sq = 1, Skv up to 1500): one block per query
+ * row. Phase 1: the threads split the keys, each scores its keys (q in shared memory) into
+ * shared memory; phase 2: block max and sum; phase 3: thread t accumulates output dim t % dim
+ * over keys j = t / dim (mod the number of groups); the groups are summed in shared memory.
+ * Shared memory: dim (q) + skv (scores) + blockDim (partial sums) floats. */
+#define DECODE_THREADS 256
+static __global__ void attention_decode_kernel(const void *q, int qdt, const void *k, int kdt, const void *v,
+                                               int vdt, void *y, int ydt, int64_t sq, int64_t skv, int dim,
+                                               float scale, int causal) {
+  extern __shared__ float sh[];
+  float *qs = sh, *sc = sh + dim, *part = sc + skv;
+  __shared__ float red[32];
+  int64_t row = blockIdx.x, bh = row / sq, i = row % sq;
+  const int64_t q_off = row * dim, kv_off = bh * skv * dim;
+  int64_t j_end = skv;
+  if (causal) {
+    j_end = i + (skv - sq) + 1;
+    if (j_end > skv) j_end = skv;
+    if (j_end < 0) j_end = 0;
+  }
+  for (int d = threadIdx.x; d < dim; d += blockDim.x) qs[d] = kiln_ld(q, qdt, q_off + d) * scale;
+  __syncthreads();
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < j_end; j += blockDim.x) {
+    float s = 0.0f;
+    for (int d = 0; d < dim; d++) s += qs[d] * kiln_ld(k, kdt, kv_off + j * dim + d);
+    sc[j] = s;
+    m = fmaxf(m, s);
+  }
+  m = kiln_block_reduce(m, red, 1);
+  float l = 0.0f;
+  for (int64_t j = threadIdx.x; j < j_end; j += blockDim.x) {
+    float p = expf(sc[j] - m);
+    sc[j] = p;
+    l += p;
+  }
+  l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
+  int groups = blockDim.x / dim, g = threadIdx.x / dim, d = threadIdx.x % dim; /* dim <= blockDim */
+  float acc = 0.0f;
+  if (g < groups)
+    for (int64_t j = g; j < j_end; j += groups) acc += sc[j] * kiln_ld(v, vdt, kv_off + j * dim + d);
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  if (g == 0) {
+    float sum = 0.0f;
+    for (int h = 0; h < groups; h++) sum += part[h * dim + d];
+    kiln_st(y, ydt, q_off + d, l > 0.0f ? sum / l : 0.0f);
+  }
+}
+
 extern "C" kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tensor *k,
                                            const kiln_tensor *v, float scale, int32_t causal,
                                            kiln_tensor *y, void *stream) {
@@ -65,6 +115,14 @@ extern "C" kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tens
     return kiln_error(KILN_ERR_SHAPE, "%s: y must have q's shape", op);
   int64_t rows = bsz * heads * sq;
   if (rows == 0 || dim == 0) return KILN_OK;
+  size_t decode_smem = ((size_t)dim + (size_t)skv + DECODE_THREADS) * sizeof(float);
+  if (sq <= 8 && dim <= DECODE_THREADS && decode_smem <= 48 * 1024 && rows <= 2147483647LL) {
+    attention_decode_kernel<<<(unsigned int)rows, DECODE_THREADS, decode_smem, kiln_stream(stream)>>>(
+        q->data, q->dtype, k->data, k->dtype, v->data, v->dtype, y->data, y->dtype, sq, skv, (int)dim, scale,
+        causal);
+    KILN_CUDA_CHECK_LAUNCH();
+    return KILN_OK;
+  }
   size_t row_bytes = (size_t)dim * sizeof(float);
   int warps = 4;
   if (row_bytes * 4 > 48 * 1024) warps = 1;
