@@ -69,15 +69,6 @@ static kiln_status beam_alloc(beam_state *b, dec_ctx *d) {
   return KILN_OK;
 }
 
-static double row_lse(const float *row, int32_t n) {
-  float m = -INFINITY;
-  for (int32_t i = 0; i < n; i++) m = row[i] > m ? row[i] : m;
-  if (m == -INFINITY) return -INFINITY;
-  double s = 0;
-  for (int32_t i = 0; i < n; i++) s += exp((double)row[i] - m);
-  return m + log(s);
-}
-
 /* The k largest entries of row (ties: the lower index first). */
 static void topk(const float *row, int32_t n, int32_t k, int32_t *idx) {
   int32_t got = 0;
@@ -100,7 +91,7 @@ static int32_t candidates(beam_state *b) {
   int32_t k = b->B + 1 < 64 ? b->B + 1 : 64;
   for (int32_t j = 0; j < b->B; j++) {
     const float *row = b->rows + (size_t)j * d->vocab;
-    double lse = row_lse(row, d->vocab);
+    double lse = dec_logsumexp(row, 0, d->vocab);
     topk(row, d->vocab, k, idx);
     for (int32_t t = 0; t < k; t++) {
       float lp = (float)((double)row[idx[t]] - lse), score = b->sum[j] + lp;

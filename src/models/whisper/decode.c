@@ -73,7 +73,7 @@ static void mask(float *row, int32_t from, int32_t to) {
   for (int32_t i = from; i < to; i++) row[i] = -INFINITY;
 }
 
-static double logsumexp(const float *row, int32_t from, int32_t to) {
+double dec_logsumexp(const float *row, int32_t from, int32_t to) {
   float m = -INFINITY;
   for (int32_t i = from; i < to; i++) m = row[i] > m ? row[i] : m;
   if (m == -INFINITY) return -INFINITY;
@@ -134,7 +134,7 @@ static void timestamp_rules(const dec_ctx *d, float *row, const int32_t *toks, i
     mask(row, 0, tb);
     if (d->max_initial >= 0 && tb + d->max_initial + 1 < V) mask(row, tb + d->max_initial + 1, V);
   }
-  double ts = logsumexp(row, tb, V);
+  double ts = dec_logsumexp(row, tb, V);
   float text = -INFINITY;
   for (int32_t i = 0; i < tb; i++) text = row[i] > text ? row[i] : text;
   if (ts > (double)text) mask(row, 0, tb);
@@ -213,7 +213,7 @@ kiln_status dec_first_step(dec_ctx *d, double *no_speech) {
   *no_speech = NAN;
   if (d->no_speech >= 0) {
     KILN_TRY(kiln_whisper_last_logits(d->w, d->sot_index, d->row));
-    *no_speech = exp((double)d->row[d->no_speech] - logsumexp(d->row, 0, d->vocab));
+    *no_speech = exp((double)d->row[d->no_speech] - dec_logsumexp(d->row, 0, d->vocab));
   }
   return kiln_whisper_last_logits(d->w, d->n_init - 1, d->row);
 }
@@ -231,7 +231,7 @@ static kiln_status run_one(dec_ctx *d, double T, uint64_t *rng, int32_t *seq, in
   for (int32_t i = 0; i < d->sample_len; i++) {
     dec_apply_filters(d, d->row, seq, n);
     int32_t t = T == 0 ? argmax(d->row, d->vocab) : sample(d->row, d->vocab, T, rng);
-    s += (float)((double)d->row[t] - logsumexp(d->row, 0, d->vocab));
+    s += (float)((double)d->row[t] - dec_logsumexp(d->row, 0, d->vocab));
     seq[n++] = t;
     if (t == d->eot || n > d->n_ctx) break;
     KILN_TRY(kiln_whisper_decode(d->w, &t, 1, NULL));
@@ -338,7 +338,7 @@ kiln_status dec_detect_encoded(kiln_whisper *w, float *probs, const char **code)
   kiln_status s = kiln_whisper_decode(w, &sot, 1, NULL);
   if (s == KILN_OK) s = kiln_whisper_last_logits(w, 0, row);
   if (s == KILN_OK) { /* language tokens follow <|startoftranscript|> */
-    double lse = logsumexp(row, sot + 1, sot + 1 + nl);
+    double lse = dec_logsumexp(row, sot + 1, sot + 1 + nl);
     int32_t best = sot + 1 + argmax(row + sot + 1, nl);
     for (int32_t i = 0; probs && i < nl; i++) probs[i] = (float)exp((double)row[sot + 1 + i] - lse);
     *code = kiln_tokenizer_language_code(tok, best);

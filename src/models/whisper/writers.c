@@ -129,28 +129,30 @@ static void put_json_string(buf *b, const char *s) {
   put(b, "\"", 1);
 }
 
+/* , "key": value */
+static void put_number(buf *b, const char *key, double v) {
+  putf(b, ", \"%s\": ", key);
+  put_float(b, v);
+}
+
 static void write_json(buf *b, const kiln_whisper_transcript *t) {
   put(b, "{\"text\": ", 9);
   put_json_string(b, t->text ? t->text : "");
   put(b, ", \"segments\": [", 15);
   for (int32_t i = 0; i < t->n_segments; i++) {
     const kiln_whisper_segment *g = &t->segments[i];
-    putf(b, "%s{\"id\": %d, \"seek\": %d, \"start\": ", i ? ", " : "", g->id, g->seek);
-    put_float(b, g->start);
-    put(b, ", \"end\": ", 9);
-    put_float(b, g->end);
+    putf(b, "%s{\"id\": %d, \"seek\": %d", i ? ", " : "", g->id, g->seek);
+    put_number(b, "start", g->start);
+    put_number(b, "end", g->end);
     put(b, ", \"text\": ", 10);
     put_json_string(b, g->text);
     put(b, ", \"tokens\": [", 13);
     for (int32_t k = 0; k < g->n_tokens; k++) putf(b, "%s%d", k ? ", " : "", g->tokens[k]);
-    put(b, "], \"temperature\": ", 18);
-    put_float(b, g->temperature);
-    put(b, ", \"avg_logprob\": ", 17);
-    put_float(b, g->avg_logprob);
-    put(b, ", \"compression_ratio\": ", 23);
-    put_float(b, g->compression_ratio);
-    put(b, ", \"no_speech_prob\": ", 20);
-    put_float(b, g->no_speech_prob);
+    put(b, "]", 1);
+    put_number(b, "temperature", g->temperature);
+    put_number(b, "avg_logprob", g->avg_logprob);
+    put_number(b, "compression_ratio", g->compression_ratio);
+    put_number(b, "no_speech_prob", g->no_speech_prob);
     put(b, "}", 1);
   }
   put(b, "], \"language\": ", 15);
