@@ -36,8 +36,9 @@
  * (<|startoftranscript|>, language, task, <|notimestamps|>; only the first and the last for
  * English-only models), the suppressed tokens masked at every step, the begin-suppressed tokens
  * (" " and <|endoftext|>) at the first step, at most max_new_tokens (224) tokens, stopping at
- * <|endoftext|>. Not done yet: temperature fallback, timestamps, long-form (> 30 s) audio,
- * batched decoding (the engines take a batch; the runtime decodes one window at a time).
+ * <|endoftext|>. Timestamps, temperature fallback, beam search and long-form audio: the
+ * decoding section at the end (kiln_whisper_transcribe_audio). Not done: batched decoding (the
+ * engines take a batch; the runtime decodes one window, one sequence at a time).
  *
  * Ownership: results belong to the caller (kiln_whisper_result_free). On error outputs stay
  * untouched. Thread-safety: a kiln_whisper holds one execution context per engine and the KV
@@ -151,6 +152,125 @@ kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encode
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits);
 /* Tokens in the KV cache. */
 int32_t kiln_whisper_cache_length(const kiln_whisper *w);
+
+/* ---- decoding as openai-whisper does it (src/models/whisper/decode.c, transcribe.c,
+ * writers.c) --------------------------------------------------------------------------------
+ * kiln_whisper_decode_window: one 30 s window, as openai-whisper's decode() (DecodingTask):
+ *   the logit filters SuppressBlank, SuppressTokens (the checkpoint's list plus the task,
+ *   <|startoftranscript|>, <|startofprev|>, <|startoflm|> and <|nospeech|> tokens) and
+ *   ApplyTimestampRules (timestamps in pairs, non-decreasing, the first one at most
+ *   max_initial_timestamp, and only timestamps when their total probability beats every text
+ *   token); greedy (T = 0), sampling (T > 0, best_of samples ranked by
+ *   MaximumLikelihoodRanker), or beam search (beam_size, patience, length_penalty as
+ *   BeamSearchDecoder). Beams run one after the other with a copy of the KV cache each (not as
+ *   a batch). The no-speech probability is read at <|startoftranscript|> of the first step.
+ * kiln_whisper_transcribe_audio: long-form, as openai-whisper's transcribe(): the log-mel of
+ *   the whole file padded with 30 s of zeros (one global floor), 30 s windows advanced by the
+ *   last timestamp, temperature fallback (compression ratio, average log-probability,
+ *   no-speech), the previous text as the prompt (<|startofprev|>, at most 223 tokens),
+ *   initial_prompt, segments from the timestamp tokens. Not done: word timestamps,
+ *   clip_timestamps, carry_initial_prompt, hallucination_silence_threshold.
+ * Sampling uses kiln's own seeded generator (splitmix64), not PyTorch's: samples differ from
+ * openai-whisper's, decisions made on them follow the same rules. */
+
+#define KILN_WHISPER_MAX_TEMPERATURES 16
+
+typedef struct kiln_whisper_options {
+  const char *language;      /* NULL: "en" for English-only models, else detected from the first
+                                window (kiln_whisper_detect_language) */
+  int32_t translate;         /* 0: transcribe (default), 1: translate to English */
+  int32_t without_timestamps;/* 0 (default): predict timestamp tokens and make segments of them */
+  int32_t beam_size;         /* 0 (default): greedy at T = 0; >= 1: beam search at T = 0 */
+  double patience;           /* beam search: finished candidates = round(beam_size * patience);
+                                0 means 1.0 */
+  double length_penalty;     /* < 0 (default): rank by log-probability / length; 0..1: divide
+                                by ((5 + length) / 6) ^ length_penalty */
+  int32_t best_of;           /* samples ranked at T > 0 (default 5, as the whisper CLI) */
+  double temperatures[KILN_WHISPER_MAX_TEMPERATURES]; /* tried in order (fallback) */
+  int32_t n_temperatures;    /* default 6: 0.0, 0.2, 0.4, 0.6, 0.8, 1.0 */
+  double compression_ratio_threshold; /* 2.4; NAN: off */
+  double logprob_threshold;  /* -1.0; NAN: off */
+  double no_speech_threshold;/* 0.6; NAN: off */
+  int32_t condition_on_previous_text; /* 1 (default) */
+  const char *initial_prompt;/* text put before the first window's prompt; may be NULL */
+  double max_initial_timestamp; /* 1.0 s; <= 0: no limit */
+  int32_t suppress_blank;    /* 1 (default) */
+  int32_t sample_len;        /* at most this many tokens per window (default 224) */
+  uint64_t seed;             /* sampling generator seed (default 0) */
+} kiln_whisper_options;
+
+kiln_whisper_options kiln_whisper_default_options(void);
+
+/* One decoded window (DecodingResult). */
+typedef struct kiln_whisper_decoding {
+  int32_t *tokens;           /* sampled tokens (timestamps included), without the start sequence
+                                and <|endoftext|> */
+  int32_t n_tokens;
+  char *text;                /* decoded text, stripped (timestamps and special tokens dropped) */
+  char language[8];
+  double temperature, sum_logprob, avg_logprob, no_speech_prob, compression_ratio;
+} kiln_whisper_decoding;
+
+void kiln_whisper_decoding_free(kiln_whisper_decoding *d);
+
+/* Decode one window mel [n_mels x 3000] at one temperature (encodes it first). prompt (previous
+ * text tokens, may be NULL) goes after <|startofprev|>; its last 223 tokens are used. */
+kiln_status kiln_whisper_decode_window(kiln_whisper *w, const float *mel, const int32_t *prompt,
+                                       int32_t n_prompt, double temperature,
+                                       const kiln_whisper_options *o, kiln_whisper_decoding **out);
+
+/* Language detection on mel [n_mels x 3000] (encodes it): the language token with the largest
+ * probability after <|startoftranscript|>. probs (may be NULL) receives the probabilities of the
+ * kiln_tokenizer_num_languages() language tokens in token order. KILN_ERR_UNSUPPORTED for
+ * English-only models. *code is static. */
+kiln_status kiln_whisper_detect_language(kiln_whisper *w, const float *mel, float *probs,
+                                         const char **code);
+
+/* openai-whisper's compression_ratio(): len(text) / len(zlib.compress(text)). */
+double kiln_whisper_compression_ratio(const char *text);
+/* transcribe()'s fallback decision for a decoded window: 1 when the compression ratio is above
+ * its threshold or the average log-probability below its, unless the window is silence
+ * (no_speech_prob above its threshold with a low average log-probability). */
+int kiln_whisper_needs_fallback(const kiln_whisper_options *o, double compression_ratio,
+                                double avg_logprob, double no_speech_prob);
+
+typedef struct kiln_whisper_segment {
+  int32_t id, seek;          /* seek: the window's first mel frame */
+  double start, end;         /* seconds */
+  char *text;
+  int32_t *tokens;           /* with the timestamp tokens */
+  int32_t n_tokens;
+  double temperature, avg_logprob, compression_ratio, no_speech_prob;
+} kiln_whisper_segment;
+
+typedef struct kiln_whisper_transcript {
+  char *text;                /* all segments' text (openai-whisper's result["text"]) */
+  char language[8];
+  kiln_whisper_segment *segments;
+  int32_t n_segments;
+} kiln_whisper_transcript;
+
+void kiln_whisper_transcript_free(kiln_whisper_transcript *t);
+
+/* Long-form transcription of samples[n] (16 kHz mono) with options o (NULL: defaults). */
+kiln_status kiln_whisper_transcribe_audio(kiln_whisper *w, const float *samples, int64_t n,
+                                          const kiln_whisper_options *o,
+                                          kiln_whisper_transcript **out);
+
+typedef enum kiln_whisper_format {
+  KILN_WHISPER_FORMAT_TXT = 0, KILN_WHISPER_FORMAT_SRT, KILN_WHISPER_FORMAT_VTT,
+  KILN_WHISPER_FORMAT_TSV, KILN_WHISPER_FORMAT_JSON, KILN_WHISPER_FORMAT_COUNT
+} kiln_whisper_format;
+
+/* The file name extension of a format ("srt"), and the format of a name (-1 when unknown). */
+const char *kiln_whisper_format_name(kiln_whisper_format f);
+int kiln_whisper_format_from_name(const char *name);
+
+/* A transcript as openai-whisper's writers (utils.py: WriteTXT, WriteSRT, WriteVTT, WriteTSV,
+ * WriteJSON with json.dump's defaults, floats as Python's repr) write it. *out is a
+ * NUL-terminated string; free it with free(). */
+kiln_status kiln_whisper_transcript_format(const kiln_whisper_transcript *t,
+                                           kiln_whisper_format f, char **out);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,9 @@
 /* src/cli/whisper.c - `kiln build whisper` (checkpoint folder -> engine folder) and
- * `kiln transcribe` (audio files -> text, greedy). Thin: the library (kiln/whisper.h) does the
- * work; this file parses options, reads audio and prints. */
+ * `kiln transcribe` (audio files -> transcripts as openai-whisper's transcribe(), and its output
+ * files). Thin: the library (kiln/whisper.h) does the work; this file parses options, reads
+ * audio, prints and writes files. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +88,29 @@ static void transcribe_help(FILE *f) {
           "usage: kiln transcribe ENGINE_DIR FILE... [options]\n"
           "\n"
           "Transcribes each audio file (WAV, FLAC, OGG, ...; resampled to 16 kHz mono) with the Whisper\n"
-          "engines in ENGINE_DIR (from `kiln build whisper`): greedy decoding of the first 30 s, no\n"
-          "timestamps. Prints the text of each file (\"FILE: text\" when there are several); a file\n"
-          "that fails is reported and the others go on. A summary (audio seconds, wall time, real-time\n"
-          "factor) goes to stderr.\n"
+          "engines in ENGINE_DIR (from `kiln build whisper`) as openai-whisper's transcribe() does: the\n"
+          "whole file in 30 s windows, timestamps, temperature fallback, the previous text as the prompt.\n"
+          "Prints the text of each file (\"FILE: text\" when there are several); with --output-format the\n"
+          "transcripts are also written to --output-dir as FILE_BASENAME.FORMAT. A file that fails is\n"
+          "reported and the others go on. A summary (audio seconds, wall time, real-time factor) goes to\n"
+          "stderr.\n"
           "\n"
           "options:\n"
-          "  --language CODE     spoken language (default en; multilingual models only)\n"
-          "  --translate         translate to English instead of transcribing\n"
-          "  --tokens            also print the sampled token ids (a line after the text)\n"
-          "  --device N          GPU (default 0)\n");
+          "  --language CODE|auto  spoken language (default auto: detected from the first 30 s;\n"
+          "                        English-only models always use en)\n"
+          "  --task transcribe|translate   (default transcribe; --translate is the same as translate)\n"
+          "  --beam-size N         beam search with N beams at temperature 0 (default: greedy)\n"
+          "  --best-of N           samples per window at temperatures above 0 (default 5)\n"
+          "  --temperature T       first temperature (default 0); the fallback adds\n"
+          "  --temperature-increment-on-fallback X   (default 0.2; 0: no fallback) up to 1.0\n"
+          "  --no-timestamps       decode without timestamp tokens (one segment per window)\n"
+          "  --initial-prompt TEXT text to condition the first window on\n"
+          "  --no-condition        do not use the previous window's text as the prompt\n"
+          "  --seed N              sampling seed (default 0)\n"
+          "  --output-format txt|srt|vtt|json|tsv|all   also write these files\n"
+          "  --output-dir DIR      where to write them (default .)\n"
+          "  --tokens              also print the token ids of every segment (a line after the text)\n"
+          "  --device N            GPU (default 0)\n");
 }
 
 static double now_s(void) {
@@ -103,68 +119,149 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* One file: audio -> log-mel -> text. *seconds receives the audio length. */
-static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln_whisper_decode_params *dp, int many,
-                                   int tokens, double *seconds) {
-  float *pcm = NULL;
-  int64_t n = 0;
-  int32_t n_mels = kiln_whisper_get_config(w)->n_mels;
-  kiln_status s = kiln_audio_load(path, KILN_WHISPER_SAMPLE_RATE, &pcm, &n);
-  if (s != KILN_OK) return s;
-  *seconds = (double)n / KILN_WHISPER_SAMPLE_RATE;
-  if (n > KILN_WHISPER_CHUNK_SAMPLES)
-    fprintf(stderr, "kiln transcribe: %s: %.1f s long; only the first 30 s are transcribed (long-form is not done yet)\n",
-            path, *seconds);
-  float *mel = malloc(sizeof(float) * (size_t)n_mels * KILN_WHISPER_CHUNK_FRAMES);
-  kiln_whisper_result *r = NULL;
-  s = mel ? kiln_mel_compute_window(pcm, n, n_mels, mel) : KILN_ERR_OUT_OF_MEMORY;
-  kiln_audio_free(pcm);
-  if (s == KILN_OK) s = kiln_whisper_transcribe(w, mel, dp, &r);
-  free(mel);
-  if (s != KILN_OK) return s;
-  const char *text = r->text[0] == ' ' ? r->text + 1 : r->text;
-  if (many) printf("%s: %s\n", path, text);
-  else printf("%s\n", text);
-  for (int32_t i = 0; tokens && i < r->n_tokens; i++) printf("%d%c", r->tokens[i], i + 1 < r->n_tokens ? ' ' : '\n');
-  fflush(stdout);
-  kiln_whisper_result_free(r);
+typedef struct out_opts {
+  int formats; /* bit per kiln_whisper_format */
+  const char *dir;
+  int many, tokens;
+} out_opts;
+
+static kiln_status write_outputs(const kiln_whisper_transcript *t, const char *path, const out_opts *oo) {
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  const char *dot = strrchr(base, '.');
+  int len = (int)(dot && dot != base ? (size_t)(dot - base) : strlen(base));
+  for (int f = 0; f < KILN_WHISPER_FORMAT_COUNT; f++) {
+    if (!(oo->formats & (1 << f))) continue;
+    char name[4096], *text = NULL;
+    snprintf(name, sizeof name, "%s/%.*s.%s", oo->dir, len, base, kiln_whisper_format_name((kiln_whisper_format)f));
+    kiln_status s = kiln_whisper_transcript_format(t, (kiln_whisper_format)f, &text);
+    if (s != KILN_OK) return s;
+    FILE *fp = fopen(name, "wb");
+    int ok = fp && fputs(text, fp) >= 0;
+    if (fp && fclose(fp) != 0) ok = 0;
+    free(text);
+    if (!ok) return fprintf(stderr, "kiln transcribe: cannot write %s (does --output-dir exist?)\n", name), KILN_ERR_IO;
+  }
   return KILN_OK;
 }
 
-int cli_transcribe(int argc, char **argv) {
-  kiln_whisper_decode_params dp = kiln_whisper_default_decode_params();
-  kiln_whisper_load_params lp = kiln_whisper_default_load_params();
-  const char *dir = NULL, *v = NULL, **files = calloc((size_t)argc + 1, sizeof *files);
-  int n_files = 0, tokens = 0;
+/* One file: audio -> transcript. *seconds receives the audio length. */
+static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln_whisper_options *o, const out_opts *oo,
+                                   double *seconds) {
+  float *pcm = NULL;
+  int64_t n = 0;
+  kiln_status s = kiln_audio_load(path, KILN_WHISPER_SAMPLE_RATE, &pcm, &n);
+  if (s != KILN_OK) return s;
+  *seconds = (double)n / KILN_WHISPER_SAMPLE_RATE;
+  kiln_whisper_transcript *t = NULL;
+  s = kiln_whisper_transcribe_audio(w, pcm, n, o, &t);
+  kiln_audio_free(pcm);
+  if (s != KILN_OK) return s;
+  const char *text = t->text[0] == ' ' ? t->text + 1 : t->text;
+  if (oo->many) printf("%s: %s\n", path, text);
+  else printf("%s\n", text);
+  for (int32_t i = 0, first = 1; oo->tokens && i < t->n_segments; i++)
+    for (int32_t k = 0; k < t->segments[i].n_tokens; k++, first = 0) printf("%s%d", first ? "" : " ", t->segments[i].tokens[k]);
+  if (oo->tokens) printf("\n");
+  fflush(stdout);
+  s = write_outputs(t, path, oo);
+  kiln_whisper_transcript_free(t);
+  return s;
+}
+
+static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
+  char *end = NULL;
+  double x = v ? strtod(v, &end) : 0;
+  if (!v || end == v || *end || !(x >= lo && x <= hi))
+    return fprintf(stderr, "kiln transcribe: %s takes a number from %g to %g\n", flag, lo, hi), 1;
+  *out = x;
+  return 0;
+}
+
+/* openai-whisper's CLI: np.arange(temperature, 1.0 + 1e-6, increment). */
+static void set_temperatures(kiln_whisper_options *o, double t0, double inc) {
+  int n = inc > 0 ? (int)ceil((1.0 + 1e-6 - t0) / inc) : 1;
+  if (n < 1) n = 1;
+  if (n > KILN_WHISPER_MAX_TEMPERATURES) n = KILN_WHISPER_MAX_TEMPERATURES;
+  for (int i = 0; i < n; i++) o->temperatures[i] = t0 + i * inc;
+  o->n_temperatures = n;
+}
+
+static int parse_transcribe(int argc, char **argv, kiln_whisper_options *o, kiln_whisper_load_params *lp, out_opts *oo,
+                            const char **dir, const char **files, int *n_files) {
+  const char *v = NULL;
   int64_t n;
-  if (!files) return CLI_FAIL;
+  double t0 = 0.0, inc = 0.2;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       transcribe_help(stdout);
-      free(files);
-      return CLI_OK;
+      return -1;
     } else if (cli_flag_value(argc, argv, &i, "--language", &v)) {
-      if (!(dp.language = v)) return free(files), CLI_USAGE;
+      if (!v) return CLI_USAGE;
+      o->language = strcmp(v, "auto") == 0 ? NULL : v;
+    } else if (cli_flag_value(argc, argv, &i, "--task", &v)) {
+      if (!v || (strcmp(v, "transcribe") != 0 && strcmp(v, "translate") != 0))
+        return fprintf(stderr, "kiln transcribe: --task is transcribe or translate\n"), CLI_USAGE;
+      o->translate = strcmp(v, "translate") == 0;
     } else if (strcmp(argv[i], "--translate") == 0) {
-      dp.translate = 1;
+      o->translate = 1;
+    } else if (cli_flag_value(argc, argv, &i, "--beam-size", &v)) {
+      if (cli_parse_int("transcribe", "--beam-size", v, 1, 63, &n)) return CLI_USAGE;
+      o->beam_size = (int32_t)n;
+    } else if (cli_flag_value(argc, argv, &i, "--best-of", &v)) {
+      if (cli_parse_int("transcribe", "--best-of", v, 1, 64, &n)) return CLI_USAGE;
+      o->best_of = (int32_t)n;
+    } else if (cli_flag_value(argc, argv, &i, "--temperature", &v)) {
+      if (parse_double("--temperature", v, 0, 10, &t0)) return CLI_USAGE;
+    } else if (cli_flag_value(argc, argv, &i, "--temperature-increment-on-fallback", &v)) {
+      if (parse_double("--temperature-increment-on-fallback", v, 0, 1, &inc)) return CLI_USAGE;
+    } else if (strcmp(argv[i], "--no-timestamps") == 0) {
+      o->without_timestamps = 1;
+    } else if (strcmp(argv[i], "--no-condition") == 0) {
+      o->condition_on_previous_text = 0;
+    } else if (cli_flag_value(argc, argv, &i, "--initial-prompt", &v)) {
+      if (!(o->initial_prompt = v)) return CLI_USAGE;
+    } else if (cli_flag_value(argc, argv, &i, "--seed", &v)) {
+      if (cli_parse_int("transcribe", "--seed", v, 0, INT64_MAX, &n)) return CLI_USAGE;
+      o->seed = (uint64_t)n;
+    } else if (cli_flag_value(argc, argv, &i, "--output-format", &v)) {
+      int f = kiln_whisper_format_from_name(v);
+      if (v && strcmp(v, "all") == 0) oo->formats = (1 << KILN_WHISPER_FORMAT_COUNT) - 1;
+      else if (f < 0) return fprintf(stderr, "kiln transcribe: --output-format is txt, srt, vtt, json, tsv or all\n"), CLI_USAGE;
+      else oo->formats |= 1 << f;
+    } else if (cli_flag_value(argc, argv, &i, "--output-dir", &v)) {
+      if (!(oo->dir = v)) return CLI_USAGE;
     } else if (strcmp(argv[i], "--tokens") == 0) {
-      tokens = 1;
+      oo->tokens = 1;
     } else if (cli_flag_value(argc, argv, &i, "--device", &v)) {
-      if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return free(files), CLI_USAGE;
-      lp.device = (int32_t)n;
+      if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return CLI_USAGE;
+      lp->device = (int32_t)n;
     } else if (argv[i][0] == '-' && argv[i][1]) {
       fprintf(stderr, "kiln transcribe: unknown option \"%s\" (kiln transcribe --help lists them)\n", argv[i]);
-      return free(files), CLI_USAGE;
-    } else if (!dir) {
-      dir = argv[i];
+      return CLI_USAGE;
+    } else if (!*dir) {
+      *dir = argv[i];
     } else {
-      files[n_files++] = argv[i];
+      files[(*n_files)++] = argv[i];
     }
   }
+  set_temperatures(o, t0, inc);
+  return CLI_OK;
+}
+
+int cli_transcribe(int argc, char **argv) {
+  kiln_whisper_options o = kiln_whisper_default_options();
+  kiln_whisper_load_params lp = kiln_whisper_default_load_params();
+  out_opts oo = {0, ".", 0, 0};
+  const char *dir = NULL, **files = calloc((size_t)argc + 1, sizeof *files);
+  int n_files = 0;
+  if (!files) return CLI_FAIL;
+  int rc = parse_transcribe(argc, argv, &o, &lp, &oo, &dir, files, &n_files);
+  if (rc != CLI_OK) return free(files), rc < 0 ? CLI_OK : rc;
   if (!dir || !n_files) {
     fprintf(stderr, "kiln transcribe: give the engine folder and at least one audio file\n");
     return free(files), CLI_USAGE;
   }
+  oo.many = n_files > 1;
   double t0 = now_s(), audio = 0;
   kiln_whisper *w = NULL;
   kiln_status s = kiln_whisper_load(dir, &lp, &w);
@@ -173,7 +270,7 @@ int cli_transcribe(int argc, char **argv) {
   int failed = 0;
   for (int i = 0; i < n_files; i++) {
     double sec = 0;
-    s = transcribe_file(w, files[i], &dp, n_files > 1, tokens, &sec);
+    s = transcribe_file(w, files[i], &o, &oo, &sec);
     if (s != KILN_OK) {
       fprintf(stderr, "kiln transcribe: %s: %s\n", files[i], kiln_last_error());
       failed++;

@@ -20,4 +20,21 @@ kiln_status kiln_whisper_config_from_json(const cJSON *root, const char *what, k
 kiln_status kiln_whisper_json_ints(const cJSON *root, const char *key, const char *what, int32_t *out,
                                    int32_t *n);
 
+/* ---- runtime internals for the decoding module (decode.c, transcribe.c) ---- */
+#include "kiln/tokenizer.h"
+
+kiln_tokenizer *kiln_whisper_tokenizer(const kiln_whisper *w);
+/* Empty the KV cache, keeping the encoded window (a new decode of the same audio). */
+void kiln_whisper_cache_reset(kiln_whisper *w);
+/* Logits row `row` of the last decode step as fp32 [vocab]. */
+kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out);
+
+/* A copy of the KV cache (self-attention keys/values and length), for beam search: save after a
+ * beam's step, load before the next step of the beams that continue it. */
+typedef struct kiln_whisper_kv kiln_whisper_kv;
+kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out);
+kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv);
+kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv);
+void kiln_whisper_kv_destroy(kiln_whisper *w, kiln_whisper_kv *kv);
+
 #endif

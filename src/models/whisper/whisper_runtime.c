@@ -413,3 +413,66 @@ kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel, const kil
   *out = r;
   return KILN_OK;
 }
+
+/* ---- internals for the decoding module (whisper_internal.h) ---------------------------------- */
+
+kiln_tokenizer *kiln_whisper_tokenizer(const kiln_whisper *w) { return w->tok; }
+
+void kiln_whisper_cache_reset(kiln_whisper *w) { w->T = 0; }
+
+kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out) { return read_logits(w, row, 1, out); }
+
+struct kiln_whisper_kv {
+  void **buf; /* 2 per decoder layer: k, v [H, n_text_ctx, Dh] (the first H * T * Dh hold the cache) */
+  int32_t T;
+};
+
+static kiln_status dev_copy(const kiln_whisper *w, void *dst, const void *src, size_t bytes) {
+  if (!bytes) return KILN_OK;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda) {
+    if (cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice) != cudaSuccess)
+      return kiln_error(KILN_ERR_CUDA, "whisper: copying %zu bytes on the GPU failed", bytes);
+    return KILN_OK;
+  }
+#endif
+  (void)w;
+  memcpy(dst, src, bytes);
+  return KILN_OK;
+}
+
+void kiln_whisper_kv_destroy(kiln_whisper *w, kiln_whisper_kv *kv) {
+  if (!kv) return;
+  for (int32_t i = 0; kv->buf && i < 2 * w->c.decoder_layers; i++) mem_free(w, kv->buf[i]);
+  free(kv->buf);
+  free(kv);
+}
+
+kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
+  kiln_whisper_kv *kv = calloc(1, sizeof *kv);
+  if (kv) kv->buf = calloc((size_t)2 * w->c.decoder_layers, sizeof(void *));
+  kiln_status s = kv && kv->buf ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  size_t bytes = (size_t)w->c.n_text_ctx * (size_t)w->c.d_model * w->esz;
+  for (int32_t i = 0; s == KILN_OK && i < 2 * w->c.decoder_layers; i++) s = mem_alloc(w, bytes, &kv->buf[i]);
+  if (s != KILN_OK) {
+    kiln_whisper_kv_destroy(w, kv);
+    return s;
+  }
+  *out = kv;
+  return KILN_OK;
+}
+
+/* The cache of T tokens is [1, H, T, Dh] contiguous: its first H * T * Dh elements. */
+kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
+  size_t bytes = (size_t)w->T * (size_t)w->c.d_model * w->esz;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) KILN_TRY(dev_copy(w, kv->buf[i], w->past[i], bytes));
+  kv->T = w->T;
+  return KILN_OK;
+}
+
+kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv) {
+  size_t bytes = (size_t)kv->T * (size_t)w->c.d_model * w->esz;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) KILN_TRY(dev_copy(w, w->past[i], kv->buf[i], bytes));
+  w->T = kv->T;
+  return KILN_OK;
+}
