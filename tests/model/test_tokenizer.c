@@ -9,25 +9,11 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "common/test_json.h"
 #include "kiln/tokenizer.h"
 
 #define ASSETS KILN_SHARED_DATA "/whisper/openai-assets/"
 #define HF_DIR KILN_SHARED_DATA "/whisper/tokenizer-hf"
-
-static cJSON *load_json(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  size_t got = fread(buf, 1, (size_t)n, f);
-  fclose(f);
-  buf[got] = '\0';
-  cJSON *root = cJSON_Parse(buf);
-  free(buf);
-  return root;
-}
 
 /* Encode text with tok and compare with the JSON array want. */
 static void check_encode(const kiln_tokenizer *tok, const char *which, const char *text, const cJSON *want) {
@@ -190,7 +176,7 @@ static void check_errors(const kiln_tokenizer *tok) {
 }
 
 int main(void) {
-  cJSON *refs = load_json(KILN_SOURCE_DIR "/tests/data/tokenizer_refs.json");
+  cJSON *refs = read_json(KILN_SOURCE_DIR "/tests/data/tokenizer_refs.json");
   if (!refs) {
     fprintf(stderr, "cannot read tests/data/tokenizer_refs.json\n");
     return 1;

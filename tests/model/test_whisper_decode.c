@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/test_json.h"
 #include "kiln/audio.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
@@ -24,19 +25,6 @@
 #define LONG KILN_SOURCE_DIR "/tests/data/longform.flac"
 #define REFS KILN_SOURCE_DIR "/tests/data/decode_refs/"
 #define ENGINES "whisper_decode_engines"
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-  if (s) s[n] = '\0';
-  fclose(f);
-  return s;
-}
 
 static void check_tokens(const cJSON *want, const int32_t *got, int32_t n, const char *what) {
   CHECK_EQ_INT(n, cJSON_GetArraySize(want));
@@ -89,7 +77,7 @@ static void check_writers(const kiln_whisper_transcript *t) {
   for (int f = 0; f < KILN_WHISPER_FORMAT_COUNT; f++) {
     char path[512], *got = NULL;
     snprintf(path, sizeof path, REFS "longform.%s", kiln_whisper_format_name((kiln_whisper_format)f));
-    char *want = slurp(path);
+    char *want = read_text(path);
     CHECK(want != NULL);
     CHECK_OK(kiln_whisper_transcript_format(t, (kiln_whisper_format)f, &got));
     if (want && got && f != KILN_WHISPER_FORMAT_JSON) CHECK_EQ_STR(got, want);
@@ -189,7 +177,7 @@ static void transcribe_tests(kiln_whisper *w, const cJSON *refs, const float *jf
 
 int main(void) {
   if (access(CKPT "/model.safetensors", R_OK) != 0) SKIP_TEST("models/whisper-base not fetched (scripts/fetch_model.sh)");
-  char *text = slurp(REFS "whisper_base_decode.json");
+  char *text = read_text(REFS "whisper_base_decode.json");
   cJSON *refs = text ? cJSON_Parse(text) : NULL;
   CHECK(refs != NULL);
   kiln_whisper_build_params bp = kiln_whisper_build_default_params();
