@@ -53,6 +53,8 @@ static inline int32_t fixture_layer(kiln_graph *g, const char *name, kiln_op op,
   p.dims.d[1] = -1;
   p.dims.d[2] = 4;
   p.plugin = 0; /* the fixture has one plugin */
+  p.heads = 1 + (int32_t)(fixture_next(rng) % 8);
+  p.group = 64 * (int32_t)(fixture_next(rng) % 3);
   int32_t li = kiln_graph_add_layer(g, name, op, n_in, in, &p);
   if (li < 0) return li;
   int32_t first = -1;
@@ -136,8 +138,11 @@ static inline int fixture_graph(kiln_graph *g, uint64_t seed) {
   int32_t cc = fixture_layer(g, "cat", KILN_OP_CONCAT, 3, (int32_t[]){tr, sm, al}, 1, &rng);
   int32_t sl = fixture_layer(g, "slice", KILN_OP_SLICE, 1, (int32_t[]){cc}, 1, &rng);
   int32_t at = fixture_layer(g, "attn", KILN_OP_ATTENTION, 3, (int32_t[]){sl, sl, i64}, 1, &rng);
-  int32_t pg = fixture_layer(g, "plug", KILN_OP_PLUGIN, 3, (int32_t[]){at, sc, em}, 2, &rng);
-  if (m < 0 || a < 0 || mu < 0 || ac < 0 || ln < 0 || al < 0 || sm < 0 || e < 0 || cv < 0 ||
+  int32_t kva = fixture_layer(g, "kvattn", KILN_OP_KV_ATTENTION, 3, (int32_t[]){sl, sl, at}, 1, &rng);
+  int32_t wq = fixture_layer(g, "mmwq", KILN_OP_MATMUL_WQ, 3, (int32_t[]){kva, w, b}, 1, &rng);
+  int32_t pg = fixture_layer(g, "plug", KILN_OP_PLUGIN, 3, (int32_t[]){wq, sc, em}, 2, &rng);
+  /* the plugin layer stays last: the format test edits it */
+  if (kva < 0 || wq < 0 || m < 0 || a < 0 || mu < 0 || ac < 0 || ln < 0 || al < 0 || sm < 0 || e < 0 || cv < 0 ||
       rs < 0 || tr < 0 || cc < 0 || sl < 0 || at < 0 || pg < 0)
     return -1;
   g->tensors[pg].is_output = 1;

@@ -37,7 +37,12 @@ typedef enum kiln_op {
   KILN_OP_SLICE = 12,        /* in: x; params.axis, start, end */
   KILN_OP_ATTENTION = 13,    /* in: q, k, v; params.scale, causal */
   KILN_OP_PLUGIN = 14,       /* params.plugin indexes graph->plugins */
-  KILN_OP_COUNT_ = 15
+  KILN_OP_KV_ATTENTION = 15, /* decoder attention over a KV cache kept in place; params.heads,
+                                scale, causal (1: self-attention appending to the cache, 0:
+                                cross-attention); see the op's description in shape.c */
+  KILN_OP_MATMUL_WQ = 16,    /* weight-only quantized matmul; params.group (0: per output
+                                channel), activation */
+  KILN_OP_COUNT_ = 17
 } kiln_op;
 
 const char *kiln_op_name(kiln_op op);
@@ -52,6 +57,8 @@ typedef struct kiln_op_params {
   int64_t start, end; /* SLICE */
   kiln_dims dims;     /* RESHAPE target, TRANSPOSE permutation */
   int32_t plugin;     /* PLUGIN: index into kiln_graph.plugins */
+  int32_t heads;      /* KV_ATTENTION: attention heads */
+  int32_t group;      /* MATMUL_WQ: quantization group size along K (0: one per row) */
 } kiln_op_params;
 
 typedef enum kiln_tensor_kind {

@@ -274,6 +274,8 @@ static void write_layer(kiln_wr *w, const kiln_layer_def *l) {
   kiln_wr_i64(w, p->end);
   kiln_wr_dims(w, &p->dims);
   kiln_wr_i32(w, p->plugin);
+  kiln_wr_i32(w, p->heads);
+  kiln_wr_i32(w, p->group);
   kiln_wr_i32(w, l->tactic.kind);
   kiln_wr_i32(w, l->tactic.index);
   kiln_wr_f32(w, l->tactic.time_ms);
@@ -559,6 +561,8 @@ static kiln_status read_layer(parser *ps, kiln_layer_def *l) {
   kiln_rd_i64(r, &p->end);
   kiln_rd_dims(r, &p->dims);
   kiln_rd_i32(r, &p->plugin);
+  kiln_rd_i32(r, &p->heads);
+  kiln_rd_i32(r, &p->group);
   kiln_rd_i32(r, &l->tactic.kind);
   kiln_rd_i32(r, &l->tactic.index);
   kiln_rd_f32(r, &l->tactic.time_ms);

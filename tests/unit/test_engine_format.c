@@ -59,6 +59,8 @@ static void compare_layers(const kiln_graph *a, const kiln_graph *b) {
     CHECK_EQ_INT(x->p.end, y->p.end);
     CHECK(dims_same(&x->p.dims, &y->p.dims));
     CHECK_EQ_INT(x->p.plugin, y->p.plugin);
+    CHECK_EQ_INT(x->p.heads, y->p.heads);
+    CHECK_EQ_INT(x->p.group, y->p.group);
     CHECK_EQ_INT(x->tactic.kind, y->tactic.kind);
     CHECK_EQ_INT(x->tactic.index, y->tactic.index);
     CHECK(x->tactic.time_ms == y->tactic.time_ms);
