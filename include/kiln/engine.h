@@ -86,7 +86,9 @@ kiln_status kiln_context_set_tensor(kiln_context *ctx, const char *name, void *d
 /* Run the engine on `stream` (cudaStream_t; NULL for the CPU or the default stream). */
 kiln_status kiln_context_enqueue(kiln_context *ctx, void *stream);
 /* CUDA graphs: when enabled, the first enqueue for a set of shapes and bindings captures a
- * graph and later ones with the same shapes and bindings replay it. Default off. */
+ * graph and later ones with the same shapes and bindings replay it. A context keeps up to 8
+ * graphs (e.g. one per batch size), replacing the least recently used. Turning graphs off
+ * keeps the captured ones for when they are turned on again. Default off. */
 kiln_status kiln_context_set_cuda_graphs(kiln_context *ctx, int32_t enable);
 
 #ifdef __cplusplus

@@ -94,6 +94,22 @@ int32_t kiln_network_add_slice(kiln_network *net, const char *name, int32_t x, i
                                int64_t start, int64_t end);
 int32_t kiln_network_add_attention(kiln_network *net, const char *name, int32_t q, int32_t k,
                                    int32_t v, float scale, int32_t causal);
+/* Decoder attention over a key/value cache kept in place (for autoregressive decoding with one
+ * captured CUDA graph per batch size: the cache buffers and shapes stay the same every step).
+ * Self-attention: qkv [B, S, 3*H*Dh] (queries, keys, values of S new tokens side by side),
+ *   cache_k / cache_v [Bc, H, Tmax, Dh] with Bc >= B, lengths [B] int32 (tokens already cached
+ *   for each row). The layer writes the new keys/values into the caches at positions
+ *   lengths[b] .. lengths[b] + S - 1 (the caches are inputs written in place; the caller keeps
+ *   lengths[b] + S <= Tmax), then token s of row b attends to cache positions 0 .. lengths[b] + s.
+ *   Output [B, S, H*Dh].
+ * Cross-attention: q [B, S, H*Dh], k / v [Bk, H, A, Dh] where Bk divides B: query row b reads
+ *   key/value row b / (B / Bk) (beams of one window share the window's keys). Output
+ *   [B, S, H*Dh]. */
+int32_t kiln_network_add_cached_self_attention(kiln_network *net, const char *name, int32_t qkv,
+                                               int32_t cache_k, int32_t cache_v, int32_t lengths,
+                                               int32_t heads, float scale);
+int32_t kiln_network_add_cross_attention(kiln_network *net, const char *name, int32_t q,
+                                         int32_t k, int32_t v, int32_t heads, float scale);
 /* A plugin layer with n_in inputs and the plugin's outputs; returns the first output's id (the
  * others follow consecutively). */
 int32_t kiln_network_add_plugin(kiln_network *net, const char *name, const char *plugin_name,

@@ -23,10 +23,12 @@
  *   encoder.engine  mel [B, n_mels, 3000] -> encoder_out [B, 1500, d], and for each decoder
  *                   layer i the cross-attention keys/values cross_k.i, cross_v.i [B, H, 1500, Dh]
  *                   (computed once per 30 s window).
- *   decoder.engine  tokens [B, S] int32, positions [S] int32 (the absolute positions of the S
- *                   tokens), past_k.i / past_v.i [B, H, T, Dh] (T may be 0), cross_k.i / cross_v.i
- *                   -> logits [B, S, vocab], present_k.i / present_v.i [B, H, T + S, Dh] (the
- *                   past with the new tokens' keys/values appended: the next step's past).
+ *   decoder.engine  tokens [B, S] int32, positions [B, S] int32 (absolute positions),
+ *                   lengths [B] int32 (tokens already cached per row), cache_k.i / cache_v.i
+ *                   [B, H, n_text_ctx, Dh] (the KV cache, written in place at lengths[b]),
+ *                   cross_k.i / cross_v.i [Bk, H, 1500, Dh] (row b reads row b / (B / Bk): the
+ *                   beams of a window share it) -> logits [B, S, vocab]. B runs up to
+ *                   max_batch x max_beams rows, S up to a chunk (longer prompts run in chunks).
  *   whisper.json    the manifest: format, geometry, precision, special and suppressed tokens,
  *                   engine file names. The tokenizer files are copied next to it.
  * Float inputs and outputs of the engines are in the engine's precision.
@@ -37,8 +39,9 @@
  * English-only models), the suppressed tokens masked at every step, the begin-suppressed tokens
  * (" " and <|endoftext|>) at the first step, at most max_new_tokens (224) tokens, stopping at
  * <|endoftext|>. Timestamps, temperature fallback, beam search and long-form audio: the
- * decoding section at the end (kiln_whisper_transcribe_audio). Not done: batched decoding (the
- * engines take a batch; the runtime decodes one window, one sequence at a time).
+ * decoding section at the end (kiln_whisper_transcribe_audio). kiln_whisper_transcribe_batch
+ * decodes several windows as one batch; on the GPU every single-token step of a batch size is a
+ * captured CUDA graph replayed with the KV cache in place.
  *
  * Ownership: results belong to the caller (kiln_whisper_result_free). On error outputs stay
  * untouched. Thread-safety: a kiln_whisper holds one execution context per engine and the KV
@@ -88,7 +91,9 @@ kiln_status kiln_whisper_decoder_network(const char *checkpoint_dir, int32_t max
 typedef struct kiln_whisper_build_params {
   kiln_target target;       /* default: CUDA when kiln has it, else CPU */
   kiln_dtype precision;     /* fp32 (default), fp16, bf16 */
-  int32_t max_batch;        /* default 1 */
+  int32_t max_batch;        /* windows decoded together (default 1) */
+  int32_t max_beams;        /* beams (or best-of samples) per window decoded as a batch
+                               (default 1); the decoder keeps max_batch x max_beams rows */
   int32_t device;           /* CUDA device (default 0) */
   const char *timing_cache; /* may be NULL */
   kiln_progress_fn progress;
@@ -126,6 +131,8 @@ typedef struct kiln_whisper_decode_params {
   const char *language;     /* "en" (default); ignored by English-only models */
   int32_t translate;        /* 0: transcribe (default), 1: translate */
   int32_t max_new_tokens;   /* default 224 (openai-whisper's sample_len) */
+  int32_t min_new_tokens;   /* <|endoftext|> is suppressed until this many tokens (default 0;
+                               benchmarks use it to decode a fixed number of steps) */
 } kiln_whisper_decode_params;
 
 kiln_whisper_decode_params kiln_whisper_default_decode_params(void);
@@ -142,6 +149,17 @@ void kiln_whisper_result_free(kiln_whisper_result *r);
 kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel,
                                     const kiln_whisper_decode_params *params,
                                     kiln_whisper_result **out);
+/* The same for n windows decoded together as one batch (n <= kiln_whisper_max_windows()):
+ * mels [n x n_mels x 3000]; out[0..n-1] receive one result each (free each one). */
+kiln_status kiln_whisper_transcribe_batch(kiln_whisper *w, const float *mels, int32_t n,
+                                          const kiln_whisper_decode_params *params,
+                                          kiln_whisper_result **out);
+/* Frees out[0..n-1] of kiln_whisper_transcribe_batch. */
+void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n);
+/* Windows the engines take at once (the build's max_batch), and decoder rows (max_batch x
+ * max_beams). */
+int32_t kiln_whisper_max_windows(const kiln_whisper *w);
+int32_t kiln_whisper_max_rows(const kiln_whisper *w);
 
 /* The steps, for tests and custom decoding loops:
  * kiln_whisper_encode: runs the encoder on mel [n_mels x 3000], keeps the cross-attention
@@ -149,6 +167,8 @@ kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel,
  * kiln_whisper_decode: appends n tokens to the cache and writes logits [n x vocab] fp32
  *   (may be NULL). KILN_ERR_STATE before an encode; KILN_ERR_INVALID_ARG past n_text_ctx. */
 kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out);
+/* kiln_whisper_encode for n windows mel [n x n_mels x 3000] (encoder_out [n x 1500 x d]). */
+kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_t n, float *encoder_out);
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits);
 /* Tokens in the KV cache. */
 int32_t kiln_whisper_cache_length(const kiln_whisper *w);

@@ -18,5 +18,9 @@ void kiln_weight_source_close(kiln_weight_source *w);
  * in the file: nothing recorded as an error), or another error. */
 int32_t kiln_weight_source_add(kiln_weight_source *w, kiln_network *net, const char *name, int32_t rank,
                                const int64_t *dims);
+/* Read tensor `name` (a float tensor of exactly these dims) converted to fp32 into out. Returns
+ * KILN_ERR_NOT_FOUND (nothing recorded) when absent. */
+kiln_status kiln_weight_source_read_f32(kiln_weight_source *w, const char *name, int32_t rank, const int64_t *dims,
+                                        float *out);
 
 #endif

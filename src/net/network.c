@@ -254,6 +254,29 @@ int32_t kiln_network_add_attention(kiln_network *net, const char *name, int32_t 
   return kiln_network_add_layer_(net, name, KILN_OP_ATTENTION, 3, in, &p, 1, NULL);
 }
 
+static int32_t kv_attention(kiln_network *net, const char *name, int32_t n_in, const int32_t *in, int32_t heads,
+                            float scale, int32_t self) {
+  kiln_op_params p = {0};
+  if (!(scale > 0.0f)) return kiln_error(KILN_ERR_INVALID_ARG, "attention scale must be > 0 (got %g)", (double)scale);
+  if (heads < 1) return kiln_error(KILN_ERR_INVALID_ARG, "attention heads must be >= 1 (got %d)", heads);
+  p.scale = scale;
+  p.heads = heads;
+  p.causal = self;
+  return kiln_network_add_layer_(net, name, KILN_OP_KV_ATTENTION, n_in, in, &p, 1, NULL);
+}
+
+int32_t kiln_network_add_cached_self_attention(kiln_network *net, const char *name, int32_t qkv, int32_t cache_k,
+                                               int32_t cache_v, int32_t lengths, int32_t heads, float scale) {
+  int32_t in[4] = {qkv, cache_k, cache_v, lengths};
+  return kv_attention(net, name, 4, in, heads, scale, 1);
+}
+
+int32_t kiln_network_add_cross_attention(kiln_network *net, const char *name, int32_t q, int32_t k, int32_t v,
+                                         int32_t heads, float scale) {
+  int32_t in[3] = {q, k, v};
+  return kv_attention(net, name, 3, in, heads, scale, 0);
+}
+
 kiln_status kiln_network_mark_output(kiln_network *net, int32_t tensor, const char *name) {
   if (!net || tensor < 0 || tensor >= net->g.n_tensors)
     return kiln_error(KILN_ERR_INVALID_ARG, "mark_output: tensor id %d does not exist", tensor);

@@ -206,6 +206,38 @@ bad:
                    dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
 }
 
+/* KV_ATTENTION (network.h: kiln_network_add_cached_self_attention / _cross_attention).
+ * causal = 1: in qkv [B, S, 3HD], cache_k, cache_v [Bc >= B, H, Tmax, D], lengths [B] int32;
+ * causal = 0: in q [B, S, HD], k, v [Bk, H, A, D] with B % Bk == 0. Out [B, S, HD]. */
+static kiln_status infer_kv_attention(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
+                                      kiln_dims *out) {
+  char a[96], b[96], c[96];
+  int32_t self = l->p.causal != 0, heads = l->p.heads;
+  const kiln_dims *q = &in[0], *k = &in[1], *v = &in[2];
+  if (l->n_in != (self ? 4 : 3)) return SHAPE_ERR(l, "takes %d inputs, has %d", self ? 4 : 3, l->n_in);
+  if (heads < 1) return SHAPE_ERR(l, "heads must be >= 1 (got %d)", heads);
+  if (q->rank != 3 || k->rank != 4 || !kiln_dims_equal(k, v) || k->d[1] != heads) goto bad;
+  int64_t hd = heads * k->d[3];
+  if (q->d[2] != (self ? 3 : 1) * hd) goto bad;
+  if (self) {
+    const kiln_dims *len = &in[3];
+    if (k->d[0] < q->d[0] || len->rank != 1 || len->d[0] != q->d[0] || g->tensors[l->in[3]].dtype != KILN_DTYPE_INT32)
+      goto bad;
+    if (q->d[1] > k->d[2]) return SHAPE_ERR(l, "%lld new tokens do not fit a cache of %lld", (long long)q->d[1], (long long)k->d[2]);
+  } else if (k->d[0] < 1 || q->d[0] % k->d[0] != 0) {
+    goto bad;
+  }
+  out[0] = *q;
+  out[0].d[2] = hd;
+  return KILN_OK;
+bad:
+  if (self)
+    return SHAPE_ERR(l, "expects qkv [B, S, 3*%d*D], caches [Bc >= B, %d, T, D], lengths [B] int32; got qkv %s, caches %s and %s",
+                     heads, heads, dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
+  return SHAPE_ERR(l, "expects q [B, S, %d*D], k and v [Bk, %d, A, D] with B a multiple of Bk; got q %s, k %s, v %s", heads,
+                   heads, dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
+}
+
 static kiln_status infer_plugin(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
                                 kiln_dims *out) {
   kiln_plugin_desc din[KILN_MAX_LAYER_IO], dout[KILN_MAX_LAYER_IO];
@@ -252,6 +284,7 @@ kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const
     }
     case KILN_OP_ATTENTION: return infer_attention(l, in, out);
     case KILN_OP_PLUGIN: return infer_plugin(g, l, in, out);
+    case KILN_OP_KV_ATTENTION: return infer_kv_attention(g, l, in, out);
     default: return SHAPE_ERR(l, "unknown op %d", (int)l->op);
   }
 }

@@ -15,6 +15,8 @@
 #include "backends/cuda/cuda_ops.h"
 #endif
 
+#define KILN_CONTEXT_GRAPHS 8
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,10 +39,16 @@ struct kiln_context {
   double prof_ms[KILN_OP_COUNT_];
   int64_t prof_calls[KILN_OP_COUNT_];
 #ifdef KILN_HAVE_CUDA
-  cudaGraphExec_t graph;
-  kiln_dims *graph_dims;  /* input dims the graph was captured with */
-  void **graph_bound;     /* bindings it was captured with */
-  void *graph_stream;
+  /* Captured graphs, one per input shapes + bindings + stream seen (a decoder keeps one per
+   * batch size); the least recently used one is replaced when all are taken. */
+  struct ctx_graph {
+    cudaGraphExec_t exec;
+    kiln_dims *dims;      /* input dims it was captured with */
+    void **bound;         /* bindings it was captured with */
+    void *stream;
+    uint64_t used;
+  } graphs[KILN_CONTEXT_GRAPHS];
+  uint64_t graph_clock;
 #endif
 };
 
@@ -79,12 +87,15 @@ void kiln_context_destroy(kiln_context *c) {
   }
 #ifdef KILN_HAVE_CUDA
   else {
-    if (c->graph) cudaGraphExecDestroy(c->graph);
+    for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++)
+      if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
     kiln_cuda_free(c->arena);
     kiln_cuda_free(c->workspace);
   }
-  free(c->graph_dims);
-  free(c->graph_bound);
+  for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++) {
+    free(c->graphs[i].dims);
+    free(c->graphs[i].bound);
+  }
 #endif
   free(c->input_dims);
   free(c->dims);
@@ -109,11 +120,13 @@ kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **
   c->dims = calloc(nt, sizeof *c->dims);
   c->bound = calloc(nt, sizeof *c->bound);
 #ifdef KILN_HAVE_CUDA
-  c->graph_dims = calloc((size_t)e->n_inputs + 1, sizeof *c->graph_dims);
-  c->graph_bound = calloc(nt, sizeof *c->graph_bound);
-  if (!c->graph_dims || !c->graph_bound) {
-    kiln_context_destroy(c);
-    return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++) {
+    c->graphs[i].dims = calloc((size_t)e->n_inputs + 1, sizeof *c->graphs[i].dims);
+    c->graphs[i].bound = calloc(nt, sizeof *c->graphs[i].bound);
+    if (!c->graphs[i].dims || !c->graphs[i].bound) {
+      kiln_context_destroy(c);
+      return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    }
   }
 #endif
   if (!c->input_dims || !c->dims || !c->bound) {
@@ -149,8 +162,10 @@ kiln_status kiln_context_set_input_shape(kiln_context *c, const char *name, cons
     return kiln_error(KILN_ERR_SHAPE, "input \"%s\": shape %s is outside profile %d (min %s, max %s); rebuild with a wider profile",
                       name, kiln_dims_str(dims, a, sizeof a), c->profile, kiln_dims_str(&p->min[i], b, sizeof b),
                       kiln_dims_str(&p->max[i], m, sizeof m));
-  c->input_dims[i] = *dims;
-  c->dims_valid = 0;
+  if (!kiln_dims_equal(&c->input_dims[i], dims)) {
+    c->input_dims[i] = *dims;
+    c->dims_valid = 0;
+  }
   return KILN_OK;
 }
 
@@ -238,40 +253,53 @@ static kiln_status check_bindings(kiln_context *c) {
 }
 
 #ifdef KILN_HAVE_CUDA
-static int graph_matches(const kiln_context *c, void *stream) {
-  if (!c->graph || c->graph_stream != stream) return 0;
+static int graph_matches(const kiln_context *c, const struct ctx_graph *g, void *stream) {
+  if (!g->exec || g->stream != stream) return 0;
   for (int32_t i = 0; i < c->e->n_inputs; i++)
-    if (!kiln_dims_equal(&c->graph_dims[i], &c->input_dims[i])) return 0;
-  return memcmp(c->graph_bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound) == 0;
+    if (!kiln_dims_equal(&g->dims[i], &c->input_dims[i])) return 0;
+  return memcmp(g->bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound) == 0;
+}
+
+/* Capture the layers into slot g (its previous graph, if any, is dropped). */
+static kiln_status capture(kiln_context *c, struct ctx_graph *g, void *stream) {
+  cudaStream_t s = (cudaStream_t)stream;
+  if (g->exec) cudaGraphExecDestroy(g->exec);
+  g->exec = NULL;
+  cudaGraph_t graph;
+  if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+    return kiln_error(KILN_ERR_CUDA, "cannot start capturing a CUDA graph: %s", cudaGetErrorString(cudaGetLastError()));
+  kiln_status st = run_layers(c, stream);
+  cudaError_t e = cudaStreamEndCapture(s, &graph);
+  if (st != KILN_OK) {
+    if (e == cudaSuccess) cudaGraphDestroy(graph);
+    return st;
+  }
+  if (e != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "capturing a CUDA graph failed: %s", cudaGetErrorString(e));
+  e = cudaGraphInstantiate(&g->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    g->exec = NULL;
+    return kiln_error(KILN_ERR_CUDA, "instantiating a CUDA graph failed: %s", cudaGetErrorString(e));
+  }
+  memcpy(g->dims, c->input_dims, (size_t)c->e->n_inputs * sizeof *c->input_dims);
+  memcpy(g->bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound);
+  g->stream = stream;
+  return KILN_OK;
 }
 
 static kiln_status enqueue_graph(kiln_context *c, void *stream) {
-  cudaStream_t s = (cudaStream_t)stream;
   if (!stream) return kiln_error(KILN_ERR_INVALID_ARG, "CUDA graphs need a stream other than the default stream; pass one to kiln_context_enqueue");
-  if (!graph_matches(c, stream)) {
-    if (c->graph) cudaGraphExecDestroy(c->graph);
-    c->graph = NULL;
-    cudaGraph_t graph;
-    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
-      return kiln_error(KILN_ERR_CUDA, "cannot start capturing a CUDA graph: %s", cudaGetErrorString(cudaGetLastError()));
-    kiln_status st = run_layers(c, stream);
-    cudaError_t e = cudaStreamEndCapture(s, &graph);
-    if (st != KILN_OK) {
-      if (e == cudaSuccess) cudaGraphDestroy(graph);
-      return st;
-    }
-    if (e != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "capturing a CUDA graph failed: %s", cudaGetErrorString(e));
-    e = cudaGraphInstantiate(&c->graph, graph, 0);
-    cudaGraphDestroy(graph);
-    if (e != cudaSuccess) {
-      c->graph = NULL;
-      return kiln_error(KILN_ERR_CUDA, "instantiating a CUDA graph failed: %s", cudaGetErrorString(e));
-    }
-    memcpy(c->graph_dims, c->input_dims, (size_t)c->e->n_inputs * sizeof *c->input_dims);
-    memcpy(c->graph_bound, c->bound, (size_t)c->e->g.n_tensors * sizeof *c->bound);
-    c->graph_stream = stream;
+  struct ctx_graph *g = NULL, *lru = &c->graphs[0];
+  for (int i = 0; i < KILN_CONTEXT_GRAPHS && !g; i++) {
+    if (graph_matches(c, &c->graphs[i], stream)) g = &c->graphs[i];
+    else if (c->graphs[i].used < lru->used) lru = &c->graphs[i];
   }
-  cudaError_t e = cudaGraphLaunch(c->graph, s);
+  if (!g) {
+    g = lru;
+    KILN_TRY(capture(c, g, stream));
+  }
+  g->used = ++c->graph_clock;
+  cudaError_t e = cudaGraphLaunch(g->exec, (cudaStream_t)stream);
   if (e != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "launching the CUDA graph failed: %s", cudaGetErrorString(e));
   return KILN_OK;
 }

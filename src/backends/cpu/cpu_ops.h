@@ -45,6 +45,10 @@ kiln_status kiln_cpu_slice(const kiln_tensor *x, int32_t axis, int64_t start, in
 /* q [B,H,Sq,D], k/v [B,H,Skv,D], y [B,H,Sq,D]; causal: bottom-right aligned mask. */
 kiln_status kiln_cpu_attention(const kiln_tensor *q, const kiln_tensor *k, const kiln_tensor *v,
                                float scale, int32_t causal, kiln_tensor *y);
+/* KILN_OP_KV_ATTENTION (network.h): self = 1: in qkv, cache_k, cache_v (written in place),
+ * lengths (int32, host); self = 0: in q, k, v. */
+kiln_status kiln_cpu_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale, int32_t self,
+                                  kiln_tensor *y);
 
 /* Run one graph layer on the CPU (dispatch on l->op). in/out are the layer's tensors. */
 kiln_status kiln_cpu_run_layer(const kiln_graph *g, const kiln_layer_def *l, const kiln_tensor *in,

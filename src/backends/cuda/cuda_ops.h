@@ -88,6 +88,10 @@ kiln_status kiln_cuda_slice(const kiln_tensor *x, int32_t axis, int64_t start, i
                             kiln_tensor *y, void *stream);
 kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tensor *k, const kiln_tensor *v,
                                 float scale, int32_t causal, kiln_tensor *y, void *stream);
+/* KILN_OP_KV_ATTENTION (kiln/network.h): self = 1: in qkv, cache_k, cache_v (written in place),
+ * lengths (int32, device); self = 0: in q, k, v. */
+kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
+                                   int32_t self, kiln_tensor *y, void *stream);
 
 /* Run one graph layer on the GPU (dispatch on l->op, using l->tactic for matmuls). */
 kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,

@@ -23,6 +23,7 @@ static int32_t min_inputs(kiln_op op) {
     case KILN_OP_LAYERNORM:
     case KILN_OP_ATTENTION: return 3;
     case KILN_OP_ADD_LAYERNORM: return 4;
+    case KILN_OP_KV_ATTENTION: return 3;
     case KILN_OP_PLUGIN: return 0;
     default: return 1;
   }
@@ -113,6 +114,9 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
     case KILN_OP_SLICE: st = run_slice(l, in, out, stream); break;
     case KILN_OP_ATTENTION:
       st = kiln_cuda_attention(&in[0], &in[1], &in[2], l->p.scale, l->p.causal, &out[0], stream);
+      break;
+    case KILN_OP_KV_ATTENTION:
+      st = kiln_cuda_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0], stream);
       break;
     case KILN_OP_PLUGIN: st = run_plugin(g, l, in, out, workspace, stream); break;
     default:

@@ -208,14 +208,19 @@ kiln_status dec_ctx_init(dec_ctx *d, kiln_whisper *w, const kiln_whisper_options
 /* Run the initial tokens: no-speech probability from the <|startoftranscript|> row, the last row
  * into d->row. */
 kiln_status dec_first_step(dec_ctx *d, double *no_speech) {
+  /* up to <|startoftranscript|> first when its row is needed: the decoder keeps only the rows of
+   * a call's last chunk */
+  int32_t first = d->no_speech >= 0 ? d->sot_index + 1 : d->n_init;
   kiln_whisper_cache_reset(d->w);
-  KILN_TRY(kiln_whisper_decode(d->w, d->init, d->n_init, NULL));
+  KILN_TRY(kiln_whisper_decode(d->w, d->init, first, NULL));
   *no_speech = NAN;
   if (d->no_speech >= 0) {
-    KILN_TRY(kiln_whisper_last_logits(d->w, d->sot_index, d->row));
+    KILN_TRY(kiln_whisper_last_logits(d->w, first - 1, d->row));
     *no_speech = exp((double)d->row[d->no_speech] - dec_logsumexp(d->row, 0, d->vocab));
   }
-  return kiln_whisper_last_logits(d->w, d->n_init - 1, d->row);
+  if (first == d->n_init) return kiln_whisper_last_logits(d->w, first - 1, d->row);
+  KILN_TRY(kiln_whisper_decode(d->w, d->init + first, d->n_init - first, NULL));
+  return kiln_whisper_last_logits(d->w, d->n_init - first - 1, d->row);
 }
 
 /* ---- greedy decoding and sampling ------------------------------------------------------------ */

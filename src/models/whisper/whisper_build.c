@@ -1,8 +1,8 @@
 /* src/models/whisper/whisper_build.c - kiln_whisper_build(): a Whisper checkpoint folder ->
  * an engine folder (encoder.engine, decoder.engine, whisper.json manifest, tokenizer files).
  *
- * Manifest (whisper.json): {"format": "kiln-whisper", "version": 1, "encoder": "encoder.engine",
- * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N,
+ * Manifest (whisper.json): {"format": "kiln-whisper", "version": 2, "encoder": "encoder.engine",
+ * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N, "max_beams": K,
  * the geometry under config.json's key names (d_model, encoder_layers, ..., vocab_size,
  * max_source_positions, max_target_positions, eos_token_id, decoder_start_token_id),
  * "suppress_tokens": [...], "begin_suppress_tokens": [...]}.
@@ -25,6 +25,7 @@ kiln_whisper_build_params kiln_whisper_build_default_params(void) {
   p.target = b.target;
   p.precision = KILN_DTYPE_FP32;
   p.max_batch = 1;
+  p.max_beams = 1;
   return p;
 }
 
@@ -67,6 +68,7 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
   cJSON_AddStringToObject(m, "precision", kiln_dtype_name(p->precision));
   cJSON_AddStringToObject(m, "target", p->target == KILN_TARGET_CUDA ? "cuda" : "cpu");
   cJSON_AddNumberToObject(m, "max_batch", p->max_batch);
+  cJSON_AddNumberToObject(m, "max_beams", p->max_beams);
   const struct { const char *key; int32_t v; } f[] = {
       {"d_model", c->d_model},           {"encoder_layers", c->encoder_layers}, {"encoder_attention_heads", c->encoder_heads},
       {"encoder_ffn_dim", c->encoder_ffn}, {"decoder_layers", c->decoder_layers}, {"decoder_attention_heads", c->decoder_heads},
@@ -91,7 +93,7 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
 
 static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p, int decoder, const char *path) {
   kiln_network *net = NULL;
-  kiln_status s = decoder ? kiln_whisper_decoder_network(dir, p->max_batch, &net)
+  kiln_status s = decoder ? kiln_whisper_decoder_network(dir, p->max_batch * p->max_beams, &net)
                           : kiln_whisper_encoder_network(dir, p->max_batch, &net);
   if (s != KILN_OK) return s;
   kiln_build_params b = kiln_build_default_params();
@@ -112,6 +114,9 @@ kiln_status kiln_whisper_build(const char *checkpoint_dir, const kiln_whisper_bu
   if (!kiln_dtype_is_float(p.precision))
     return kiln_error(KILN_ERR_UNSUPPORTED, "whisper engines compute in fp32, fp16 or bf16 (got %s)",
                       kiln_dtype_name(p.precision));
+  if (p.max_batch < 1 || p.max_beams < 1 || (int64_t)p.max_batch * p.max_beams > 4096)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper build: max_batch (%d) and max_beams (%d) must be >= 1 with a product <= 4096",
+                      p.max_batch, p.max_beams);
   kiln_whisper_config c;
   KILN_TRY(kiln_whisper_config_load(checkpoint_dir, &c));
   if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)

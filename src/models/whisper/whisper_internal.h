@@ -9,7 +9,7 @@
 
 #define KILN_WHISPER_MANIFEST "whisper.json"
 #define KILN_WHISPER_FORMAT "kiln-whisper"
-#define KILN_WHISPER_FORMAT_VERSION 1
+#define KILN_WHISPER_FORMAT_VERSION 2
 
 /* Parse a JSON object file (KILN_ERR_IO when missing, KILN_ERR_FORMAT when malformed). */
 kiln_status kiln_whisper_json_read(const char *path, cJSON **out);
@@ -20,6 +20,10 @@ kiln_status kiln_whisper_config_from_json(const cJSON *root, const char *what, k
 kiln_status kiln_whisper_json_ints(const cJSON *root, const char *key, const char *what, int32_t *out,
                                    int32_t *n);
 
+/* Longest token chunk a decoder run takes (the decoder profile's S): longer prompts are decoded
+ * in chunks, so the activation arena stays bounded for max_rows sequences. */
+int32_t kiln_whisper_max_chunk(int32_t max_rows, int32_t n_text_ctx);
+
 /* ---- runtime internals for the decoding module (decode.c, transcribe.c) ---- */
 #include "kiln/tokenizer.h"
 
@@ -28,6 +32,20 @@ kiln_tokenizer *kiln_whisper_tokenizer(const kiln_whisper *w);
 void kiln_whisper_cache_reset(kiln_whisper *w);
 /* Logits row `row` of the last decode step as fp32 [vocab]. */
 kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out);
+
+/* Decoder rows (whisper_runtime.c). The decoder keeps max_batch x max_beams rows of KV cache;
+ * encoded window i serves rows i * beams .. (i + 1) * beams - 1 (beams: set_beams, 1 after an
+ * encode). row_decode runs one row's tokens (a prompt; chunked), batch_step one token for each
+ * of rows 0 .. rows - 1 together (a captured CUDA graph per batch size on the GPU) and writes
+ * their logits [rows, vocab] fp32 (may be NULL). row_copy makes row dst's cache a copy of row
+ * src's (beam reordering; rows dst < src or dst > src both fine as each is a distinct buffer
+ * region). */
+kiln_status kiln_whisper_set_beams(kiln_whisper *w, int32_t beams);
+kiln_status kiln_whisper_row_decode(kiln_whisper *w, int32_t row, const int32_t *tokens, int32_t n);
+kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t *tokens, float *logits);
+int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row);
+void kiln_whisper_row_reset(kiln_whisper *w, int32_t row, int32_t length);
+kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src);
 
 /* A copy of the KV cache (self-attention keys/values and length), for beam search: save after a
  * beam's step, load before the next step of the beams that continue it. */

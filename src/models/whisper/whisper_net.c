@@ -4,14 +4,17 @@
  * encoder: mel [B, n_mels, 3000] -> conv1d(k3, s1) + GELU -> conv1d(k3, s2) + GELU -> [B, 1500, d]
  *   + embed_positions -> N pre-LN blocks (self-attention, MLP) -> LayerNorm => encoder_out;
  *   per decoder layer i: cross_k.i = heads(encoder_out k_proj) (no bias), cross_v.i likewise.
- * decoder: embed_tokens(tokens [B, S]) + embed_positions(positions [S]) -> N blocks of causal
- *   self-attention over concat(past, new) keys/values (present_k.i / present_v.i are outputs),
- *   cross-attention over cross_k.i / cross_v.i, MLP -> LayerNorm -> logits = x embed_tokens^T.
+ * decoder: embed_tokens(tokens [B, S]) + embed_positions(positions [B, S]) -> N blocks of
+ *   self-attention (q, k, v as one matmul) over the KV cache kept in place (cache_k.i /
+ *   cache_v.i inputs [Bc, H, n_text_ctx, Dh], written at lengths[b] by the layer itself),
+ *   cross-attention over cross_k.i / cross_v.i (rows shared by the beams of a window), MLP ->
+ *   LayerNorm -> logits = x embed_tokens^T [B, S, vocab]. S is at most kiln_whisper_max_chunk().
  * Only kiln's generic layers are used, so the same networks build for the CPU and CUDA.
  * Not here: building the engines (whisper_build.c) and running them (whisper_runtime.c).
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -44,7 +47,7 @@ static int32_t weight(wnet *w, const char *name, int32_t rank, const int64_t *di
 }
 
 static int32_t weight1(wnet *w, const char *prefix, const char *suffix, int64_t n) {
-  char name[320];
+  char name[400];
   snprintf(name, sizeof name, "%s.%s", prefix, suffix);
   return weight(w, name, 1, &n);
 }
@@ -184,76 +187,130 @@ static void encoder_graph(wnet *w, int32_t max_batch) {
   set_profile(w, p, "mel", 0, mn, mx, mx);
 }
 
-static int32_t decoder_block(wnet *w, int32_t i, int32_t x) {
+/* The self-attention's q, k and v projections as one [3d, d] matmul (k has no bias: zeros). */
+static int32_t qkv_linear(wnet *w, const char *prefix, int32_t h) {
+  int64_t d = w->c.d_model, wd[2] = {d, d}, bd[1] = {d}, qkv_w[2] = {3 * d, d}, qkv_b[1] = {3 * d};
+  float *wt = w->s == KILN_OK ? malloc((size_t)(3 * d * d + 3 * d) * sizeof(float)) : NULL;
+  if (w->s == KILN_OK && !wt) w->s = kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper network: out of memory");
+  if (w->s != KILN_OK) return -1;
+  float *bias = wt + 3 * d * d;
+  const char *part[3] = {"q_proj", "k_proj", "v_proj"};
+  char name[320];
+  for (int i = 0; i < 3 && w->s == KILN_OK; i++) {
+    snprintf(name, sizeof name, "%s.%s.weight", prefix, part[i]);
+    kiln_status st = kiln_weight_source_read_f32(w->ws, name, 2, wd, wt + i * d * d);
+    snprintf(name, sizeof name, "%s.%s.bias", prefix, part[i]);
+    if (st == KILN_OK && i == 1) memset(bias + d, 0, (size_t)d * sizeof(float));
+    else if (st == KILN_OK) st = kiln_weight_source_read_f32(w->ws, name, 1, bd, bias + i * d);
+    if (st == KILN_ERR_NOT_FOUND)
+      st = kiln_error(KILN_ERR_FORMAT, "checkpoint '%s' has no tensor \"%s\"; kiln reads transformers' Whisper names", w->dir,
+                      name);
+    w->s = st;
+  }
+  int32_t cw = -1, cb = -1;
+  snprintf(name, sizeof name, "%s.qkv_proj.weight", prefix);
+  if (w->s == KILN_OK) cw = ok(w, kiln_network_add_constant(w->net, name, KILN_DTYPE_FP32, 2, qkv_w, wt));
+  snprintf(name, sizeof name, "%s.qkv_proj.bias", prefix);
+  if (w->s == KILN_OK) cb = ok(w, kiln_network_add_constant(w->net, name, KILN_DTYPE_FP32, 1, qkv_b, bias));
+  free(wt);
+  snprintf(name, sizeof name, "%s.qkv_proj", prefix);
+  return w->s != KILN_OK ? -1 : ok(w, kiln_network_add_matmul(w->net, name, h, cw, cb));
+}
+
+/* x + out_proj(a) */
+static int32_t out_proj(wnet *w, const char *prefix, int32_t x, int32_t a) {
+  char name[320];
+  snprintf(name, sizeof name, "%s.out_proj", prefix);
+  int32_t o = linear(w, name, a, w->c.d_model, w->c.d_model, 1);
+  return w->s != KILN_OK ? -1 : ok(w, kiln_network_add_add(w->net, NULL, x, o));
+}
+
+static int32_t decoder_input(wnet *w, const char *fmt, int32_t i, kiln_dtype dt, int32_t rank, const int64_t *dims) {
+  char name[64];
+  snprintf(name, sizeof name, fmt, i);
+  return w->s != KILN_OK ? -1 : ok(w, kiln_network_add_input(w->net, name, dt, rank, dims));
+}
+
+static int32_t decoder_block(wnet *w, int32_t i, int32_t x, int32_t lengths) {
   const kiln_whisper_config *c = &w->c;
-  int64_t dh = c->d_model / c->decoder_heads;
-  int64_t kv_dims[4] = {-1, c->decoder_heads, -1, dh}, cross_dims[4] = {-1, c->decoder_heads, c->n_audio_ctx, dh};
+  int64_t H = c->decoder_heads, dh = c->d_model / c->decoder_heads;
+  int64_t cache_dims[4] = {-1, H, c->n_text_ctx, dh}, cross_dims[4] = {-1, H, c->n_audio_ctx, dh};
+  float scale = (float)(1.0 / sqrt((double)dh));
   char prefix[128], name[192];
   snprintf(prefix, sizeof prefix, "model.decoder.layers.%d", i);
-  snprintf(name, sizeof name, "past_k.%d", i);
-  int32_t past_k = ok(w, kiln_network_add_input(w->net, name, KILN_DTYPE_FP32, 4, kv_dims));
-  snprintf(name, sizeof name, "past_v.%d", i);
-  int32_t past_v = ok(w, kiln_network_add_input(w->net, name, KILN_DTYPE_FP32, 4, kv_dims));
-  snprintf(name, sizeof name, "cross_k.%d", i);
-  int32_t cross_k = ok(w, kiln_network_add_input(w->net, name, KILN_DTYPE_FP32, 4, cross_dims));
-  snprintf(name, sizeof name, "cross_v.%d", i);
-  int32_t cross_v = ok(w, kiln_network_add_input(w->net, name, KILN_DTYPE_FP32, 4, cross_dims));
+  int32_t cache_k = decoder_input(w, "cache_k.%d", i, KILN_DTYPE_FP32, 4, cache_dims);
+  int32_t cache_v = decoder_input(w, "cache_v.%d", i, KILN_DTYPE_FP32, 4, cache_dims);
+  int32_t cross_k = decoder_input(w, "cross_k.%d", i, KILN_DTYPE_FP32, 4, cross_dims);
+  int32_t cross_v = decoder_input(w, "cross_v.%d", i, KILN_DTYPE_FP32, 4, cross_dims);
 
   snprintf(name, sizeof name, "%s.self_attn_layer_norm", prefix);
-  int32_t h = layernorm(w, name, x), k, v;
+  int32_t h = layernorm(w, name, x);
   snprintf(name, sizeof name, "%s.self_attn", prefix);
-  project_kv(w, name, h, c->decoder_heads, &k, &v);
-  if (w->s != KILN_OK) return -1;
-  int32_t kin[2] = {past_k, k}, vin[2] = {past_v, v};
-  int32_t present_k = ok(w, kiln_network_add_concat(w->net, NULL, 2, kin, 2)); /* [B, H, T + S, Dh] */
-  int32_t present_v = ok(w, kiln_network_add_concat(w->net, NULL, 2, vin, 2));
-  mark(w, present_k, "present_k.%d", i);
-  mark(w, present_v, "present_v.%d", i);
-  x = attention_out(w, name, x, h, present_k, present_v, c->decoder_heads, 1);
+  int32_t qkv = qkv_linear(w, name, h);
+  snprintf(name, sizeof name, "%s.self_attn.attention", prefix);
+  int32_t a = w->s != KILN_OK ? -1
+                              : ok(w, kiln_network_add_cached_self_attention(w->net, name, qkv, cache_k, cache_v, lengths,
+                                                                             (int32_t)H, scale));
+  snprintf(name, sizeof name, "%s.self_attn", prefix);
+  x = out_proj(w, name, x, a);
 
   snprintf(name, sizeof name, "%s.encoder_attn_layer_norm", prefix);
   h = layernorm(w, name, x);
+  snprintf(name, sizeof name, "%s.encoder_attn.q_proj", prefix);
+  int32_t q = linear(w, name, h, c->d_model, c->d_model, 1);
+  snprintf(name, sizeof name, "%s.encoder_attn.attention", prefix);
+  a = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_cross_attention(w->net, name, q, cross_k, cross_v, (int32_t)H, scale));
   snprintf(name, sizeof name, "%s.encoder_attn", prefix);
-  x = attention_out(w, name, x, h, cross_k, cross_v, c->decoder_heads, 0);
+  x = out_proj(w, name, x, a);
   return mlp(w, prefix, x, c->decoder_ffn);
 }
 
-static void decoder_profile(wnet *w, int32_t max_batch) {
+int32_t kiln_whisper_max_chunk(int32_t max_rows, int32_t n_text_ctx) {
+  int32_t s = max_rows > 0 ? 2048 / max_rows : 64;
+  if (s > 64) s = 64;
+  if (s < 8) s = 8;
+  return s < n_text_ctx ? s : n_text_ctx;
+}
+
+static void decoder_profile(wnet *w, int32_t rows) {
   const kiln_whisper_config *c = &w->c;
   int64_t H = c->decoder_heads, dh = c->d_model / c->decoder_heads, n = c->n_text_ctx, A = c->n_audio_ctx;
+  int64_t chunk = kiln_whisper_max_chunk(rows, c->n_text_ctx);
   int32_t p = ok(w, kiln_network_add_profile(w->net));
-  int64_t tmn[2] = {1, 1}, topt[2] = {max_batch, 1}, tmx[2] = {max_batch, n};
-  int64_t pmn[1] = {1}, popt[1] = {1}, pmx[1] = {n};
-  int64_t kmn[4] = {1, H, 0, dh}, kopt[4] = {max_batch, H, n / 2, dh}, kmx[4] = {max_batch, H, n, dh};
-  int64_t cmn[4] = {1, H, A, dh}, cmx[4] = {max_batch, H, A, dh};
+  int64_t tmn[2] = {1, 1}, topt[2] = {rows, 1}, tmx[2] = {rows, chunk};
+  int64_t lmn[1] = {1}, lmx[1] = {rows};
+  int64_t kmn[4] = {1, H, n, dh}, kmx[4] = {rows, H, n, dh};
+  int64_t cmn[4] = {1, H, A, dh}, cmx[4] = {rows, H, A, dh};
   set_profile(w, p, "tokens", 0, tmn, topt, tmx);
-  set_profile(w, p, "positions", 0, pmn, popt, pmx);
+  set_profile(w, p, "positions", 0, tmn, topt, tmx);
+  set_profile(w, p, "lengths", 0, lmn, lmx, lmx);
   for (int32_t i = 0; i < c->decoder_layers; i++) {
-    set_profile(w, p, "past_k.%d", i, kmn, kopt, kmx);
-    set_profile(w, p, "past_v.%d", i, kmn, kopt, kmx);
+    set_profile(w, p, "cache_k.%d", i, kmn, kmx, kmx);
+    set_profile(w, p, "cache_v.%d", i, kmn, kmx, kmx);
     set_profile(w, p, "cross_k.%d", i, cmn, cmx, cmx);
     set_profile(w, p, "cross_v.%d", i, cmn, cmx, cmx);
   }
 }
 
-static void decoder_graph(wnet *w, int32_t max_batch) {
+static void decoder_graph(wnet *w, int32_t rows) {
   const kiln_whisper_config *c = &w->c;
-  int64_t d = c->d_model, tok_dims[2] = {-1, -1}, pos_dims[1] = {-1};
+  int64_t d = c->d_model, tok_dims[2] = {-1, -1}, len_dims[1] = {-1};
   int64_t emb[2] = {c->vocab_size, d}, pos[2] = {c->n_text_ctx, d};
   int32_t tokens = ok(w, kiln_network_add_input(w->net, "tokens", KILN_DTYPE_INT32, 2, tok_dims));
-  int32_t positions = ok(w, kiln_network_add_input(w->net, "positions", KILN_DTYPE_INT32, 1, pos_dims));
+  int32_t positions = decoder_input(w, "positions", 0, KILN_DTYPE_INT32, 2, tok_dims);
+  int32_t lengths = decoder_input(w, "lengths", 0, KILN_DTYPE_INT32, 1, len_dims);
   int32_t table = weight(w, "model.decoder.embed_tokens.weight", 2, emb);
   int32_t pe = weight(w, "model.decoder.embed_positions.weight", 2, pos);
   if (w->s != KILN_OK) return;
   int32_t x = ok(w, kiln_network_add_embedding(w->net, "embed_tokens", table, tokens));   /* [B, S, d] */
-  int32_t px = ok(w, kiln_network_add_embedding(w->net, "embed_positions", pe, positions)); /* [S, d] */
+  int32_t px = ok(w, kiln_network_add_embedding(w->net, "embed_positions", pe, positions)); /* [B, S, d] */
   x = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_add(w->net, "add_positions", x, px));
-  for (int32_t i = 0; i < c->decoder_layers; i++) x = decoder_block(w, i, x);
+  for (int32_t i = 0; i < c->decoder_layers; i++) x = decoder_block(w, i, x, lengths);
   x = layernorm(w, "model.decoder.layer_norm", x);
   /* tied output projection: logits = x embed_tokens^T, [B, S, vocab] */
   int32_t logits = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_matmul(w->net, "logits", x, table, -1));
   mark(w, logits, "logits", 0);
-  decoder_profile(w, max_batch);
+  decoder_profile(w, rows);
 }
 
 static kiln_status make_network(const char *dir, int32_t max_batch, int decoder, kiln_network **out) {

@@ -34,17 +34,28 @@ struct kiln_whisper {
   size_t esz;         /* bytes per float element in the engines */
   int cuda;
   int64_t dh;         /* decoder head size */
-  void *mel;          /* [n_mels, 3000] */
-  void *enc_out;      /* [1500, d] */
-  void **cross;       /* 2 per decoder layer: k, v [H, 1500, Dh] */
-  void **past, **present; /* 2 per decoder layer: k, v [H, n_text_ctx, Dh] */
-  void *ids, *pos;    /* int32 [n_text_ctx] */
-  void *logits;       /* [logits_rows, vocab] */
-  int32_t logits_rows;
-  void *stage;        /* host staging for conversions */
+  int32_t max_batch;  /* windows the encoder takes at once */
+  int32_t rows;       /* decoder rows: max_batch x max_beams */
+  int32_t chunk;      /* most tokens per row in one decoder run */
+  void *stream;       /* cudaStream_t for CUDA engines (graphs need one), else NULL */
+  void *mel;          /* [max_batch, n_mels, 3000] */
+  void *enc_out;      /* [max_batch, 1500, d] */
+  void **cross;       /* 2 per decoder layer: k, v [max_batch, H, 1500, Dh] */
+  void **cache;       /* 2 per decoder layer: k, v [rows, H, n_text_ctx, Dh], kept in place */
+  int32_t *io;        /* engine memory: ids [rows * chunk], positions [rows * chunk], lengths [rows] */
+  int32_t *io_host;   /* host staging of io (pinned for CUDA engines) */
+  int io_pending;     /* an upload from io_host may still be running */
+  void *logits;       /* [rows * chunk, vocab] in the engine precision */
+  void *logits_host;  /* host staging of logits rows (pinned for CUDA engines) */
+  void *stage;        /* host staging for mel conversions */
   size_t stage_bytes;
-  float *row;         /* [vocab] fp32: the last logits row for greedy decoding */
-  int32_t T;          /* tokens in the cache */
+  int32_t *T;         /* [rows]: tokens in each row's cache */
+  int32_t windows;    /* windows encoded into the cross-attention rows */
+  int32_t beams;      /* decoder rows per window in the current decode (cross row = row / beams) */
+  int32_t last_first; /* first token (of the last kiln_whisper_decode call) in the logits buffer */
+  int32_t last_rows;  /* rows in the logits buffer */
+  int32_t bound_r0, bound_b, bound_k0, bound_bk; /* what the decoder context is bound to (-1: nothing) */
+  float *row;         /* [vocab] fp32: one logits row for greedy decoding */
   int encoded;
 };
 
@@ -76,18 +87,67 @@ static void mem_free(const kiln_whisper *w, void *p) {
   free(p);
 }
 
-/* to_engine: host -> engine buffer; otherwise engine buffer -> host. */
-static kiln_status mem_copy(const kiln_whisper *w, void *dst, const void *src, size_t bytes, int to_engine) {
+/* Host staging buffers: pinned for CUDA engines so uploads and downloads are asynchronous. */
+static kiln_status host_alloc(const kiln_whisper *w, size_t bytes, void **p) {
+  *p = NULL;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda) {
+    if (cudaMallocHost(p, bytes + 16) != cudaSuccess)
+      return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: cannot allocate %zu bytes of pinned host memory", bytes);
+    return KILN_OK;
+  }
+#endif
+  (void)w;
+  *p = calloc(1, bytes + 16);
+  return *p ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: cannot allocate %zu bytes", bytes);
+}
+
+static void host_free(const kiln_whisper *w, void *p) {
+  if (!p) return;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda) {
+    cudaFreeHost(p);
+    return;
+  }
+#endif
+  (void)w;
+  free(p);
+}
+
+/* Copies between host and engine memory, in stream order: to_engine host -> engine, else
+ * engine -> host (and then the stream is synchronized, so the host may read). */
+static kiln_status mem_copy(kiln_whisper *w, void *dst, const void *src, size_t bytes, int to_engine) {
   if (!bytes) return KILN_OK;
 #ifdef KILN_HAVE_CUDA
   if (w->cuda) {
-    if (cudaMemcpy(dst, src, bytes, to_engine ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost) != cudaSuccess)
-      return kiln_error(KILN_ERR_CUDA, "whisper: copying %zu bytes %s the GPU failed", bytes, to_engine ? "to" : "from");
+    cudaStream_t st = (cudaStream_t)w->stream;
+    if (cudaMemcpyAsync(dst, src, bytes, to_engine ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, st) != cudaSuccess ||
+        (!to_engine && cudaStreamSynchronize(st) != cudaSuccess))
+      return kiln_error(KILN_ERR_CUDA, "whisper: copying %zu bytes %s the GPU failed: %s", bytes, to_engine ? "to" : "from",
+                        cudaGetErrorString(cudaGetLastError()));
+    if (!to_engine) w->io_pending = 0;
     return KILN_OK;
   }
 #endif
   (void)w, (void)to_engine;
   memcpy(dst, src, bytes);
+  return KILN_OK;
+}
+
+/* Engine memory -> engine memory: height rows of width bytes, pitches apart (stream order). */
+static kiln_status copy_2d(const kiln_whisper *w, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                           size_t height) {
+  if (!width || !height) return KILN_OK;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda) {
+    if (cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice, (cudaStream_t)w->stream) !=
+        cudaSuccess)
+      return kiln_error(KILN_ERR_CUDA, "whisper: copying a KV cache on the GPU failed: %s", cudaGetErrorString(cudaGetLastError()));
+    return KILN_OK;
+  }
+#endif
+  (void)w;
+  for (size_t i = 0; i < height; i++) memmove((char *)dst + i * dpitch, (const char *)src + i * spitch, width);
   return KILN_OK;
 }
 
@@ -100,6 +160,24 @@ static kiln_status stage_reserve(kiln_whisper *w, size_t bytes) {
   return KILN_OK;
 }
 
+/* Sizes of the runtime's own buffers (alloc_buffers and kiln_whisper_device_bytes agree). */
+static size_t cross_bytes(const kiln_whisper *w) { /* one layer's k (or v), every window */
+  return (size_t)w->max_batch * (size_t)w->c.n_audio_ctx * (size_t)w->c.d_model * w->esz;
+}
+static size_t cache_row_bytes(const kiln_whisper *w) { /* one layer's k (or v), one row */
+  return (size_t)w->c.n_text_ctx * (size_t)w->c.d_model * w->esz;
+}
+static size_t io_count(const kiln_whisper *w) { return (size_t)w->rows * (size_t)(2 * w->chunk + 1); }
+static size_t logits_bytes(const kiln_whisper *w) {
+  return (size_t)w->rows * (size_t)w->chunk * (size_t)w->c.vocab_size * w->esz;
+}
+static size_t buffer_bytes(const kiln_whisper *w) {
+  const kiln_whisper_config *c = &w->c;
+  size_t mel = (size_t)w->max_batch * (size_t)c->n_mels * 2 * (size_t)c->n_audio_ctx * w->esz;
+  return mel + cross_bytes(w) + (size_t)2 * c->decoder_layers * (cross_bytes(w) + (size_t)w->rows * cache_row_bytes(w)) +
+         io_count(w) * 4 + logits_bytes(w);
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 kiln_whisper_load_params kiln_whisper_default_load_params(void) {
@@ -108,8 +186,14 @@ kiln_whisper_load_params kiln_whisper_default_load_params(void) {
   return p;
 }
 
-static kiln_status read_manifest(const char *dir, kiln_whisper_config *c, char *enc, char *dec, size_t cap) {
+static int32_t manifest_int(const cJSON *m, const char *key, int32_t dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, key);
+  return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 4096 ? (int32_t)v->valuedouble : dflt;
+}
+
+static kiln_status read_manifest(kiln_whisper *w, const char *dir, char *enc, char *dec, size_t cap) {
   char path[4096];
+  kiln_whisper_config *c = &w->c;
   snprintf(path, sizeof path, "%s/%s", dir, KILN_WHISPER_MANIFEST);
   cJSON *m = NULL;
   kiln_status s = kiln_whisper_json_read(path, &m);
@@ -130,6 +214,8 @@ static kiln_status read_manifest(const char *dir, kiln_whisper_config *c, char *
   if (s == KILN_OK) {
     if (c->n_suppress < 0) c->n_suppress = 0;
     if (c->n_begin_suppress < 0) c->n_begin_suppress = 0;
+    w->max_batch = manifest_int(m, "max_batch", 1);
+    w->rows = w->max_batch * manifest_int(m, "max_beams", 1);
     snprintf(enc, cap, "%s/%s", dir, e->valuestring);
     snprintf(dec, cap, "%s/%s", dir, d->valuestring);
   }
@@ -140,27 +226,26 @@ static kiln_status read_manifest(const char *dir, kiln_whisper_config *c, char *
 static kiln_status alloc_buffers(kiln_whisper *w) {
   const kiln_whisper_config *c = &w->c;
   int32_t L = c->decoder_layers;
-  size_t cross = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz;
-  size_t kv = (size_t)c->n_text_ctx * (size_t)c->d_model * w->esz;
   w->cross = calloc((size_t)2 * L, sizeof(void *));
-  w->past = calloc((size_t)2 * L, sizeof(void *));
-  w->present = calloc((size_t)2 * L, sizeof(void *));
+  w->cache = calloc((size_t)2 * L, sizeof(void *));
   w->row = malloc((size_t)c->vocab_size * sizeof(float));
-  if (!w->cross || !w->past || !w->present || !w->row) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  KILN_TRY(mem_alloc(w, (size_t)c->n_mels * 2 * c->n_audio_ctx * w->esz, &w->mel));
-  KILN_TRY(mem_alloc(w, cross, &w->enc_out));
+  w->T = calloc((size_t)w->rows, sizeof(int32_t));
+  if (!w->cross || !w->cache || !w->row || !w->T) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  KILN_TRY(mem_alloc(w, (size_t)w->max_batch * (size_t)c->n_mels * 2 * (size_t)c->n_audio_ctx * w->esz, &w->mel));
+  KILN_TRY(mem_alloc(w, cross_bytes(w), &w->enc_out));
   for (int32_t i = 0; i < 2 * L; i++) {
-    KILN_TRY(mem_alloc(w, cross, &w->cross[i]));
-    KILN_TRY(mem_alloc(w, kv, &w->past[i]));
-    KILN_TRY(mem_alloc(w, kv, &w->present[i]));
+    KILN_TRY(mem_alloc(w, cross_bytes(w), &w->cross[i]));
+    KILN_TRY(mem_alloc(w, (size_t)w->rows * cache_row_bytes(w), &w->cache[i]));
   }
-  KILN_TRY(mem_alloc(w, (size_t)c->n_text_ctx * 4, &w->ids));
-  return mem_alloc(w, (size_t)c->n_text_ctx * 4, &w->pos);
+  KILN_TRY(mem_alloc(w, io_count(w) * 4, (void **)&w->io));
+  KILN_TRY(host_alloc(w, io_count(w) * 4, (void **)&w->io_host));
+  KILN_TRY(mem_alloc(w, logits_bytes(w), &w->logits));
+  return host_alloc(w, logits_bytes(w), &w->logits_host);
 }
 
 static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisper_load_params *p) {
   char enc[4096], dec[4096];
-  KILN_TRY(read_manifest(dir, &w->c, enc, dec, sizeof enc));
+  KILN_TRY(read_manifest(w, dir, enc, dec, sizeof enc));
   kiln_engine_load_params lp = kiln_engine_default_load_params();
   lp.device = p->device;
   KILN_TRY(kiln_engine_load(enc, &lp, &w->enc));
@@ -169,11 +254,16 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   w->esz = kiln_dtype_bytes(w->prec, 1);
   w->cuda = kiln_engine_target(w->enc) == KILN_TARGET_CUDA;
   w->dh = w->c.d_model / w->c.decoder_heads;
+  w->chunk = kiln_whisper_max_chunk(w->rows, w->c.n_text_ctx);
+  w->beams = 1;
+  w->bound_r0 = -1;
   if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda)
     return kiln_error(KILN_ERR_FORMAT, "%s and %s were built with different settings; rebuild the folder", enc, dec);
 #ifdef KILN_HAVE_CUDA
   if (w->cuda && cudaSetDevice(p->device) != cudaSuccess)
     return kiln_error(KILN_ERR_CUDA, "whisper: cannot use CUDA device %d", p->device);
+  if (w->cuda && cudaStreamCreateWithFlags((cudaStream_t *)&w->stream, cudaStreamNonBlocking) != cudaSuccess)
+    return kiln_error(KILN_ERR_CUDA, "whisper: cannot create a CUDA stream: %s", cudaGetErrorString(cudaGetLastError()));
 #endif
   KILN_TRY(kiln_context_create(w->enc, 0, &w->ectx));
   KILN_TRY(kiln_context_create(w->dec, 0, &w->dctx));
@@ -200,35 +290,40 @@ kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_pa
 
 void kiln_whisper_destroy(kiln_whisper *w) {
   if (!w) return;
+#ifdef KILN_HAVE_CUDA
+  if (w->stream) cudaStreamSynchronize((cudaStream_t)w->stream);
+#endif
   for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
     if (w->cross) mem_free(w, w->cross[i]);
-    if (w->past) mem_free(w, w->past[i]);
-    if (w->present) mem_free(w, w->present[i]);
+    if (w->cache) mem_free(w, w->cache[i]);
   }
-  mem_free(w, w->mel), mem_free(w, w->enc_out), mem_free(w, w->ids), mem_free(w, w->pos), mem_free(w, w->logits);
-  free(w->cross), free(w->past), free(w->present), free(w->stage), free(w->row);
+  mem_free(w, w->mel), mem_free(w, w->enc_out), mem_free(w, w->io), mem_free(w, w->logits);
+  host_free(w, w->io_host), host_free(w, w->logits_host);
+  free(w->cross), free(w->cache), free(w->stage), free(w->row), free(w->T);
   kiln_context_destroy(w->ectx);
   kiln_context_destroy(w->dctx);
   kiln_engine_destroy(w->enc);
   kiln_engine_destroy(w->dec);
   kiln_tokenizer_destroy(w->tok);
+#ifdef KILN_HAVE_CUDA
+  if (w->stream) cudaStreamDestroy((cudaStream_t)w->stream);
+#endif
   free(w);
 }
 
 const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w) { return w ? &w->c : NULL; }
 
-int32_t kiln_whisper_cache_length(const kiln_whisper *w) { return w ? w->T : 0; }
+int32_t kiln_whisper_cache_length(const kiln_whisper *w) { return w && w->T ? w->T[0] : 0; }
+
+int32_t kiln_whisper_max_rows(const kiln_whisper *w) { return w ? w->rows : 0; }
+
+int32_t kiln_whisper_max_windows(const kiln_whisper *w) { return w ? w->max_batch : 0; }
 
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
   if (!w || !w->cuda) return 0;
-  const kiln_whisper_config *c = &w->c;
   size_t engines = kiln_engine_weight_bytes(w->enc) + kiln_engine_context_bytes(w->enc) +
                    kiln_engine_weight_bytes(w->dec) + kiln_engine_context_bytes(w->dec);
-  size_t cross = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz; /* as alloc_buffers */
-  size_t kv = (size_t)c->n_text_ctx * (size_t)c->d_model * w->esz;
-  size_t bufs = (size_t)c->n_mels * 2 * c->n_audio_ctx * w->esz + cross + (size_t)2 * c->decoder_layers * (cross + 2 * kv) +
-                (size_t)2 * c->n_text_ctx * 4 + (size_t)w->logits_rows * (size_t)c->vocab_size * w->esz;
-  return (int64_t)(engines + bufs);
+  return (int64_t)(engines + buffer_bytes(w));
 }
 
 /* ---- running --------------------------------------------------------------------------------- */
@@ -239,22 +334,27 @@ static kiln_status bind(kiln_context *ctx, const char *fmt, int32_t i, void *p) 
   return kiln_context_set_tensor(ctx, name, p);
 }
 
-static kiln_status shape4(kiln_context *ctx, const char *fmt, int32_t i, int64_t h, int64_t t, int64_t dh) {
+static kiln_status shape4(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t, int64_t dh) {
   char name[64];
-  kiln_dims d = {4, {1, h, t, dh}};
+  kiln_dims d = {4, {b, h, t, dh}};
   snprintf(name, sizeof name, fmt, i);
   return kiln_context_set_input_shape(ctx, name, &d);
 }
 
-kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out) {
-  if (!w || !mel) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_encode: NULL argument");
+/* Encode n windows mel [n, n_mels, 3000] (fp32, host) into cross-attention rows 0..n-1; every
+ * decoder row's cache is emptied. */
+kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_t n, float *encoder_out) {
+  if (!w || !mels) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_encode: NULL argument");
   const kiln_whisper_config *c = &w->c;
-  int64_t n_mel = (int64_t)c->n_mels * 2 * c->n_audio_ctx, n_out = (int64_t)c->n_audio_ctx * c->d_model;
-  kiln_dims md = {3, {1, c->n_mels, 2 * c->n_audio_ctx}};
+  if (n < 1 || n > w->max_batch)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d windows at once; the engines were built for 1..%d (--max-batch)", n,
+                      w->max_batch);
+  int64_t n_mel = (int64_t)n * c->n_mels * 2 * c->n_audio_ctx, n_out = (int64_t)n * c->n_audio_ctx * c->d_model;
+  kiln_dims md = {3, {n, c->n_mels, 2 * c->n_audio_ctx}};
   KILN_TRY(stage_reserve(w, (size_t)(n_mel > n_out ? n_mel : n_out) * w->esz));
-  kiln_convert_floats(w->stage, w->prec, mel, KILN_DTYPE_FP32, n_mel);
-  KILN_TRY(mem_copy(w, w->mel, w->stage, (size_t)n_mel * w->esz, 1));
+  kiln_convert_floats(w->stage, w->prec, mels, KILN_DTYPE_FP32, n_mel);
   w->encoded = 0;
+  KILN_TRY(mem_copy(w, w->mel, w->stage, (size_t)n_mel * w->esz, 1));
   KILN_TRY(kiln_context_set_input_shape(w->ectx, "mel", &md));
   KILN_TRY(kiln_context_set_tensor(w->ectx, "mel", w->mel));
   KILN_TRY(kiln_context_set_tensor(w->ectx, "encoder_out", w->enc_out));
@@ -262,8 +362,10 @@ kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encode
     KILN_TRY(bind(w->ectx, "cross_k.%d", i, w->cross[2 * i]));
     KILN_TRY(bind(w->ectx, "cross_v.%d", i, w->cross[2 * i + 1]));
   }
-  KILN_TRY(kiln_context_enqueue(w->ectx, NULL));
-  w->T = 0;
+  KILN_TRY(kiln_context_enqueue(w->ectx, w->stream));
+  memset(w->T, 0, (size_t)w->rows * sizeof *w->T);
+  w->windows = n;
+  w->beams = 1;
   w->encoded = 1;
   if (encoder_out) {
     KILN_TRY(mem_copy(w, w->stage, w->enc_out, (size_t)n_out * w->esz, 0));
@@ -272,74 +374,159 @@ kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encode
   return KILN_OK;
 }
 
-static kiln_status decoder_bindings(kiln_whisper *w, int32_t n) {
+kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out) {
+  return kiln_whisper_encode_batch(w, mel, 1, encoder_out);
+}
+
+/* Bind the decoder to rows r0 .. r0 + B - 1 (caches from row r0, cross-attention rows from
+ * r0 / beams): only when that changes, as binding is a lookup per tensor. */
+static kiln_status decoder_bindings(kiln_whisper *w, int32_t r0, int32_t B) {
   const kiln_whisper_config *c = &w->c;
+  int32_t k0 = r0 / w->beams, bk = B >= w->beams ? B / w->beams : 1;
+  if (w->bound_r0 == r0 && w->bound_b == B && w->bound_k0 == k0 && w->bound_bk == bk) return KILN_OK;
+  w->bound_r0 = -1;
   int64_t H = c->decoder_heads;
-  kiln_dims td = {2, {1, n}}, pd = {1, {n}};
-  KILN_TRY(kiln_context_set_input_shape(w->dctx, "tokens", &td));
-  KILN_TRY(kiln_context_set_input_shape(w->dctx, "positions", &pd));
-  KILN_TRY(kiln_context_set_tensor(w->dctx, "tokens", w->ids));
-  KILN_TRY(kiln_context_set_tensor(w->dctx, "positions", w->pos));
+  size_t crow = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz, krow = cache_row_bytes(w);
+  KILN_TRY(kiln_context_set_tensor(w->dctx, "tokens", w->io));
+  KILN_TRY(kiln_context_set_tensor(w->dctx, "positions", w->io + (size_t)w->rows * w->chunk));
+  KILN_TRY(kiln_context_set_tensor(w->dctx, "lengths", w->io + (size_t)2 * w->rows * w->chunk));
   KILN_TRY(kiln_context_set_tensor(w->dctx, "logits", w->logits));
   for (int32_t i = 0; i < c->decoder_layers; i++) {
-    KILN_TRY(shape4(w->dctx, "past_k.%d", i, H, w->T, w->dh));
-    KILN_TRY(shape4(w->dctx, "past_v.%d", i, H, w->T, w->dh));
-    KILN_TRY(shape4(w->dctx, "cross_k.%d", i, H, c->n_audio_ctx, w->dh));
-    KILN_TRY(shape4(w->dctx, "cross_v.%d", i, H, c->n_audio_ctx, w->dh));
-    KILN_TRY(bind(w->dctx, "past_k.%d", i, w->past[2 * i]));
-    KILN_TRY(bind(w->dctx, "past_v.%d", i, w->past[2 * i + 1]));
-    KILN_TRY(bind(w->dctx, "present_k.%d", i, w->present[2 * i]));
-    KILN_TRY(bind(w->dctx, "present_v.%d", i, w->present[2 * i + 1]));
-    KILN_TRY(bind(w->dctx, "cross_k.%d", i, w->cross[2 * i]));
-    KILN_TRY(bind(w->dctx, "cross_v.%d", i, w->cross[2 * i + 1]));
+    KILN_TRY(shape4(w->dctx, "cache_k.%d", i, B, H, c->n_text_ctx, w->dh));
+    KILN_TRY(shape4(w->dctx, "cache_v.%d", i, B, H, c->n_text_ctx, w->dh));
+    KILN_TRY(shape4(w->dctx, "cross_k.%d", i, bk, H, c->n_audio_ctx, w->dh));
+    KILN_TRY(shape4(w->dctx, "cross_v.%d", i, bk, H, c->n_audio_ctx, w->dh));
+    KILN_TRY(bind(w->dctx, "cache_k.%d", i, (char *)w->cache[2 * i] + (size_t)r0 * krow));
+    KILN_TRY(bind(w->dctx, "cache_v.%d", i, (char *)w->cache[2 * i + 1] + (size_t)r0 * krow));
+    KILN_TRY(bind(w->dctx, "cross_k.%d", i, (char *)w->cross[2 * i] + (size_t)k0 * crow));
+    KILN_TRY(bind(w->dctx, "cross_v.%d", i, (char *)w->cross[2 * i + 1] + (size_t)k0 * crow));
   }
+  w->bound_r0 = r0, w->bound_b = B, w->bound_k0 = k0, w->bound_bk = bk;
   return KILN_OK;
 }
 
-/* One decoder run over n new tokens; logits stay in w->logits ([n, vocab], engine precision). */
-static kiln_status step(kiln_whisper *w, const int32_t *tokens, int32_t n) {
+/* One decoder run: S tokens (tokens[b * S + s]) for each of rows r0 .. r0 + B - 1, appended to
+ * their caches; logits [B * S, vocab] stay in w->logits. Single-token runs replay a captured
+ * CUDA graph (one per batch size), longer ones run the layers directly. */
+static kiln_status run_decoder(kiln_whisper *w, int32_t r0, int32_t B, int32_t S, const int32_t *tokens) {
   const kiln_whisper_config *c = &w->c;
   if (!w->encoded) return kiln_error(KILN_ERR_STATE, "whisper: decode before encode; run kiln_whisper_encode first");
-  if (n < 1 || n > c->n_text_ctx - w->T)
-    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions", n, w->T,
-                      c->n_text_ctx);
-  for (int32_t i = 0; i < n; i++)
+  if (r0 < 0 || B < 1 || r0 + B > w->rows || S < 1 || S > w->chunk || (B > 1 && (r0 % w->beams || B % w->beams)))
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: rows %d..%d x %d tokens do not fit the decoder (%d rows, %d tokens a run)", r0,
+                      r0 + B - 1, S, w->rows, w->chunk);
+  if ((r0 + B - 1) / w->beams >= w->windows)
+    return kiln_error(KILN_ERR_STATE, "whisper: row %d has no encoded window (%d windows, %d rows each)", r0 + B - 1, w->windows,
+                      w->beams);
+  for (int32_t b = 0; b < B; b++)
+    if (S > c->n_text_ctx - w->T[r0 + b])
+      return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions", S,
+                        w->T[r0 + b], c->n_text_ctx);
+  for (int32_t i = 0; i < B * S; i++)
     if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
       return kiln_error(KILN_ERR_INVALID_ARG, "whisper: token %d is outside the vocabulary (%d)", tokens[i], c->vocab_size);
-  if (n > w->logits_rows) {
-    mem_free(w, w->logits);
-    w->logits = NULL;
-    w->logits_rows = 0;
-    KILN_TRY(mem_alloc(w, (size_t)n * (size_t)c->vocab_size * w->esz, &w->logits));
-    w->logits_rows = n;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda && w->io_pending && cudaStreamSynchronize((cudaStream_t)w->stream) != cudaSuccess)
+    return kiln_error(KILN_ERR_CUDA, "whisper: the GPU failed: %s", cudaGetErrorString(cudaGetLastError()));
+#endif
+  int32_t *ids = w->io_host, *pos = ids + (size_t)w->rows * w->chunk, *len = ids + (size_t)2 * w->rows * w->chunk;
+  memcpy(ids, tokens, (size_t)B * S * sizeof *ids);
+  for (int32_t b = 0; b < B; b++) {
+    len[b] = w->T[r0 + b];
+    for (int32_t s = 0; s < S; s++) pos[b * S + s] = w->T[r0 + b] + s;
   }
-  KILN_TRY(stage_reserve(w, (size_t)n * 4));
-  int32_t *pos = w->stage;
-  for (int32_t i = 0; i < n; i++) pos[i] = w->T + i;
-  KILN_TRY(mem_copy(w, w->pos, pos, (size_t)n * 4, 1));
-  KILN_TRY(mem_copy(w, w->ids, tokens, (size_t)n * 4, 1));
-  KILN_TRY(decoder_bindings(w, n));
-  KILN_TRY(kiln_context_enqueue(w->dctx, NULL));
-  void **t = w->past;
-  w->past = w->present;
-  w->present = t;
-  w->T += n;
+  KILN_TRY(decoder_bindings(w, r0, B));
+  kiln_dims td = {2, {B, S}}, ld = {1, {B}};
+  KILN_TRY(kiln_context_set_input_shape(w->dctx, "tokens", &td));
+  KILN_TRY(kiln_context_set_input_shape(w->dctx, "positions", &td));
+  KILN_TRY(kiln_context_set_input_shape(w->dctx, "lengths", &ld));
+  KILN_TRY(mem_copy(w, w->io, w->io_host, io_count(w) * 4, 1));
+  w->io_pending = w->cuda;
+  if (w->cuda) KILN_TRY(kiln_context_set_cuda_graphs(w->dctx, S == 1));
+  KILN_TRY(kiln_context_enqueue(w->dctx, w->stream));
+  for (int32_t b = 0; b < B; b++) w->T[r0 + b] += S;
+  w->last_rows = B * S;
   return KILN_OK;
 }
 
-/* Logits rows [row0, row0 + rows) of the last step as fp32. */
+/* Logits rows [row0, row0 + rows) of the last decoder run as fp32. */
 static kiln_status read_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out) {
+  if (row0 < 0 || rows < 0 || row0 + rows > w->last_rows)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: logits rows %d..%d are not in the last decoder run (%d rows)", row0,
+                      row0 + rows - 1, w->last_rows);
   size_t v = (size_t)w->c.vocab_size, bytes = (size_t)rows * v * w->esz;
-  KILN_TRY(stage_reserve(w, bytes));
-  KILN_TRY(mem_copy(w, w->stage, (char *)w->logits + (size_t)row0 * v * w->esz, bytes, 0));
-  kiln_convert_floats(out, KILN_DTYPE_FP32, w->stage, w->prec, (int64_t)rows * (int64_t)v);
+  KILN_TRY(mem_copy(w, w->logits_host, (char *)w->logits + (size_t)row0 * v * w->esz, bytes, 0));
+  kiln_convert_floats(out, KILN_DTYPE_FP32, w->logits_host, w->prec, (int64_t)rows * (int64_t)v);
   return KILN_OK;
 }
 
+/* Row 0 (one window, one sequence): n tokens in chunks of at most w->chunk; logits (may be
+ * NULL) receives all n rows. The last chunk's rows stay readable (kiln_whisper_last_logits). */
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits) {
   if (!w || !tokens) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_decode: NULL argument");
-  KILN_TRY(step(w, tokens, n));
-  return logits ? read_logits(w, 0, n, logits) : KILN_OK;
+  if (n < 1 || (w->encoded && n > w->c.n_text_ctx - w->T[0]))
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions", n,
+                      w->T[0], w->c.n_text_ctx);
+  w->beams = 1;
+  for (int32_t done = 0; done < n;) {
+    int32_t m = n - done < w->chunk ? n - done : w->chunk;
+    KILN_TRY(run_decoder(w, 0, 1, m, tokens + done));
+    if (logits) KILN_TRY(read_logits(w, 0, m, logits + (size_t)done * (size_t)w->c.vocab_size));
+    w->last_first = done;
+    done += m;
+  }
+  return KILN_OK;
+}
+
+/* ---- batched steps --------------------------------------------------------------------------- */
+
+kiln_status kiln_whisper_set_beams(kiln_whisper *w, int32_t beams) {
+  if (!w || beams < 1 || (int64_t)beams * w->windows > w->rows)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d rows per window for %d windows exceed the decoder's %d rows (--max-beam)",
+                      beams, w ? w->windows : 0, w ? w->rows : 0);
+  w->beams = beams;
+  return KILN_OK;
+}
+
+kiln_status kiln_whisper_row_decode(kiln_whisper *w, int32_t row, const int32_t *tokens, int32_t n) {
+  if (!w || !tokens) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_row_decode: NULL argument");
+  for (int32_t done = 0; done < n;) {
+    int32_t m = n - done < w->chunk ? n - done : w->chunk;
+    KILN_TRY(run_decoder(w, row, 1, m, tokens + done));
+    w->last_first = done;
+    done += m;
+  }
+  return KILN_OK;
+}
+
+kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t *tokens, float *logits) {
+  if (!w || !tokens) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_batch_step: NULL argument");
+  KILN_TRY(run_decoder(w, 0, rows, 1, tokens));
+  w->last_first = 0;
+  return logits ? read_logits(w, 0, rows, logits) : KILN_OK;
+}
+
+int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row) {
+  return w && row >= 0 && row < w->rows ? w->T[row] : 0;
+}
+
+void kiln_whisper_row_reset(kiln_whisper *w, int32_t row, int32_t length) {
+  if (w && row >= 0 && row < w->rows && length >= 0 && length <= w->T[row]) w->T[row] = length;
+}
+
+/* Row dst's cache becomes a copy of row src's (beam search reordering, on the engine's memory).
+ * Rows may be the same (nothing to do). The copies are issued in stream order. */
+kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src) {
+  if (!w || dst < 0 || src < 0 || dst >= w->rows || src >= w->rows)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: row copy %d <- %d outside 0..%d", dst, src, w ? w->rows - 1 : -1);
+  if (dst == src) return KILN_OK;
+  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)w->T[src] * (size_t)w->dh * w->esz;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
+    char *base = w->cache[i];
+    KILN_TRY(copy_2d(w, base + (size_t)dst * cache_row_bytes(w), pitch, base + (size_t)src * cache_row_bytes(w), pitch, width,
+                     (size_t)w->c.decoder_heads));
+  }
+  w->T[dst] = w->T[src];
+  return KILN_OK;
 }
 
 /* ---- greedy decoding ------------------------------------------------------------------------- */
@@ -359,37 +546,59 @@ void kiln_whisper_result_free(kiln_whisper_result *r) {
   free(r);
 }
 
-/* argmax of row after masking the suppressed tokens (the first maximum wins, as torch's). */
-static int32_t pick(const kiln_whisper *w, float *row, int first) {
+/* argmax of row after masking the suppressed tokens (the first maximum wins, as torch's);
+ * <|endoftext|> too while fewer than min_new tokens were sampled. */
+static int32_t pick(const kiln_whisper *w, float *row, int32_t n_sampled, int32_t min_new) {
   const kiln_whisper_config *c = &w->c;
   for (int32_t i = 0; i < c->n_suppress; i++) row[c->suppress[i]] = -INFINITY;
-  for (int32_t i = 0; first && i < c->n_begin_suppress; i++) row[c->begin_suppress[i]] = -INFINITY;
+  for (int32_t i = 0; n_sampled == 0 && i < c->n_begin_suppress; i++) row[c->begin_suppress[i]] = -INFINITY;
+  if (n_sampled < min_new) row[c->eot] = -INFINITY;
   int32_t best = 0;
   for (int32_t i = 1; i < c->vocab_size; i++)
     if (row[i] > row[best]) best = i;
   return best;
 }
 
-static kiln_status greedy(kiln_whisper *w, const int32_t *prompt, int32_t n_prompt, int32_t max_new, int32_t *out,
-                          int32_t *n_out) {
-  int32_t n = 0;
-  KILN_TRY(step(w, prompt, n_prompt));
-  KILN_TRY(read_logits(w, n_prompt - 1, 1, w->row));
-  while (n < max_new) {
-    int32_t t = pick(w, w->row, n == 0);
-    if (t == w->c.eot) break;
-    out[n++] = t;
-    if (n == max_new || w->T >= w->c.n_text_ctx) break;
-    KILN_TRY(step(w, &t, 1));
-    KILN_TRY(read_logits(w, 0, 1, w->row));
-  }
-  *n_out = n;
-  return KILN_OK;
+void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n) {
+  for (int32_t i = 0; r && i < n; i++) kiln_whisper_result_free(r[i]);
 }
 
-kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel, const kiln_whisper_decode_params *params,
-                                    kiln_whisper_result **out) {
-  if (!w || !mel || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_transcribe: NULL argument");
+/* Greedy decoding of the n encoded windows together (one row each): each row's prompt alone,
+ * then single-token steps over all n rows until every row has finished. */
+static kiln_status greedy_batch(kiln_whisper *w, int32_t n, const int32_t *prompt, int32_t n_prompt, int32_t max_new,
+                                int32_t min_new, int32_t **seq, int32_t *n_out) {
+  int32_t V = w->c.vocab_size, live = n;
+  int32_t *next = malloc((size_t)n * sizeof *next), *done = calloc((size_t)n, sizeof *done);
+  float *rows = malloc((size_t)n * (size_t)V * sizeof *rows);
+  kiln_status s = next && done && rows ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  KILN_TRY(kiln_whisper_set_beams(w, 1));
+  for (int32_t b = 0; s == KILN_OK && b < n; b++) {
+    n_out[b] = 0;
+    s = kiln_whisper_row_decode(w, b, prompt, n_prompt);
+    if (s == KILN_OK) s = read_logits(w, w->last_rows - 1, 1, rows + (size_t)b * V);
+  }
+  while (s == KILN_OK && live > 0) {
+    for (int32_t b = 0; b < n; b++) {
+      next[b] = w->c.eot;
+      if (done[b]) continue;
+      int32_t t = pick(w, rows + (size_t)b * V, n_out[b], min_new);
+      if (t == w->c.eot) {
+        done[b] = 1, live--;
+        continue;
+      }
+      seq[b][n_out[b]++] = t;
+      next[b] = t;
+      if (n_out[b] == max_new || w->T[b] >= w->c.n_text_ctx) done[b] = 1, live--;
+    }
+    if (live > 0) s = kiln_whisper_batch_step(w, n, next, rows);
+  }
+  free(next), free(done), free(rows);
+  return s;
+}
+
+kiln_status kiln_whisper_transcribe_batch(kiln_whisper *w, const float *mels, int32_t n,
+                                          const kiln_whisper_decode_params *params, kiln_whisper_result **out) {
+  if (!w || !mels || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_transcribe: NULL argument");
   kiln_whisper_decode_params p = params ? *params : kiln_whisper_default_decode_params();
   int multi = kiln_tokenizer_is_multilingual(w->tok);
   int32_t prompt[4], n_prompt = 0;
@@ -398,48 +607,50 @@ kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel, const kil
                                        prompt, &n_prompt));
   int32_t max_new = p.max_new_tokens > 0 ? p.max_new_tokens : 224;
   if (max_new > w->c.n_text_ctx - n_prompt) max_new = w->c.n_text_ctx - n_prompt;
-  kiln_whisper_result *r = calloc(1, sizeof *r);
-  int32_t *tokens = malloc(((size_t)max_new + 1) * sizeof *tokens);
-  kiln_status s = r && tokens ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  if (s == KILN_OK) s = kiln_whisper_encode(w, mel, NULL);
-  if (s == KILN_OK) s = greedy(w, prompt, n_prompt, max_new, tokens, &r->n_tokens);
-  if (s == KILN_OK) s = kiln_tokenizer_decode(w->tok, tokens, r->n_tokens, 0, &r->text);
-  if (s != KILN_OK) {
-    free(tokens);
-    free(r);
-    return s;
+  KILN_TRY(kiln_whisper_encode_batch(w, mels, n, NULL));
+  kiln_whisper_result **r = calloc((size_t)n, sizeof *r);
+  int32_t **seq = calloc((size_t)n, sizeof *seq), *n_out = calloc((size_t)n, sizeof *n_out);
+  kiln_status s = r && seq && n_out ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  for (int32_t b = 0; s == KILN_OK && b < n; b++) {
+    r[b] = calloc(1, sizeof **r);
+    seq[b] = malloc(((size_t)max_new + 1) * sizeof **seq);
+    if (!r[b] || !seq[b]) s = kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
   }
-  r->tokens = tokens;
-  *out = r;
-  return KILN_OK;
+  if (s == KILN_OK) s = greedy_batch(w, n, prompt, n_prompt, max_new, p.min_new_tokens, seq, n_out);
+  for (int32_t b = 0; s == KILN_OK && b < n; b++) {
+    r[b]->tokens = seq[b], r[b]->n_tokens = n_out[b], seq[b] = NULL;
+    s = kiln_tokenizer_decode(w->tok, r[b]->tokens, r[b]->n_tokens, 0, &r[b]->text);
+  }
+  if (s == KILN_OK) memcpy(out, r, (size_t)n * sizeof *r);
+  else kiln_whisper_results_free(r, n);
+  for (int32_t b = 0; seq && b < n; b++) free(seq[b]);
+  free(r), free(seq), free(n_out);
+  return s;
+}
+
+kiln_status kiln_whisper_transcribe(kiln_whisper *w, const float *mel, const kiln_whisper_decode_params *params,
+                                    kiln_whisper_result **out) {
+  return kiln_whisper_transcribe_batch(w, mel, 1, params, out);
 }
 
 /* ---- internals for the decoding module (whisper_internal.h) ---------------------------------- */
 
 kiln_tokenizer *kiln_whisper_tokenizer(const kiln_whisper *w) { return w->tok; }
 
-void kiln_whisper_cache_reset(kiln_whisper *w) { w->T = 0; }
+void kiln_whisper_cache_reset(kiln_whisper *w) { w->T[0] = 0; }
 
-kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out) { return read_logits(w, row, 1, out); }
+/* Row `row` of the last kiln_whisper_decode call: only its last chunk is kept. */
+kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out) {
+  if (row < w->last_first)
+    return kiln_error(KILN_ERR_STATE, "whisper: logits of token %d of the last decode are gone (only its last %d are kept)", row,
+                      w->last_rows);
+  return read_logits(w, row - w->last_first, 1, out);
+}
 
 struct kiln_whisper_kv {
-  void **buf; /* 2 per decoder layer: k, v [H, n_text_ctx, Dh] (the first H * T * Dh hold the cache) */
+  void **buf; /* 2 per decoder layer: k, v [H, n_text_ctx, Dh] (the first T of each head hold the cache) */
   int32_t T;
 };
-
-static kiln_status dev_copy(const kiln_whisper *w, void *dst, const void *src, size_t bytes) {
-  if (!bytes) return KILN_OK;
-#ifdef KILN_HAVE_CUDA
-  if (w->cuda) {
-    if (cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice) != cudaSuccess)
-      return kiln_error(KILN_ERR_CUDA, "whisper: copying %zu bytes on the GPU failed", bytes);
-    return KILN_OK;
-  }
-#endif
-  (void)w;
-  memcpy(dst, src, bytes);
-  return KILN_OK;
-}
 
 void kiln_whisper_kv_destroy(kiln_whisper *w, kiln_whisper_kv *kv) {
   if (!kv) return;
@@ -452,8 +663,7 @@ kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
   kiln_whisper_kv *kv = calloc(1, sizeof *kv);
   if (kv) kv->buf = calloc((size_t)2 * w->c.decoder_layers, sizeof(void *));
   kiln_status s = kv && kv->buf ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  size_t bytes = (size_t)w->c.n_text_ctx * (size_t)w->c.d_model * w->esz;
-  for (int32_t i = 0; s == KILN_OK && i < 2 * w->c.decoder_layers; i++) s = mem_alloc(w, bytes, &kv->buf[i]);
+  for (int32_t i = 0; s == KILN_OK && i < 2 * w->c.decoder_layers; i++) s = mem_alloc(w, cache_row_bytes(w), &kv->buf[i]);
   if (s != KILN_OK) {
     kiln_whisper_kv_destroy(w, kv);
     return s;
@@ -462,17 +672,21 @@ kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
   return KILN_OK;
 }
 
-/* The cache of T tokens is [1, H, T, Dh] contiguous: its first H * T * Dh elements. */
-kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
-  size_t bytes = (size_t)w->T * (size_t)w->c.d_model * w->esz;
-  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) KILN_TRY(dev_copy(w, kv->buf[i], w->past[i], bytes));
-  kv->T = w->T;
+/* Row 0's cache <-> buf: per head, the first T positions. */
+static kiln_status kv_copy(kiln_whisper *w, void *const *buf, int32_t T, int save) {
+  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)T * (size_t)w->dh * w->esz;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++)
+    KILN_TRY(copy_2d(w, save ? buf[i] : w->cache[i], pitch, save ? w->cache[i] : buf[i], pitch, width,
+                     (size_t)w->c.decoder_heads));
   return KILN_OK;
 }
 
+kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
+  kv->T = w->T[0];
+  return kv_copy(w, kv->buf, kv->T, 1);
+}
+
 kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv) {
-  size_t bytes = (size_t)kv->T * (size_t)w->c.d_model * w->esz;
-  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) KILN_TRY(dev_copy(w, w->past[i], kv->buf[i], bytes));
-  w->T = kv->T;
-  return KILN_OK;
+  w->T[0] = kv->T;
+  return kv_copy(w, kv->buf, kv->T, 0);
 }

@@ -1,0 +1,217 @@
+/* src/backends/cuda/kv_attention.cu - decoder attention over a KV cache kept in place
+ * (KILN_OP_KV_ATTENTION; semantics in kiln/network.h, kiln_network_add_cached_self_attention).
+ *
+ * Self-attention (qkv [B, S, 3HD], caches [Bc, H, T, D], lengths [B] on the device): one kernel
+ * writes the S new keys/values of each row at positions lengths[b] .., then the attention
+ * kernel lets token s of row b attend to cache positions 0 .. lengths[b] + s. The lengths are
+ * read on the device, so a captured CUDA graph replays every decoding step unchanged.
+ * Cross-attention (q [B, S, HD], k/v [Bk, H, A, D]): query row b reads key/value row
+ * b / (B / Bk).
+ *
+ * The attention kernel is the decode shape (few queries, up to a few thousand keys): one block
+ * per (query, head, row); the threads score one key each with 16-byte loads (q scaled in shared
+ * memory), the block takes max and sum, then thread groups accumulate value pairs over the keys
+ * (one warp reads one value row) and are summed in shared memory. fp32 accumulation throughout.
+ * Every tensor has the same dtype (fp32, fp16 or bf16). Not here: long-query prefill tiles
+ * (the fused attention plugin), quantized caches.
+ */
+#include "backends/cuda/cuda_common.cuh"
+
+#define KVA_THREADS 256
+
+template <typename T> struct kva_vec;
+template <> struct kva_vec<float> {
+  static constexpr int n = 4;
+  static __device__ __forceinline__ void load(const float *p, float *o) {
+    float4 v = *(const float4 *)p;
+    o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
+  }
+  static __device__ __forceinline__ float2 pair(const float *p) { return *(const float2 *)p; }
+  static __device__ __forceinline__ float one(float v) { return v; }
+  static __device__ __forceinline__ float from(float v) { return v; }
+};
+template <> struct kva_vec<__half> {
+  static constexpr int n = 8;
+  static __device__ __forceinline__ void load(const __half *p, float *o) {
+    uint4 u = *(const uint4 *)p;
+    const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      float2 f = __half22float2(h[i]);
+      o[2 * i] = f.x, o[2 * i + 1] = f.y;
+    }
+  }
+  static __device__ __forceinline__ float2 pair(const __half *p) { return __half22float2(*(const __half2 *)p); }
+  static __device__ __forceinline__ float one(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
+};
+template <> struct kva_vec<__nv_bfloat16> {
+  static constexpr int n = 8;
+  static __device__ __forceinline__ void load(const __nv_bfloat16 *p, float *o) {
+    uint4 u = *(const uint4 *)p;
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      float2 f = __bfloat1622float2(h[i]);
+      o[2 * i] = f.x, o[2 * i + 1] = f.y;
+    }
+  }
+  static __device__ __forceinline__ float2 pair(const __nv_bfloat16 *p) {
+    return __bfloat1622float2(*(const __nv_bfloat162 *)p);
+  }
+  static __device__ __forceinline__ float one(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
+};
+
+/* New keys/values into the caches: grid (S, B), threads over H*D. Rows whose new tokens do not
+ * fit are skipped (the host checks lengths before it launches). */
+template <typename T>
+static __global__ void kv_append_kernel(const T *qkv, T *ck, T *cv, const int32_t *len, int S, int H, int D,
+                                        int64_t cap) {
+  int s = blockIdx.x, b = blockIdx.y;
+  int64_t pos = (int64_t)len[b] + s, hd = (int64_t)H * D;
+  if (len[b] < 0 || pos >= cap) return;
+  const T *src = qkv + ((int64_t)b * S + s) * 3 * hd;
+  for (int64_t e = threadIdx.x; e < hd; e += blockDim.x) {
+    int64_t h = e / D, d = e % D, dst = (((int64_t)b * H + h) * cap + pos) * D + d;
+    ck[dst] = src[hd + e];
+    cv[dst] = src[2 * hd + e];
+  }
+}
+
+/* grid (S, H, B). q rows ldq apart (3HD for self, HD for cross); k/v rows [.., H, cap, D];
+ * y [B, S, HD]. Self: keys 0 .. len[b] + s; cross (len NULL): all `cap` keys of row b / rep.
+ * Shared memory: D (q) + cap (scores) + blockDim (partial sums) floats. */
+template <typename T>
+static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, const T *v, const int32_t *len,
+                                           int64_t cap, int rep, T *y, int S, int H, int D, float scale, int vec,
+                                           int pairs_ok) {
+  typedef kva_vec<T> V;
+  extern __shared__ float kva_sh[];
+  __shared__ float red[32];
+  int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  float *qs = kva_sh, *sc = kva_sh + D, *part = sc + cap;
+  int64_t n_keys = cap;
+  if (len) {
+    n_keys = (int64_t)len[b] + s + 1;
+    if (n_keys > cap) n_keys = cap;
+    if (n_keys < 0) n_keys = 0;
+  }
+  const T *qr = q + ((int64_t)b * S + s) * ldq + (int64_t)h * D;
+  int64_t kv_off = ((int64_t)(b / rep) * H + h) * cap * D;
+  const T *kb = k + kv_off, *vb = v + kv_off;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = V::one(qr[d]) * scale;
+  __syncthreads();
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
+    const T *kr = kb + j * D;
+    float acc = 0.0f;
+    if (vec) {
+      for (int d = 0; d < D; d += V::n) {
+        float f[V::n];
+        V::load(kr + d, f);
+#pragma unroll
+        for (int i = 0; i < V::n; i++) acc += qs[d + i] * f[i];
+      }
+    } else {
+      for (int d = 0; d < D; d++) acc += qs[d] * V::one(kr[d]);
+    }
+    sc[j] = acc;
+    m = fmaxf(m, acc);
+  }
+  m = kiln_block_reduce(m, red, 1);
+  float l = 0.0f;
+  for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
+    float p = __expf(sc[j] - m);
+    sc[j] = p;
+    l += p;
+  }
+  l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
+  float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  T *yr = y + ((int64_t)b * S + s) * (int64_t)H * D + (int64_t)h * D;
+  if (pairs_ok) {
+    int pairs = D / 2, groups = blockDim.x / pairs, g = threadIdx.x / pairs, dp = threadIdx.x % pairs;
+    float2 acc = make_float2(0.0f, 0.0f);
+    if (g < groups)
+      for (int64_t j = g; j < n_keys; j += groups) {
+        float2 f = V::pair(vb + j * D + 2 * dp);
+        acc.x += sc[j] * f.x;
+        acc.y += sc[j] * f.y;
+      }
+    part[2 * threadIdx.x] = acc.x, part[2 * threadIdx.x + 1] = acc.y;
+    __syncthreads();
+    if (g == 0) {
+      float sx = 0.0f, sy = 0.0f;
+      for (int i = 0; i < groups; i++) sx += part[2 * (i * pairs + dp)], sy += part[2 * (i * pairs + dp) + 1];
+      yr[2 * dp] = V::from(sx * inv);
+      yr[2 * dp + 1] = V::from(sy * inv);
+    }
+  } else {
+    int groups = blockDim.x / D, g = threadIdx.x / D, d = threadIdx.x % D;
+    float acc = 0.0f;
+    if (g < groups)
+      for (int64_t j = g; j < n_keys; j += groups) acc += sc[j] * V::one(vb[j * D + d]);
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    if (g == 0) {
+      float sum = 0.0f;
+      for (int i = 0; i < groups; i++) sum += part[i * D + d];
+      yr[d] = V::from(sum * inv);
+    }
+  }
+}
+
+template <typename T>
+static kiln_status launch(const kiln_tensor *in, int self, int heads, float scale, kiln_tensor *y, int64_t B, int64_t S,
+                          int64_t D, int64_t cap, int rep, size_t smem, cudaStream_t st) {
+  int64_t hd = (int64_t)heads * D;
+  uintptr_t kp = (uintptr_t)in[1].data, vp = (uintptr_t)in[2].data;
+  int vec = D % kva_vec<T>::n == 0 && kp % 16 == 0;
+  int pairs_ok = D % 2 == 0 && vp % (2 * sizeof(T)) == 0;
+  const int32_t *len = self ? (const int32_t *)in[3].data : NULL;
+  if (self) {
+    kv_append_kernel<T><<<dim3((unsigned)S, (unsigned)B), KVA_THREADS, 0, st>>>(
+        (const T *)in[0].data, (T *)in[1].data, (T *)in[2].data, len, (int)S, heads, (int)D, cap);
+    KILN_CUDA_CHECK_LAUNCH();
+  }
+  kv_attention_kernel<T><<<dim3((unsigned)S, (unsigned)heads, (unsigned)B), KVA_THREADS, smem, st>>>(
+      (const T *)in[0].data, self ? 3 * hd : hd, (const T *)in[1].data, (const T *)in[2].data, len, cap, rep,
+      (T *)y->data, (int)S, heads, (int)D, scale, vec, pairs_ok);
+  KILN_CUDA_CHECK_LAUNCH();
+  return KILN_OK;
+}
+
+extern "C" kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
+                                              int32_t self, kiln_tensor *y, void *stream) {
+  const char *op = "kiln_cuda_kv_attention";
+  if (n_in != (self ? 4 : 3)) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %d inputs; expected %d", op, n_in, self ? 4 : 3);
+  KILN_TRY(kiln_check_float(&in[0], op, self ? "qkv" : "q"));
+  KILN_TRY(kiln_check_float(&in[1], op, "keys"));
+  KILN_TRY(kiln_check_float(&in[2], op, "values"));
+  KILN_TRY(kiln_check_float(y, op, "y"));
+  if (in[1].dtype != in[0].dtype || in[2].dtype != in[0].dtype || y->dtype != in[0].dtype)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: queries, keys, values and output must share one dtype", op);
+  if (in[0].shape.rank != 3 || in[1].shape.rank != 4 || !kiln_dims_equal(&in[1].shape, &in[2].shape) ||
+      in[1].shape.d[1] != heads)
+    return kiln_error(KILN_ERR_SHAPE, "%s: expects q [B, S, H*D] and k, v [Bk, H, T, D]", op);
+  int64_t B = in[0].shape.d[0], S = in[0].shape.d[1], D = in[1].shape.d[3], cap = in[1].shape.d[2];
+  int64_t Bk = in[1].shape.d[0];
+  if (self && (in[3].dtype != KILN_DTYPE_INT32 || Bk < B))
+    return kiln_error(KILN_ERR_SHAPE, "%s: self-attention needs int32 lengths and caches with >= %lld rows", op,
+                      (long long)B);
+  if (!self && (Bk < 1 || B % Bk != 0))
+    return kiln_error(KILN_ERR_SHAPE, "%s: %lld query rows are not a multiple of %lld key rows", op, (long long)B,
+                      (long long)Bk);
+  if (B * S * heads * D == 0) return KILN_OK;
+  size_t smem = ((size_t)D + (size_t)cap + 2 * KVA_THREADS) * sizeof(float);
+  if (smem > 48 * 1024 || D > 2 * KVA_THREADS || (D % 2 && D > KVA_THREADS) || S > 65535 || B > 65535 || heads > 65535)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: %lld keys of head size %lld are beyond the decode kernel (about 11000 keys)", op,
+                      (long long)cap, (long long)D);
+  int rep = self ? 1 : (int)(B / Bk);
+  cudaStream_t st = kiln_stream(stream);
+  switch (in[0].dtype) {
+    case KILN_DTYPE_FP32: return launch<float>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
+    case KILN_DTYPE_FP16: return launch<__half>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
+    default: return launch<__nv_bfloat16>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
+  }
+}
