@@ -1,10 +1,14 @@
-/* bench/whisper_bench.c - times kiln's Whisper engines on random 30 s windows: encoder, then a
- * fixed number of greedy decoding steps (argmax on the host, as a decoding loop would), per
- * window, one window at a time. Prints ms per window, ms per decoding step, the real-time factor
- * (wall time over 30 s of audio per window) and GPU memory (the runtime's planned bytes and, for
- * CUDA engines, the device memory in use measured with cudaMemGetInfo).
+/* bench/whisper_bench.c - times kiln's Whisper engines on random 30 s windows decoded as one
+ * batch: kiln_whisper_transcribe_batch with exactly --steps greedy tokens per window (EOT
+ * suppressed until then, as transformers' min_new_tokens), after a warm-up run that captures the
+ * CUDA graphs. The encoder alone is timed separately (kiln_whisper_encode_batch) and the rest
+ * divided by the steps gives the decoding step time. Prints ms per batch and per window, RTF
+ * (wall time over the audio's 30 s per window), decode tokens/s, GPU memory (planned by the
+ * runtime; in use per cudaMemGetInfo) and the memory-bandwidth floor of a step: the bytes a step
+ * reads (decoder weights, cross-attention keys/values of every window, the half-full self
+ * cache) over the bandwidth of a 1 GiB device-to-device copy.
  *
- * usage: whisper_bench ENGINE_DIR [--windows N] [--steps N] [--warmup N]
+ * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N]
  * Used by bench/whisper_vs_transformers.py; not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,38 +36,43 @@ static size_t device_used(void) {
   return 0;
 }
 
-/* One window: encode, the start sequence, then `steps` greedy tokens; adds the encoder's and the
- * decoding loop's wall times to *enc_ms and *dec_ms. */
-static kiln_status run_window(kiln_whisper *w, const float *mel, int steps, float *logits, int32_t vocab,
-                              const int32_t *sot, int32_t n_sot, double *enc_ms, double *dec_ms) {
-  double t0 = now_ms();
-  kiln_status s = kiln_whisper_encode(w, mel, NULL);
-  double t1 = now_ms();
-  if (s == KILN_OK) s = kiln_whisper_decode(w, sot, n_sot, NULL);
-  int32_t tok = sot[n_sot - 1];
-  for (int i = 0; s == KILN_OK && i < steps; i++) {
-    s = kiln_whisper_decode(w, &tok, 1, logits);
-    int32_t best = 0;
-    for (int32_t v = 1; v < vocab; v++)
-      if (logits[v] > logits[best]) best = v;
-    tok = best;
+/* Device bandwidth for the floor: a device-to-device copy of 1 GiB reads and writes it once. */
+static double device_gbps(void) {
+#ifdef KILN_HAVE_CUDA
+  size_t bytes = (size_t)1 << 30;
+  void *a = NULL, *b = NULL;
+  cudaEvent_t e0, e1;
+  float ms = 0;
+  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) {
+    cudaFree(a);
+    return 0;
   }
-  *enc_ms += t1 - t0;
-  *dec_ms += now_ms() - t1;
-  return s;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+  cudaEventRecord(e0, 0);
+  for (int i = 0; i < 5; i++) cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+  cudaEventRecord(e1, 0);
+  cudaEventSynchronize(e1);
+  cudaEventElapsedTime(&ms, e0, e1);
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  cudaFree(a), cudaFree(b);
+  return ms > 0 ? 2.0 * 5 * (double)bytes / (ms * 1e-3) / 1e9 : 0;
+#else
+  return 0;
+#endif
 }
 
 int main(int argc, char **argv) {
-  int windows = 4, steps = 100, warmup = 1;
+  int batch = 1, steps = 100, reps = 3;
   const char *dir = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--windows") && i + 1 < argc) windows = atoi(argv[++i]);
+    if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else dir = argv[i];
   }
-  if (!dir || windows < 1 || steps < 1) {
-    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--windows N] [--steps N] [--warmup N]\n");
+  if (!dir || batch < 1 || steps < 1 || reps < 1) {
+    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N]\n");
     return 2;
   }
   size_t before = device_used();
@@ -74,35 +83,56 @@ int main(int argc, char **argv) {
     return 1;
   }
   const kiln_whisper_config *c = kiln_whisper_get_config(w);
-  int32_t vocab = c->vocab_size, n_mel = c->n_mels;
-  /* <|startoftranscript|> <|en|>: the timing does not depend on which tokens follow */
-  int32_t sot[2] = {c->sot, c->sot + 1};
-  int32_t n_sot = 2;
-  float *mel = malloc(sizeof(float) * (size_t)n_mel * 3000), *logits = malloc(sizeof(float) * (size_t)vocab);
+  size_t n_mel = (size_t)c->n_mels * 3000;
+  float *mel = malloc(sizeof(float) * n_mel * (size_t)batch);
+  kiln_whisper_result **res = calloc((size_t)batch, sizeof *res);
   uint64_t x = 12345;
-  for (int64_t i = 0; i < (int64_t)n_mel * 3000; i++) {
+  for (size_t i = 0; i < n_mel * (size_t)batch; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     mel[i] = (float)((x >> 40) & 0xffff) / 32768.0f - 1.0f;
   }
+  kiln_whisper_decode_params p = kiln_whisper_default_decode_params();
+  p.max_new_tokens = p.min_new_tokens = steps;
   size_t peak = 0;
-  double enc_ms = 0, dec_ms = 0;
-  for (int i = 0; i < warmup && s == KILN_OK; i++) s = run_window(w, mel, steps, logits, vocab, sot, n_sot, &enc_ms, &dec_ms);
-  enc_ms = dec_ms = 0;
-  for (int i = 0; i < windows && s == KILN_OK; i++) {
-    s = run_window(w, mel, steps, logits, vocab, sot, n_sot, &enc_ms, &dec_ms);
+  double total = 0, enc = 0;
+  for (int i = 0; i <= reps && s == KILN_OK; i++) { /* the first run warms up (graph capture) */
+    double t0 = now_ms();
+    s = kiln_whisper_transcribe_batch(w, mel, batch, &p, res);
+    double t1 = now_ms();
+    if (s == KILN_OK) {
+      for (int b = 0; b < batch; b++)
+        if (res[b]->n_tokens != steps) s = KILN_ERR_INTERNAL;
+      kiln_whisper_results_free(res, batch);
+    }
+    if (s == KILN_OK) s = kiln_whisper_encode_batch(w, mel, batch, NULL);
+    if (s == KILN_OK) s = kiln_whisper_cache_length(w) == 0 ? KILN_OK : KILN_ERR_INTERNAL;
+#ifdef KILN_HAVE_CUDA
+    cudaDeviceSynchronize();
+#endif
+    double t2 = now_ms();
+    if (i) total += t1 - t0, enc += t2 - t1;
     size_t used = device_used();
     if (used > peak) peak = used;
   }
   if (s != KILN_OK) {
-    fprintf(stderr, "whisper_bench: %s\n", kiln_last_error());
+    fprintf(stderr, "whisper_bench: %s\n", s == KILN_ERR_INTERNAL ? "wrong token count" : kiln_last_error());
     return 1;
   }
-  double per_window = (enc_ms + dec_ms) / windows;
-  printf("kiln windows %d steps %d ms_per_window %.2f encoder_ms %.2f ms_per_step %.3f rtf %.5f planned_bytes %lld "
-         "device_used_delta_bytes %lld\n",
-         windows, steps, per_window, enc_ms / windows, dec_ms / windows / (steps + 1), per_window / 30000.0,
-         (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0));
-  free(mel), free(logits);
+  total /= reps, enc /= reps;
+  double step = (total - enc) / (steps + 1);
+  /* what one step must read: decoder weights, every window's cross-attention keys/values, and
+   * the self-attention cache (about half full on average) */
+  double esz = 2.0, L = c->decoder_layers, d = c->d_model;
+  double bytes = (double)kiln_whisper_decoder_weight_bytes(w) + batch * L * 2 * c->n_audio_ctx * d * esz +
+                 batch * L * 2 * (steps / 2.0 + 4) * d * esz;
+  double gbps = device_gbps(), floor_ms = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
+  printf("kiln batch %d steps %d ms_per_batch %.2f ms_per_window %.2f encoder_ms %.2f ms_per_step %.3f rtf %.5f "
+         "tokens_per_s %.1f planned_bytes %lld device_used_delta_bytes %lld step_bytes %.0f device_gbps %.0f "
+         "floor_ms %.3f step_over_floor %.2f\n",
+         batch, steps, total, total / batch, enc, step, total / batch / 30000.0, batch * steps / (total / 1e3),
+         (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0), bytes, gbps, floor_ms,
+         floor_ms > 0 ? step / floor_ms : 0);
+  free(mel), free(res);
   kiln_whisper_destroy(w);
   return 0;
 }

@@ -126,6 +126,8 @@ const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w);
  * encoder output, cross-attention and KV cache, tokens, logits at their largest). Planned, not
  * measured: the CUDA context and allocator rounding are not in it. 0 for CPU engines. */
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w);
+/* Bytes of the decoder engine's weights (what every decoding step reads). */
+int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w);
 
 typedef struct kiln_whisper_decode_params {
   const char *language;     /* "en" (default); ignored by English-only models */

@@ -25,7 +25,9 @@ static void build_whisper_help(FILE *f) {
           "  --checkpoint DIR        the checkpoint folder (required)\n"
           "  -o, --output DIR        the engine folder to write (required; created when missing)\n"
           "  --dtype fp32|fp16|bf16  compute precision (default fp32)\n"
-          "  --max-batch N           largest batch the engines take (default 1)\n"
+          "  --max-batch N           windows decoded together (default 1; kiln transcribe --batch-size)\n"
+          "  --max-beam K            beams (or best-of samples) per window decoded as a batch (default 1);\n"
+          "                          the decoder keeps max-batch x max-beam rows of KV cache\n"
           "  --target cuda|cpu       where the engines will run (default: cuda if kiln has CUDA)\n"
           "  --device N              GPU to build for (default 0)\n"
           "  --timing-cache FILE     reuse and update tactic timings\n"
@@ -56,6 +58,9 @@ int cli_build_whisper(int argc, char **argv) {
     } else if (cli_flag_value(argc, argv, &i, "--max-batch", &v)) {
       if (cli_parse_int("build whisper", "--max-batch", v, 1, 4096, &n)) return CLI_USAGE;
       p.max_batch = (int32_t)n;
+    } else if (cli_flag_value(argc, argv, &i, "--max-beam", &v)) {
+      if (cli_parse_int("build whisper", "--max-beam", v, 1, 64, &n)) return CLI_USAGE;
+      p.max_beams = (int32_t)n;
     } else if (cli_flag_value(argc, argv, &i, "--target", &v)) {
       if (v && strcmp(v, "cpu") == 0) p.target = KILN_TARGET_CPU;
       else if (v && strcmp(v, "cuda") == 0) p.target = KILN_TARGET_CUDA;

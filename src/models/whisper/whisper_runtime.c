@@ -326,6 +326,10 @@ int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
   return (int64_t)(engines + buffer_bytes(w));
 }
 
+int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w) {
+  return w ? (int64_t)kiln_engine_weight_bytes(w->dec) : 0;
+}
+
 /* ---- running --------------------------------------------------------------------------------- */
 
 static kiln_status bind(kiln_context *ctx, const char *fmt, int32_t i, void *p) {
