@@ -322,7 +322,7 @@ static kiln_status upload(kiln_mel_cuda *m, const float *x, int64_t n, cudaStrea
   int64_t piece = 0;
   for (int64_t off = 0; off < n; off += STAGE_SAMPLES, piece++) {
     const int slot = (int)(piece & 1);
-    const size_t bytes = sizeof(float) * (size_t)(n - off < STAGE_SAMPLES ? n - off : STAGE_SAMPLES);
+    const size_t bytes = sizeof(float) * (size_t)(n - off < STAGE_SAMPLES ? n - off : (int64_t)STAGE_SAMPLES);
     KILN_CUDA_CHECK(cudaEventSynchronize(m->staged[slot]));
     memcpy(m->stage[slot], x + off, bytes);
     KILN_CUDA_CHECK(cudaMemcpyAsync(m->samples + off, m->stage[slot], bytes,
@@ -355,7 +355,7 @@ static kiln_status compute_locked(kiln_mel_cuda *m, const float *samples, int64_
   KILN_CUDA_CHECK_LAUNCH();
   MEL_CUFFT_CHECK(cufftSetStream(m->plan, s));
   for (int64_t t0 = 0; t0 < n_frames; t0 += CHUNK_FRAMES) {
-    const int64_t n_chunk = n_frames - t0 < CHUNK_FRAMES ? n_frames - t0 : CHUNK_FRAMES;
+    const int64_t n_chunk = n_frames - t0 < CHUNK_FRAMES ? n_frames - t0 : (int64_t)CHUNK_FRAMES;
     frame_kernel<<<kiln_grid_1d(n_chunk * N_FFT), KILN_CUDA_THREADS, 0, s>>>(
         x, n_samples, total, t0, n_chunk, m->window, m->frames);
     KILN_CUDA_CHECK_LAUNCH();
