@@ -64,7 +64,7 @@ static void gt_upload(gt_buf *b) {
 }
 
 /* Uniform random values in [lo, hi), rounded to the dtype, on host and device. */
-static void gt_random(gt_buf *b, check_rng *r, float lo, float hi) {
+static inline void gt_random(gt_buf *b, check_rng *r, float lo, float hi) {
   float *f = malloc(sizeof(float) * (size_t)(b->n ? b->n : 1));
   if (!f) GT_DIE("out of host memory");
   check_fill(r, f, b->n, lo, hi);
@@ -131,7 +131,7 @@ static void gt_free(gt_buf *b) {
 }
 
 /* Device result against the host (CPU oracle) result of the same buffer. */
-static int gt_compare(const char *what, const gt_buf *out, double atol, double rtol) {
+static inline int gt_compare(const char *what, const gt_buf *out, double atol, double rtol) {
   float *got = gt_dev_floats(out), *want = gt_host_floats(out);
   int ok = check_close(what, got, want, out->n, atol, rtol);
   free(got);
@@ -140,10 +140,10 @@ static int gt_compare(const char *what, const gt_buf *out, double atol, double r
 }
 
 /* Tolerances for results rounded to `dtype` (one rounding step apart at most). */
-static double gt_atol(kiln_dtype dtype) {
+static inline double gt_atol(kiln_dtype dtype) {
   return dtype == KILN_DTYPE_FP32 ? 1e-5 : dtype == KILN_DTYPE_FP16 ? 1e-3 : 8e-3;
 }
-static double gt_rtol(kiln_dtype dtype) {
+static inline double gt_rtol(kiln_dtype dtype) {
   return dtype == KILN_DTYPE_FP32 ? 1e-4 : dtype == KILN_DTYPE_FP16 ? 2.5e-3 : 1.6e-2;
 }
 
