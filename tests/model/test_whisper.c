@@ -17,6 +17,7 @@
 #include "check.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
+#include "models/whisper/whisper_internal.h"
 #include "refs.h"
 #ifdef WHISPER_TEST_GPU
 #include "backends/cuda/cuda_ops.h"
@@ -332,6 +333,61 @@ static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir,
   kiln_whisper_destroy(w);
 }
 
+/* Several windows decoded as one batch (on the GPU: replayed CUDA graphs) give what each gives
+ * alone; two rows of one window (beams: the cross-attention row shared, the cache copied from
+ * row to row) both give the reference logits. */
+static void test_batch(const ref_file *rf) {
+  const ref_entry *forced = ref_get(rf, "forced_tokens"), *cols = ref_get(rf, "forced_logits_cols");
+  const ref_entry *argmax = ref_get(rf, "forced_argmax"), *greedy = ref_get(rf, "greedy_tokens");
+  kiln_whisper *w = NULL;
+  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &w));
+  if (!w || !forced || !cols || !argmax || !greedy) {
+    kiln_whisper_destroy(w);
+    return;
+  }
+  CHECK_EQ_INT(kiln_whisper_max_windows(w), 2);
+  CHECK_EQ_INT(kiln_whisper_max_rows(w), 4);
+  int32_t V = 51865;
+  float *mel = malloc(2 * 80 * 3000 * 4), *logits = malloc((size_t)2 * V * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  gen("second_input", 80 * 3000, -1.5, 1.0, mel + 80 * 3000);
+  kiln_whisper_result *one = NULL, *two[2] = {NULL, NULL}, *fixed[2] = {NULL, NULL};
+  CHECK_OK(kiln_whisper_transcribe(w, mel + 80 * 3000, NULL, &one));
+  CHECK_OK(kiln_whisper_transcribe_batch(w, mel, 2, NULL, two));
+  if (one && two[0] && two[1]) {
+    CHECK_EQ_INT(two[0]->n_tokens, greedy->count);
+    CHECK(memcmp(two[0]->tokens, greedy->data, sizeof(int32_t) * (size_t)greedy->count) == 0);
+    CHECK_EQ_INT(two[1]->n_tokens, one->n_tokens);
+    CHECK(memcmp(two[1]->tokens, one->tokens, sizeof(int32_t) * (size_t)one->n_tokens) == 0);
+    CHECK_EQ_STR(two[1]->text, one->text);
+  }
+  kiln_whisper_decode_params dp = kiln_whisper_default_decode_params();
+  dp.min_new_tokens = dp.max_new_tokens = 30;
+  CHECK_OK(kiln_whisper_transcribe_batch(w, mel, 2, &dp, fixed));
+  for (int b = 0; b < 2; b++) CHECK(fixed[b] && fixed[b]->n_tokens == 30);
+  kiln_whisper_results_free(two, 2);
+  kiln_whisper_results_free(fixed, 2);
+  kiln_whisper_result_free(one);
+  CHECK_STATUS(kiln_whisper_transcribe_batch(w, mel, 3, NULL, two), KILN_ERR_INVALID_ARG);
+
+  /* beams: rows 0 and 1 of window 0 */
+  CHECK_OK(kiln_whisper_encode(w, mel, NULL));
+  CHECK_OK(kiln_whisper_set_beams(w, 2));
+  CHECK_STATUS(kiln_whisper_set_beams(w, 5), KILN_ERR_INVALID_ARG);
+  CHECK_OK(kiln_whisper_row_decode(w, 0, forced->data, 4));
+  CHECK_OK(kiln_whisper_row_copy(w, 1, 0));
+  CHECK_EQ_INT(kiln_whisper_row_length(w, 1), 4);
+  for (int32_t i = 4; i < 8 && i < (int32_t)forced->count; i++) {
+    int32_t t = ((const int32_t *)forced->data)[i], toks[2] = {t, t};
+    CHECK_OK(kiln_whisper_batch_step(w, 2, toks, logits));
+    check_logits("beam row 0", logits, 1, i, V, cols, argmax);
+    check_logits("beam row 1", logits + V, 1, i, V, cols, argmax);
+  }
+  CHECK_STATUS(kiln_whisper_batch_step(w, 3, forced->data, NULL), KILN_ERR_INVALID_ARG); /* not whole windows */
+  free(mel), free(logits);
+  kiln_whisper_destroy(w);
+}
+
 #ifndef WHISPER_TEST_GPU
 static void test_errors(const tensor_spec *specs, int n) {
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
@@ -380,8 +436,10 @@ int main(void) {
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
   p.target = ENGINE_TARGET;
   p.max_batch = 2;
+  p.max_beams = 2;
   CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
   test_model(&rf);
+  test_batch(&rf);
   test_encoder_batch(&rf);
   test_half(&rf, KILN_DTYPE_FP16, ENGINE_DIR_PREFIX "fp16", 1e-5);
   test_half(&rf, KILN_DTYPE_BF16, ENGINE_DIR_PREFIX "bf16", 1e-3);

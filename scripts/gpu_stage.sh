@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/gpu_stage.sh [BUILD_DIR [TEST ...]] - stage a CUDA build for the GPU machine (the device tool):
+# stripped binaries (kiln, whisper_bench, every gpu-labelled test) into .gpu-stage/ with the
+# layout scripts/gpu_check.sh expects, the tokenizer files the Whisper tests and benchmarks read,
+# and the shared libraries the binaries need into .deps/lib. Both folders are git-ignored: carry
+# them (`carry: [".gpu-stage", ".deps"]`). On the GPU machine, first:
+#   export LD_LIBRARY_PATH=$PWD/.deps/lib; [ -e /work/shared ] || ln -s "$PWD/.gpu-stage/shared" /work/shared
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B="${1:-build-gpu}"
+S=.gpu-stage
+rm -rf "$S"
+mkdir -p "$S/tests" "$S/shared/data/whisper" .deps/lib
+for f in "$B/kiln" "$B/whisper_bench" "$B/wq_bench"; do [ -x "$f" ] && strip -o "$S/$(basename "$f")" "$f"; done
+# every gpu test, or the ones named (each links the whole library: the tree must stay < 64 MiB)
+shift || true
+tests=("$@")
+[ ${#tests[@]} -eq 0 ] && tests=(test_cuda_\* test_engine_gpu test_triton_\* test_fmha\* test_whisper_gpu test_mel_gpu)
+for pat in "${tests[@]}"; do
+  for t in "$B"/tests/$pat; do [ -x "$t" ] && strip -o "$S/tests/$(basename "$t")" "$t"; done
+done
+cp -r ../shared/data/whisper/tokenizer-hf "$S/shared/data/whisper/"
+cp -r ../shared/data/whisper/audio "$S/shared/data/whisper/" 2>/dev/null || true
+ln -sfn shared/data/whisper/tokenizer-hf "$S/tok"
+# the non-system libraries the binaries link (Debian's -dev libraries are missing there)
+for lib in $(ldd "$S/kiln" "$S"/tests/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u); do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libstdc++*|libgcc_s*|libpthread*|libdl*|librt*|ld-linux*|libcuda.so*|libcudart*|libcublas*|libcufft*) ;;
+    *) cp -L "$lib" .deps/lib/ ;;
+  esac
+done
+du -sh "$S" .deps
