@@ -310,7 +310,7 @@ kiln_status kiln_context_enqueue(kiln_context *c, void *stream) {
   KILN_TRY(update_dims(c));
   KILN_TRY(check_bindings(c));
 #ifdef KILN_HAVE_CUDA
-  if (c->use_graphs) return enqueue_graph(c, stream);
+  if (c->use_graphs && !c->prof_on) return enqueue_graph(c, stream); /* profiling synchronizes per layer */
 #endif
   return run_layers(c, stream);
 }

@@ -93,7 +93,11 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
 
 static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p, int decoder, const char *path) {
   kiln_network *net = NULL;
+  /* the fused attention plugin serves fp16/bf16 CUDA encoders when kiln has it */
+  int fmha = p->target == KILN_TARGET_CUDA && p->precision != KILN_DTYPE_FP32 &&
+             kiln_plugin_registry_find(kiln_plugin_registry_default(), "fmha", 1) != NULL;
   kiln_status s = decoder ? kiln_whisper_decoder_network(dir, p->max_batch * p->max_beams, &net)
+                  : fmha  ? kiln_whisper_encoder_network_fmha(dir, p->max_batch, &net)
                           : kiln_whisper_encoder_network(dir, p->max_batch, &net);
   if (s != KILN_OK) return s;
   kiln_build_params b = kiln_build_default_params();

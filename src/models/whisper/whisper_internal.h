@@ -20,6 +20,9 @@ kiln_status kiln_whisper_config_from_json(const cJSON *root, const char *what, k
 kiln_status kiln_whisper_json_ints(const cJSON *root, const char *key, const char *what, int32_t *out,
                                    int32_t *n);
 
+/* The encoder network with self-attention through the "fmha" plugin (packed qkv layout). */
+kiln_status kiln_whisper_encoder_network_fmha(const char *checkpoint_dir, int32_t max_batch, kiln_network **out);
+
 /* Longest token chunk a decoder run takes (the decoder profile's S): longer prompts are decoded
  * in chunks, so the activation arena stays bounded for max_rows sequences. */
 int32_t kiln_whisper_max_chunk(int32_t max_rows, int32_t n_text_ctx);

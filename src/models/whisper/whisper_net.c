@@ -9,7 +9,9 @@
  *   cache_v.i inputs [Bc, H, n_text_ctx, Dh], written at lengths[b] by the layer itself),
  *   cross-attention over cross_k.i / cross_v.i (rows shared by the beams of a window), MLP ->
  *   LayerNorm -> logits = x embed_tokens^T [B, S, vocab]. S is at most kiln_whisper_max_chunk().
- * Only kiln's generic layers are used, so the same networks build for the CPU and CUDA.
+ * Only kiln's generic layers are used, so the same networks build for the CPU and CUDA; the
+ * encoder can instead run its self-attention through the "fmha" plugin (fp16/bf16 on CUDA:
+ * kiln_whisper_encoder_network_fmha), its q, k, v projections fused into one matmul.
  * Not here: building the engines (whisper_build.c) and running them (whisper_runtime.c).
  */
 #include <math.h>
@@ -27,6 +29,7 @@ typedef struct wnet {
   kiln_whisper_config c;
   const char *dir;
   kiln_status s; /* first error; every helper returns -1 once it is set */
+  int fmha;      /* encoder self-attention through the "fmha" plugin (packed qkv layout) */
 } wnet;
 
 static int32_t ok(wnet *w, int32_t id) {
@@ -131,14 +134,40 @@ static void project_kv(wnet *w, const char *prefix, int32_t src, int32_t heads, 
   *v = split_heads(w, linear(w, name, src, d, d, 1), heads);
 }
 
+static int32_t qkv_linear(wnet *w, const char *prefix, int32_t h);
+static int32_t out_proj(wnet *w, const char *prefix, int32_t x, int32_t a);
+
+/* Self-attention through the fused-attention plugin: qkv [B, S, 3d] is already the plugin's
+ * packed layout [B, S, 3, H, Dh]; its output [B, S, H, Dh] is [B, S, d]. */
+static int32_t fused_self_attention(wnet *w, const char *prefix, int32_t x, int32_t h, int32_t heads) {
+  char name[320];
+  int32_t qkv = qkv_linear(w, prefix, h), dh = w->c.d_model / heads, causal = 0;
+  float scale = (float)(1.0 / sqrt((double)dh));
+  int64_t packed[5] = {0, 0, 3, heads, dh}, merged[3] = {0, 0, w->c.d_model};
+  kiln_plugin_field f[5] = {{"num_heads", KILN_PLUGIN_FIELD_INT32, 1, &heads},
+                            {"head_size", KILN_PLUGIN_FIELD_INT32, 1, &dh},
+                            {"scale", KILN_PLUGIN_FIELD_FLOAT32, 1, &scale},
+                            {"causal", KILN_PLUGIN_FIELD_INT32, 1, &causal},
+                            {"layout", KILN_PLUGIN_FIELD_STRING, 3, "qkv"}};
+  int32_t r = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_reshape(w->net, NULL, qkv, 5, packed));
+  snprintf(name, sizeof name, "%s.attention", prefix);
+  int32_t a = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_plugin(w->net, name, "fmha", 1, 1, &r, 5, f));
+  a = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_reshape(w->net, NULL, a, 3, merged));
+  return out_proj(w, prefix, x, a);
+}
+
 static int32_t encoder_block(wnet *w, int32_t i, int32_t x) {
   char prefix[128], name[192];
   snprintf(prefix, sizeof prefix, "model.encoder.layers.%d", i);
   snprintf(name, sizeof name, "%s.self_attn_layer_norm", prefix);
   int32_t h = layernorm(w, name, x), k, v;
   snprintf(name, sizeof name, "%s.self_attn", prefix);
-  project_kv(w, name, h, w->c.encoder_heads, &k, &v);
-  x = attention_out(w, name, x, h, k, v, w->c.encoder_heads, 0);
+  if (w->fmha) {
+    x = fused_self_attention(w, name, x, h, w->c.encoder_heads);
+  } else {
+    project_kv(w, name, h, w->c.encoder_heads, &k, &v);
+    x = attention_out(w, name, x, h, k, v, w->c.encoder_heads, 0);
+  }
   return mlp(w, prefix, x, w->c.encoder_ffn);
 }
 
@@ -313,13 +342,14 @@ static void decoder_graph(wnet *w, int32_t rows) {
   decoder_profile(w, rows);
 }
 
-static kiln_status make_network(const char *dir, int32_t max_batch, int decoder, kiln_network **out) {
+static kiln_status make_network(const char *dir, int32_t max_batch, int decoder, int fmha, kiln_network **out) {
   if (!dir || !out) return kiln_error(KILN_ERR_INVALID_ARG, "whisper network: NULL argument");
   if (max_batch < 1 || max_batch > 4096)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper network: max_batch must be 1..4096 (got %d)", max_batch);
   wnet w;
   memset(&w, 0, sizeof w);
   w.dir = dir;
+  w.fmha = fmha;
   KILN_TRY(kiln_whisper_config_load(dir, &w.c));
   w.s = kiln_weight_source_open(dir, NULL, &w.ws);
   if (w.s != KILN_OK) return kiln_error_context(w.s, "whisper checkpoint '%s': ", dir);
@@ -338,9 +368,13 @@ static kiln_status make_network(const char *dir, int32_t max_batch, int decoder,
 }
 
 kiln_status kiln_whisper_encoder_network(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
-  return make_network(checkpoint_dir, max_batch, 0, out);
+  return make_network(checkpoint_dir, max_batch, 0, 0, out);
+}
+
+kiln_status kiln_whisper_encoder_network_fmha(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
+  return make_network(checkpoint_dir, max_batch, 0, 1, out);
 }
 
 kiln_status kiln_whisper_decoder_network(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
-  return make_network(checkpoint_dir, max_batch, 1, out);
+  return make_network(checkpoint_dir, max_batch, 1, 0, out);
 }
