@@ -12,6 +12,15 @@
 #include "backends/cpu/cpu_ops.h"
 #include "gpu_test_util.h"
 
+/* The split-keys path needs the layer's workspace; without one the general kernel runs. Both
+ * are checked: ws = 1 with the workspace the builder would plan, 0 without. */
+static void *workspace(const kiln_tensor *q, const kiln_tensor *k, int32_t heads, size_t *bytes) {
+  void *p = NULL;
+  *bytes = kiln_cuda_kv_attention_workspace(&q->shape, &k->shape, heads);
+  GT_REQUIRE(kiln_cuda_malloc(&p, *bytes ? *bytes : 16));
+  return p;
+}
+
 static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_t S, int64_t H, int64_t D, int64_t cap,
                       int graph) {
   char what[160];
@@ -24,8 +33,11 @@ static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_
   gt_random(&ck, r, -1.0f, 1.0f);
   gt_random(&cv, r, -1.0f, 1.0f);
   float scale = 1.0f / sqrtf((float)D);
+  size_t ws_bytes = 0;
+  void *ws = workspace(&qkv.d, &ck.d, (int32_t)H, &ws_bytes);
   cudaGraphExec_t exec = NULL;
-  for (int round = 0; round < (graph ? 3 : 1); round++) {
+  for (int round = 0; round < (graph ? 3 : 2); round++) {
+    int use_ws = graph || round == 0; /* the second plain round: the general kernel */
     int32_t *L = len.host;
     for (int64_t b = 0; b < B; b++) L[b] = (int32_t)((b * 131 + 7 + (int64_t)round * 5) % (cap - S + 1));
     if (B > 1) L[B - 1] = (int32_t)(cap - S); /* one row fills the cache */
@@ -34,12 +46,12 @@ static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_
     kiln_tensor hin[4] = {qkv.h, ck.h, cv.h, len.h}, din[4] = {qkv.d, ck.d, cv.d, len.d};
     CHECK_OK(kiln_cpu_kv_attention(4, hin, (int32_t)H, scale, 1, &y.h));
     if (!graph) {
-      CHECK_OK(kiln_cuda_kv_attention(4, din, (int32_t)H, scale, 1, &y.d, gt_stream_));
+      CHECK_OK(kiln_cuda_kv_attention(4, din, (int32_t)H, scale, 1, &y.d, use_ws ? ws : NULL, ws_bytes, gt_stream_));
     } else {
       if (!exec) { /* captured once; later rounds only change the lengths on the device */
         cudaGraph_t g;
         CHECK(cudaStreamBeginCapture((cudaStream_t)gt_stream_, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-        CHECK_OK(kiln_cuda_kv_attention(4, din, (int32_t)H, scale, 1, &y.d, gt_stream_));
+        CHECK_OK(kiln_cuda_kv_attention(4, din, (int32_t)H, scale, 1, &y.d, ws, ws_bytes, gt_stream_));
         CHECK(cudaStreamEndCapture((cudaStream_t)gt_stream_, &g) == cudaSuccess);
         CHECK(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess);
         cudaGraphDestroy(g);
@@ -52,6 +64,7 @@ static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_
     CHECK(gt_compare(what, &y, gt_atol(dt), gt_rtol(dt)));
   }
   if (exec) cudaGraphExecDestroy(exec);
+  kiln_cuda_free(ws);
   gt_free(&qkv), gt_free(&ck), gt_free(&cv), gt_free(&len), gt_free(&y);
 }
 
@@ -64,12 +77,18 @@ static void cross_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bk, int64
   gt_random(&q, r, -2.0f, 2.0f);
   gt_random(&k, r, -1.0f, 1.0f);
   gt_random(&v, r, -1.0f, 1.0f);
-  gt_poison(&y);
   float scale = 1.0f / sqrtf((float)D);
   kiln_tensor hin[3] = {q.h, k.h, v.h}, din[3] = {q.d, k.d, v.d};
+  size_t ws_bytes = 0;
+  void *ws = workspace(&q.d, &k.d, (int32_t)H, &ws_bytes);
+  gt_poison(&y);
   CHECK_OK(kiln_cpu_kv_attention(3, hin, (int32_t)H, scale, 0, &y.h));
-  CHECK_OK(kiln_cuda_kv_attention(3, din, (int32_t)H, scale, 0, &y.d, gt_stream_));
-  CHECK(gt_compare(what, &y, gt_atol(dt), gt_rtol(dt)));
+  for (int use_ws = 1; use_ws >= 0; use_ws--) {
+    gt_poison_device(&y);
+    CHECK_OK(kiln_cuda_kv_attention(3, din, (int32_t)H, scale, 0, &y.d, use_ws ? ws : NULL, ws_bytes, gt_stream_));
+    CHECK(gt_compare(what, &y, gt_atol(dt), gt_rtol(dt)));
+  }
+  kiln_cuda_free(ws);
   gt_free(&q), gt_free(&k), gt_free(&v), gt_free(&y);
 }
 
@@ -80,9 +99,9 @@ static void test_errors(check_rng *r) {
   gt_random(&q, r, -1, 1);
   gt_poison(&y);
   kiln_tensor in[3] = {q.d, k.d, k.d}, mixed[3] = {q.d, kf.d, kf.d};
-  CHECK_STATUS(kiln_cuda_kv_attention(3, in, 2, 1.0f, 0, &y.d, gt_stream_), KILN_ERR_SHAPE); /* 3 rows over 2 */
-  CHECK_STATUS(kiln_cuda_kv_attention(3, mixed, 2, 1.0f, 0, &y.d, gt_stream_), KILN_ERR_UNSUPPORTED);
-  CHECK_STATUS(kiln_cuda_kv_attention(4, in, 2, 1.0f, 0, &y.d, gt_stream_), KILN_ERR_INVALID_ARG);
+  CHECK_STATUS(kiln_cuda_kv_attention(3, in, 2, 1.0f, 0, &y.d, NULL, 0, gt_stream_), KILN_ERR_SHAPE); /* 3 rows over 2 */
+  CHECK_STATUS(kiln_cuda_kv_attention(3, mixed, 2, 1.0f, 0, &y.d, NULL, 0, gt_stream_), KILN_ERR_UNSUPPORTED);
+  CHECK_STATUS(kiln_cuda_kv_attention(4, in, 2, 1.0f, 0, &y.d, NULL, 0, gt_stream_), KILN_ERR_INVALID_ARG);
   CHECK(gt_dev_still_poisoned(&y));
   gt_free(&q), gt_free(&k), gt_free(&y), gt_free(&kf);
 }

@@ -91,7 +91,11 @@ kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tensor *k, cons
 /* KILN_OP_KV_ATTENTION (kiln/network.h): self = 1: in qkv, cache_k, cache_v (written in place),
  * lengths (int32, device); self = 0: in q, k, v. */
 kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
-                                   int32_t self, kiln_tensor *y, void *stream);
+                                   int32_t self, kiln_tensor *y, void *workspace,
+                                   size_t workspace_bytes, void *stream);
+/* Workspace that lets kiln_cuda_kv_attention take its fast (split keys) path for q/qkv dims q
+ * and key dims k (without it, or with less, the general kernel runs). */
+size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, int32_t heads);
 
 /* Run one graph layer on the GPU (dispatch on l->op, using l->tactic for matmuls). */
 kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,

@@ -8,10 +8,14 @@
  * Cross-attention (q [B, S, HD], k/v [Bk, H, A, D]): query row b reads key/value row
  * b / (B / Bk).
  *
- * The attention kernel is the decode shape (few queries, up to a few thousand keys): one block
- * per (query, head, row); the threads score one key each with 16-byte loads (q scaled in shared
- * memory), the block takes max and sum, then thread groups accumulate value pairs over the keys
- * (one warp reads one value row) and are summed in shared memory. fp32 accumulation throughout.
+ * Two attention kernels for the decode shape (few queries, up to a few thousand keys), fp32
+ * accumulation in both. The fast one splits the keys of each (query, head) into chunks, one
+ * block each, so even one row fills the GPU (flash-decoding); a second kernel merges the chunks'
+ * partial results, kept in the layer's workspace (kiln_cuda_kv_attention_workspace). It serves
+ * head sizes of 4, 8 or 16 16-byte vectors (fp16/bf16: 32, 64, 128). The general one (any head
+ * size, no workspace) is one block per (query, head, row): the threads score one key each (q
+ * scaled in shared memory), the block takes max and sum, then thread groups accumulate value
+ * pairs over the keys and are summed in shared memory.
  * Every tensor has the same dtype (fp32, fp16 or bf16). Not here: long-query prefill tiles
  * (the fused attention plugin), quantized caches.
  */
@@ -161,19 +165,163 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
   }
 }
 
+/* ---- split keys (flash-decoding): the fast path for the decode shape ----------------------------
+ * grid (splits, H, B*S), KVA_SPLIT_THREADS threads. TPK threads share a key (16 bytes each, so a
+ * warp reads 32 / TPK whole key rows, contiguous), their partial dot products summed by shuffles;
+ * each block scores its chunk of keys, takes the chunk's max and sum, accumulates value pairs and
+ * writes (acc[D], max, sum) to part[(bs * H + h) * splits + split]. kva_combine_kernel merges the
+ * splits of each (row, head). */
+#define KVA_SPLIT_THREADS 128
+
+template <typename T, int TPK>
+static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, const T *v, const int32_t *len, int64_t cap,
+                                        int rep, int S, int H, float scale, int chunk, int splits, float *part) {
+  typedef kva_vec<T> V;
+  constexpr int N = V::n, D = TPK * N;
+  extern __shared__ float kvs_sh[]; /* chunk scores, then KVA_SPLIT_THREADS * 2 partial sums */
+  __shared__ float red[32];
+  int split = blockIdx.x, h = blockIdx.y, bs = blockIdx.z, b = bs / S, s = bs % S;
+  int64_t n_keys = cap;
+  if (len) {
+    n_keys = (int64_t)len[b] + s + 1;
+    if (n_keys > cap) n_keys = cap;
+    if (n_keys < 0) n_keys = 0;
+  }
+  int64_t j0 = (int64_t)split * chunk, j1 = j0 + chunk < n_keys ? j0 + chunk : n_keys;
+  int n = j1 > j0 ? (int)(j1 - j0) : 0;
+  float *out = part + (((int64_t)bs * H + h) * splits + split) * (D + 2);
+  const T *qr = q + ((int64_t)b * S + s) * ldq + (int64_t)h * D;
+  int64_t kv_off = ((int64_t)(b / rep) * H + h) * cap * D;
+  const T *kb = k + kv_off + j0 * D, *vb = v + kv_off + j0 * D;
+  int sub = threadIdx.x % TPK, slot = threadIdx.x / TPK, per_iter = blockDim.x / TPK;
+  float qf[N];
+#pragma unroll
+  for (int i = 0; i < N; i++) qf[i] = V::one(qr[sub * N + i]) * scale;
+  float *sc = kvs_sh;
+  float m = -INFINITY;
+  for (int base = 0; base < n; base += per_iter) { /* uniform trip count: shuffles see every lane */
+    int j = base + slot;
+    float f[N], dot = 0.0f;
+    if (j < n) {
+      V::load(kb + (int64_t)j * D + sub * N, f);
+#pragma unroll
+      for (int i = 0; i < N; i++) dot += qf[i] * f[i];
+    }
+#pragma unroll
+    for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    if (j < n && sub == 0) sc[j] = dot;
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
+  m = kiln_block_reduce(m, red, 1);
+  float l = 0.0f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float p = __expf(sc[j] - m);
+    sc[j] = p;
+    l += p;
+  }
+  l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
+  constexpr int PAIRS = D / 2;
+  int groups = blockDim.x / PAIRS, g = threadIdx.x / PAIRS, dp = threadIdx.x % PAIRS;
+  float2 acc = make_float2(0.0f, 0.0f);
+  if (g < groups)
+    for (int j = g; j < n; j += groups) {
+      float2 f = V::pair(vb + (int64_t)j * D + 2 * dp);
+      acc.x += sc[j] * f.x;
+      acc.y += sc[j] * f.y;
+    }
+  float *ps = kvs_sh + chunk;
+  ps[2 * threadIdx.x] = acc.x, ps[2 * threadIdx.x + 1] = acc.y;
+  __syncthreads();
+  if (g == 0) {
+    float sx = 0.0f, sy = 0.0f;
+    for (int i = 0; i < groups; i++) sx += ps[2 * (i * PAIRS + dp)], sy += ps[2 * (i * PAIRS + dp) + 1];
+    out[2 * dp] = sx, out[2 * dp + 1] = sy;
+  }
+  if (threadIdx.x == 0) out[D] = n ? m : -INFINITY, out[D + 1] = l;
+}
+
+/* grid (B*S, H), D threads: y = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M). */
+template <typename T>
+static __global__ void kva_combine_kernel(const float *part, int splits, int H, int D, T *y) {
+  typedef kva_vec<T> V;
+  int bs = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  if (d >= D) return;
+  const float *p = part + ((int64_t)bs * H + h) * splits * (D + 2);
+  float M = -INFINITY;
+  for (int i = 0; i < splits; i++) M = fmaxf(M, p[i * (D + 2) + D]);
+  float L = 0.0f, acc = 0.0f;
+  for (int i = 0; i < splits; i++) {
+    const float *pi = p + i * (D + 2);
+    float w = pi[D] == -INFINITY ? 0.0f : __expf(pi[D] - M);
+    L += pi[D + 1] * w;
+    acc += pi[d] * w;
+  }
+  y[((int64_t)bs * H + h) * D + d] = V::from(L > 0.0f ? acc / L : 0.0f);
+}
+
+/* Splits of the key range for rows = B * S * H query rows: enough blocks to fill the GPU, at
+ * least 64 keys each; rows * splits <= rows + 2048 (the workspace bound). */
+static void kva_plan(int64_t rows, int64_t cap, int *splits, int *chunk) {
+  int64_t sp = (2048 + rows - 1) / rows, most = (cap + 63) / 64;
+  if (sp > most) sp = most;
+  if (sp < 1) sp = 1;
+  int64_t c = (cap + sp - 1) / sp;
+  c = (c + 15) / 16 * 16;
+  *chunk = (int)c;
+  *splits = (int)((cap + c - 1) / c);
+}
+
+/* Threads per key for the split kernel (head size / 16-byte vector), 0 when it does not apply. */
+template <typename T>
+static int kva_tpk(int64_t D) {
+  int64_t t = D % kva_vec<T>::n == 0 ? D / kva_vec<T>::n : 0;
+  return t == 4 || t == 8 || t == 16 ? (int)t : 0;
+}
+
+template <typename T, int TPK>
+static kiln_status launch_split(const kiln_tensor *in, int self, int heads, float scale, kiln_tensor *y, int64_t B,
+                                int64_t S, int64_t D, int64_t cap, int rep, float *part, int splits, int chunk,
+                                cudaStream_t st) {
+  int64_t hd = (int64_t)heads * D;
+  size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
+  kva_split_kernel<T, TPK><<<dim3((unsigned)splits, (unsigned)heads, (unsigned)(B * S)), KVA_SPLIT_THREADS, smem, st>>>(
+      (const T *)in[0].data, self ? 3 * hd : hd, (const T *)in[1].data, (const T *)in[2].data,
+      self ? (const int32_t *)in[3].data : NULL, cap, rep, (int)S, heads, scale, chunk, splits, part);
+  KILN_CUDA_CHECK_LAUNCH();
+  kva_combine_kernel<T><<<dim3((unsigned)(B * S), (unsigned)heads), (unsigned)((D + 31) / 32 * 32), 0, st>>>(
+      part, splits, heads, (int)D, (T *)y->data);
+  KILN_CUDA_CHECK_LAUNCH();
+  return KILN_OK;
+}
+
 template <typename T>
 static kiln_status launch(const kiln_tensor *in, int self, int heads, float scale, kiln_tensor *y, int64_t B, int64_t S,
-                          int64_t D, int64_t cap, int rep, size_t smem, cudaStream_t st) {
+                          int64_t D, int64_t cap, int rep, size_t smem, void *workspace, size_t workspace_bytes,
+                          cudaStream_t st) {
   int64_t hd = (int64_t)heads * D;
-  uintptr_t kp = (uintptr_t)in[1].data, vp = (uintptr_t)in[2].data;
-  int vec = D % kva_vec<T>::n == 0 && kp % 16 == 0;
-  int pairs_ok = D % 2 == 0 && vp % (2 * sizeof(T)) == 0;
+  int splits = 0, chunk = 0, tpk = kva_tpk<T>(D);
+  kva_plan(B * S * heads, cap, &splits, &chunk);
+  size_t need = (size_t)(B * S * heads) * (size_t)splits * (size_t)(D + 2) * sizeof(float);
+  int split_path = tpk && workspace && need <= workspace_bytes && ((uintptr_t)in[1].data | (uintptr_t)in[2].data) % 16 == 0 &&
+                   chunk <= 8192 && S * B <= 65535;
   const int32_t *len = self ? (const int32_t *)in[3].data : NULL;
   if (self) {
     kv_append_kernel<T><<<dim3((unsigned)S, (unsigned)B), KVA_THREADS, 0, st>>>(
         (const T *)in[0].data, (T *)in[1].data, (T *)in[2].data, len, (int)S, heads, (int)D, cap);
     KILN_CUDA_CHECK_LAUNCH();
   }
+  if (split_path) {
+    float *part = (float *)workspace;
+    switch (tpk) {
+      case 4: return launch_split<T, 4>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
+      case 8: return launch_split<T, 8>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
+      default: return launch_split<T, 16>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
+    }
+  }
+  uintptr_t kp = (uintptr_t)in[1].data, vp = (uintptr_t)in[2].data;
+  int vec = D % kva_vec<T>::n == 0 && kp % 16 == 0;
+  int pairs_ok = D % 2 == 0 && vp % (2 * sizeof(T)) == 0;
   kv_attention_kernel<T><<<dim3((unsigned)S, (unsigned)heads, (unsigned)B), KVA_THREADS, smem, st>>>(
       (const T *)in[0].data, self ? 3 * hd : hd, (const T *)in[1].data, (const T *)in[2].data, len, cap, rep,
       (T *)y->data, (int)S, heads, (int)D, scale, vec, pairs_ok);
@@ -181,8 +329,15 @@ static kiln_status launch(const kiln_tensor *in, int self, int heads, float scal
   return KILN_OK;
 }
 
+extern "C" size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, int32_t heads) {
+  if (!q || !k || q->rank != 3 || k->rank != 4 || heads < 1) return 0;
+  int64_t rows = q->d[0] * q->d[1] * heads;
+  return (size_t)(rows + 2048) * (size_t)(k->d[3] + 2) * sizeof(float);
+}
+
 extern "C" kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
-                                              int32_t self, kiln_tensor *y, void *stream) {
+                                              int32_t self, kiln_tensor *y, void *workspace, size_t workspace_bytes,
+                                              void *stream) {
   const char *op = "kiln_cuda_kv_attention";
   if (n_in != (self ? 4 : 3)) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %d inputs; expected %d", op, n_in, self ? 4 : 3);
   KILN_TRY(kiln_check_float(&in[0], op, self ? "qkv" : "q"));
@@ -210,8 +365,8 @@ extern "C" kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *i
   int rep = self ? 1 : (int)(B / Bk);
   cudaStream_t st = kiln_stream(stream);
   switch (in[0].dtype) {
-    case KILN_DTYPE_FP32: return launch<float>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
-    case KILN_DTYPE_FP16: return launch<__half>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
-    default: return launch<__nv_bfloat16>(in, self, heads, scale, y, B, S, D, cap, rep, smem, st);
+    case KILN_DTYPE_FP32: return launch<float>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
+    case KILN_DTYPE_FP16: return launch<__half>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
+    default: return launch<__nv_bfloat16>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
   }
 }

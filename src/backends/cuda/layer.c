@@ -116,7 +116,8 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
       st = kiln_cuda_attention(&in[0], &in[1], &in[2], l->p.scale, l->p.causal, &out[0], stream);
       break;
     case KILN_OP_KV_ATTENTION:
-      st = kiln_cuda_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0], stream);
+      st = kiln_cuda_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0], workspace,
+                                  workspace_bytes, stream);
       break;
     case KILN_OP_PLUGIN: st = run_plugin(g, l, in, out, workspace, stream); break;
     default:
@@ -136,6 +137,8 @@ size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
     if (l->tactic.kind == KILN_TACTIC_DEFAULT) return DEFAULT_MATMUL_WORKSPACE;
     return 0;
   }
+  if (l->op == KILN_OP_KV_ATTENTION && in_dims && l->n_in >= 3)
+    return kiln_cuda_kv_attention_workspace(&in_dims[0], &in_dims[1], l->p.heads);
   if (l->op == KILN_OP_PLUGIN && in_dims && l->p.plugin >= 0 && l->p.plugin < g->n_plugins) {
     const kiln_plugin_def *pd = &g->plugins[l->p.plugin];
     kiln_plugin_desc desc[KILN_MAX_LAYER_IO];
