@@ -23,6 +23,8 @@
 
 #ifdef KILN_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "models/whisper/greedy_cuda.h"
 #endif
 
 struct kiln_whisper {
@@ -56,6 +58,9 @@ struct kiln_whisper {
   int32_t last_rows;  /* rows in the logits buffer */
   int32_t bound_r0, bound_b, bound_k0, bound_bk; /* what the decoder context is bound to (-1: nothing) */
   float *row;         /* [vocab] fp32: one logits row for greedy decoding */
+  int32_t *sup_dev;   /* CUDA: the suppressed tokens, for greedy choices on the GPU */
+  int32_t *picks;     /* CUDA: [rows] greedy choices (device) */
+  int32_t *picks_host;/* CUDA: [rows] their host copy (pinned) */
   int encoded;
 };
 
@@ -240,7 +245,13 @@ static kiln_status alloc_buffers(kiln_whisper *w) {
   KILN_TRY(mem_alloc(w, io_count(w) * 4, (void **)&w->io));
   KILN_TRY(host_alloc(w, io_count(w) * 4, (void **)&w->io_host));
   KILN_TRY(mem_alloc(w, logits_bytes(w), &w->logits));
-  return host_alloc(w, logits_bytes(w), &w->logits_host);
+  KILN_TRY(host_alloc(w, logits_bytes(w), &w->logits_host));
+  if (!w->cuda) return KILN_OK;
+  KILN_TRY(mem_alloc(w, (size_t)(c->n_suppress + 1) * 4, (void **)&w->sup_dev));
+  KILN_TRY(mem_alloc(w, (size_t)w->rows * 4, (void **)&w->picks));
+  KILN_TRY(host_alloc(w, (size_t)w->rows * 4, (void **)&w->picks_host));
+  KILN_TRY(mem_copy(w, w->sup_dev, c->suppress, (size_t)c->n_suppress * 4, 1));
+  return mem_copy(w, w->picks_host, w->picks, 4, 0); /* waits for the upload */
 }
 
 static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisper_load_params *p) {
@@ -298,7 +309,8 @@ void kiln_whisper_destroy(kiln_whisper *w) {
     if (w->cache) mem_free(w, w->cache[i]);
   }
   mem_free(w, w->mel), mem_free(w, w->enc_out), mem_free(w, w->io), mem_free(w, w->logits);
-  host_free(w, w->io_host), host_free(w, w->logits_host);
+  host_free(w, w->io_host), host_free(w, w->logits_host), host_free(w, w->picks_host);
+  mem_free(w, w->sup_dev), mem_free(w, w->picks);
   free(w->cross), free(w->cache), free(w->stage), free(w->row), free(w->T);
   kiln_context_destroy(w->ectx);
   kiln_context_destroy(w->dctx);
@@ -581,11 +593,13 @@ static kiln_status greedy_batch(kiln_whisper *w, int32_t n, const int32_t *promp
     s = kiln_whisper_row_decode(w, b, prompt, n_prompt);
     if (s == KILN_OK) s = read_logits(w, w->last_rows - 1, 1, rows + (size_t)b * V);
   }
+  int on_gpu = 0; /* after the prompts, CUDA engines choose on the GPU (greedy_cuda.cu) */
   while (s == KILN_OK && live > 0) {
+    int32_t sampled = max_new;
     for (int32_t b = 0; b < n; b++) {
       next[b] = w->c.eot;
       if (done[b]) continue;
-      int32_t t = pick(w, rows + (size_t)b * V, n_out[b], min_new);
+      int32_t t = on_gpu ? w->picks_host[b] : pick(w, rows + (size_t)b * V, n_out[b], min_new);
       if (t == w->c.eot) {
         done[b] = 1, live--;
         continue;
@@ -593,8 +607,19 @@ static kiln_status greedy_batch(kiln_whisper *w, int32_t n, const int32_t *promp
       seq[b][n_out[b]++] = t;
       next[b] = t;
       if (n_out[b] == max_new || w->T[b] >= w->c.n_text_ctx) done[b] = 1, live--;
+      if (!done[b] && n_out[b] < sampled) sampled = n_out[b];
     }
-    if (live > 0) s = kiln_whisper_batch_step(w, n, next, rows);
+    if (live > 0 && !w->cuda) s = kiln_whisper_batch_step(w, n, next, rows);
+#ifdef KILN_HAVE_CUDA
+    if (live > 0 && w->cuda) { /* the rows finished still step (their tokens are ignored) */
+      s = run_decoder(w, 0, n, 1, next);
+      if (s == KILN_OK)
+        s = kiln_whisper_cuda_greedy(w->logits, w->prec, n, V, w->sup_dev, w->c.n_suppress,
+                                     sampled < min_new ? w->c.eot : -1, w->picks, w->stream);
+      if (s == KILN_OK) s = mem_copy(w, w->picks_host, w->picks, (size_t)n * 4, 0);
+      on_gpu = 1;
+    }
+#endif
   }
   free(next), free(done), free(rows);
   return s;
