@@ -49,6 +49,8 @@ kiln_status kiln_quantize(const float *w, int64_t n, int64_t k, kiln_dtype qdtyp
   const float qmax = qdtype == KILN_DTYPE_INT8 ? 127.0f : 7.0f;
   const int64_t span = group > 0 ? group : k; /* elements per scale */
   memset(q, 0, kiln_dtype_bytes(qdtype, n * k)); /* int4 bytes are filled nibble by nibble */
+  if (k == 0 && group == 0)
+    for (int64_t r = 0; r < n; r++) scales[r] = 0.0f; /* empty rows still have their scale */
   for (int64_t r = 0; r < n; r++)
     for (int64_t k0 = 0; k0 < k; k0 += span) {
       const float *row = w + r * k + k0;
