@@ -11,15 +11,6 @@
 #include "core/quant.h"
 #include "cpu_test_util.h"
 
-static double ref_act(double x, kiln_activation act) {
-  switch (act) {
-    case KILN_ACTIVATION_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    case KILN_ACTIVATION_RELU: return x > 0 ? x : 0;
-    case KILN_ACTIVATION_SILU: return x / (1.0 + exp(-x));
-    default: return x;
-  }
-}
-
 /* Element i of packed codes, decoded here rather than by the library. */
 static int ref_code(const void *q, kiln_dtype qdt, int64_t i) {
   if (qdt == KILN_DTYPE_INT8) return ((const int8_t *)q)[i];
@@ -65,7 +56,7 @@ static void ref_matmul_wq(const ttensor *x, const qweights *w, const ttensor *b,
         double sc = s[w->group ? j * (w->k / w->group) + p / w->group : j];
         acc += (double)x->val[i * w->k + p] * ref_code(w->q.data, w->q.dtype, j * w->k + p) * sc;
       }
-      y[i * w->n + j] = ref_act(acc, act);
+      y[i * w->n + j] = tt_ref_act(acc, act);
     }
 }
 
