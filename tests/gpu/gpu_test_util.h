@@ -131,7 +131,7 @@ static void gt_free(gt_buf *b) {
 }
 
 /* Device result against the host (CPU oracle) result of the same buffer. */
-static int gt_compare(const char *what, const gt_buf *out, double atol, double rtol) {
+static inline int gt_compare(const char *what, const gt_buf *out, double atol, double rtol) {
   float *got = gt_dev_floats(out), *want = gt_host_floats(out);
   int ok = check_close(what, got, want, out->n, atol, rtol);
   free(got);

@@ -49,9 +49,6 @@ kiln_status kiln_cuda_matmul_tiled(const kiln_tensor *x, const kiln_tensor *w,
 /* Workspace a DEFAULT-tactic matmul gets for cuBLASLt's run-time heuristic choice. */
 #define KILN_CUDA_DEFAULT_MATMUL_WORKSPACE ((size_t)4 << 20)
 
-/* Variants of the weight-only small-M kernel (matmul_wq tactics KILN_TACTIC_KERNEL 0 .. n-1). */
-#define KILN_CUDA_WQ_KERNELS 2
-
 /* matmul_wq.cu, arguments checked by the caller (matmul_wq.c):
  * the small-M kernel, y[M, N] = act(x[M, K] @ dequant(wq)^T + b), x and y fp16 or bf16 (one
  * dtype), under the conditions of kiln_cuda_wq_kernel_fits; */
