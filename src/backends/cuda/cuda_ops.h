@@ -78,7 +78,7 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
  *                         weights and cuBLASLt's heuristic choice.
  * Candidates: the kernel variants that apply, then the cuBLASLt algorithms for the dequantized
  * problem whose workspace fits (the default when neither applies). */
-#define KILN_CUDA_WQ_KERNELS 2 /* variants of the small-M kernel */
+#define KILN_CUDA_WQ_KERNELS 3 /* variants of the small-M kernel */
 int32_t kiln_cuda_matmul_wq_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
                                        kiln_dtype dtype, kiln_dtype qdtype, int32_t group,
                                        int32_t has_bias, kiln_activation act,

@@ -313,11 +313,14 @@ static kiln_status launch_rows(const wq_args *a) {
 }
 
 /* Variants (KILN_TACTIC_KERNEL index): 0: 16 weight rows per block, 8 warps over K, 4 chunks
- * in flight per lane; 1: 32 weight rows per block, 4 warps over K, 2 chunks in flight. */
+ * in flight per lane; 1: 32 weight rows per block (x read half as often), 4 warps over K, 2
+ * chunks in flight; 2: as 0 with 8 chunks in flight (more bytes in flight when N is small and
+ * few blocks run). */
 template <typename T, int QBITS>
 static kiln_status launch_variant(int32_t variant, const wq_args *a) {
   if (variant == 0) return launch_rows<T, QBITS, 1, 8, 4>(a);
-  return launch_rows<T, QBITS, 2, 4, 2>(a);
+  if (variant == 1) return launch_rows<T, QBITS, 2, 4, 2>(a);
+  return launch_rows<T, QBITS, 1, 8, 8>(a);
 }
 
 } /* namespace */
