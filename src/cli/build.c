@@ -28,7 +28,7 @@ static void build_help(FILE *f) {
           "  --no-fusion             keep every layer as written\n"
           "  --weight-only none|int8|int4  keep matmul weights quantized in the engine (default none):\n"
           "                          int8 with one scale per output row, int4 with one scale per group;\n"
-          "                          dequantized inside the kernels (smaller engine, faster decoding);\n"
+          "                          dequantized inside the kernels (weights about 1/2 or 1/4 of fp16);\n"
           "                          a weight another layer also reads (tied embeddings) stays float\n"
           "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
           "  --iterations N          timed runs per tactic candidate (default 10)\n"
