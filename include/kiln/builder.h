@@ -6,6 +6,15 @@
  * timing the candidates on the target GPU (cached in an optional timing-cache file), plans
  * activation memory by liveness, and serializes everything into an engine image.
  *
+ * Weight-only quantization (weight_only INT8 / INT4): every matmul whose weight is a 2-D
+ * constant read by matmuls only becomes a quantized matmul whose weights stay int8 (one fp32
+ * scale per output row) or int4 (one fp32 scale per group_size consecutive weights of a row)
+ * in the engine and are dequantized inside the kernel; activations keep the build precision.
+ * Left in the build precision, with a log line (kiln_log, level INFO) saying why: a weight that
+ * another kind of layer also reads (a token embedding table tied to the output projection), an
+ * int4 weight whose K is not a multiple of group_size, a weight with non-finite values.
+ * Conv1d weights stay float. The report counts both.
+ *
  * Usage:
  *   kiln_build_params p = kiln_build_default_params();
  *   p.target = KILN_TARGET_CUDA; p.precision = KILN_DTYPE_FP16;
@@ -31,6 +40,13 @@ extern "C" {
 /* Called during long builds: stage name, done and total steps. */
 typedef void (*kiln_progress_fn)(const char *stage, int64_t done, int64_t total, void *user_data);
 
+/* Weight-only quantization of matmul weights (see the top of this file). */
+typedef enum kiln_weight_only {
+  KILN_WEIGHT_ONLY_NONE = 0, /* weights in the build precision */
+  KILN_WEIGHT_ONLY_INT8 = 1, /* int8 codes, one fp32 scale per output row */
+  KILN_WEIGHT_ONLY_INT4 = 2  /* int4 codes, one fp32 scale per group_size weights of a row */
+} kiln_weight_only;
+
 typedef struct kiln_build_params {
   kiln_target target;          /* default: CUDA when kiln was built with CUDA, else CPU */
   kiln_dtype precision;        /* fp32 (default), fp16 or bf16 */
@@ -42,6 +58,9 @@ typedef struct kiln_build_params {
   kiln_plugin_registry *plugins; /* NULL: kiln_plugin_registry_default() */
   kiln_progress_fn progress;   /* may be NULL */
   void *progress_user_data;
+  kiln_weight_only weight_only; /* default KILN_WEIGHT_ONLY_NONE */
+  int32_t group_size;          /* int4 group along K: a positive multiple of 32 (default 128; 64
+                                  is the other common choice); int8 ignores it */
 } kiln_build_params;
 
 kiln_build_params kiln_build_default_params(void);
@@ -56,6 +75,8 @@ typedef struct kiln_build_report {
   int32_t num_fused;           /* layers removed by fusion */
   int32_t tactics_timed;       /* candidates timed in this build */
   int32_t tactics_cached;      /* choices taken from the timing cache */
+  int32_t num_quantized;       /* matmuls turned into weight-only quantized matmuls */
+  int32_t num_quantize_skipped; /* matmuls left in the build precision under weight_only */
   double build_seconds;
 } kiln_build_report;
 

@@ -98,6 +98,10 @@ typedef struct kiln_whisper_build_params {
   const char *timing_cache; /* may be NULL */
   kiln_progress_fn progress;
   void *progress_user_data;
+  kiln_weight_only weight_only; /* matmul weights kept int8/int4 (kiln/builder.h); default none.
+                                   The decoder's output projection (tied to the token embedding
+                                   table) and the convolutions stay float */
+  int32_t group_size;       /* int4 group along K (default 128) */
 } kiln_whisper_build_params;
 
 kiln_whisper_build_params kiln_whisper_build_default_params(void);

@@ -28,6 +28,8 @@ kiln_build_params kiln_build_default_params(void) {
   p.enable_fusion = 1;
   p.timing_iterations = 10;
   p.max_workspace_bytes = (size_t)32 << 20;
+  p.weight_only = KILN_WEIGHT_ONLY_NONE;
+  p.group_size = 128;
   return p;
 }
 
@@ -130,6 +132,8 @@ static kiln_status build_graph(const kiln_network *net, const kiln_build_params 
   KILN_TRY(kiln_builder_check_profiles(g));
   KILN_TRY(kiln_builder_infer_all(g, &s)); /* validates every profile before anything else */
   kiln_shape_set_free(&s);
+  KILN_TRY(kiln_builder_quantize_weights(g, p, r));
+  if (r->num_quantized) KILN_TRY(kiln_builder_compact(g)); /* float weights nothing reads any more */
   KILN_TRY(kiln_builder_set_precision(g, p->precision));
   KILN_TRY(kiln_builder_compact(g));
   if (p->enable_fusion) {

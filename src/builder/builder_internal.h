@@ -12,6 +12,9 @@ typedef struct kiln_shape_set {
 } kiln_shape_set;
 
 kiln_status kiln_builder_check_profiles(kiln_graph *g);
+/* Weight-only quantization (quantize.c): matmul -> matmul_wq per p->weight_only; counts in r. */
+kiln_status kiln_builder_quantize_weights(kiln_graph *g, const kiln_build_params *p, kiln_build_report *r);
+/* Float tensors to `precision`, except the fp32 scales of matmul_wq layers. */
 kiln_status kiln_builder_set_precision(kiln_graph *g, kiln_dtype precision);
 int32_t kiln_builder_fuse(kiln_graph *g);                 /* returns layers removed */
 kiln_status kiln_builder_compact(kiln_graph *g);         /* drop unused tensors and dead layers */

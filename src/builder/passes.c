@@ -71,8 +71,13 @@ kiln_status kiln_builder_check_profiles(kiln_graph *g) {
 kiln_status kiln_builder_set_precision(kiln_graph *g, kiln_dtype precision) {
   if (precision != KILN_DTYPE_FP32 && precision != KILN_DTYPE_FP16 && precision != KILN_DTYPE_BF16)
     return kiln_error(KILN_ERR_UNSUPPORTED, "precision %s is not supported; use fp32, fp16 or bf16", kiln_dtype_name(precision));
+  uint8_t *keep = calloc((size_t)g->n_tensors + 1, 1); /* scales of quantized matmuls stay fp32 */
+  if (!keep) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int32_t li = 0; li < g->n_layers; li++)
+    if (g->layers[li].op == KILN_OP_MATMUL_WQ && g->layers[li].n_in > 2) keep[g->layers[li].in[2]] = 1;
   for (int32_t i = 0; i < g->n_tensors; i++) {
     kiln_tensor_def *t = &g->tensors[i];
+    if (keep[i]) continue;
     if (!kiln_dtype_is_float(t->dtype) || t->dtype == precision) {
       if (kiln_dtype_is_float(t->dtype)) t->dtype = precision;
       continue;
@@ -81,7 +86,10 @@ kiln_status kiln_builder_set_precision(kiln_graph *g, kiln_dtype precision) {
       int64_t n = kiln_dims_count(&t->dims);
       size_t bytes = kiln_dtype_bytes(precision, n);
       void *d = malloc(bytes ? bytes : 1);
-      if (!d) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory converting weight \"%s\"", t->name);
+      if (!d) {
+        free(keep);
+        return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory converting weight \"%s\"", t->name);
+      }
       kiln_convert_floats(d, precision, t->data, t->dtype, n);
       free(t->data);
       t->data = d;
@@ -89,6 +97,7 @@ kiln_status kiln_builder_set_precision(kiln_graph *g, kiln_dtype precision) {
     }
     t->dtype = precision;
   }
+  free(keep);
   g->precision = precision;
   return KILN_OK;
 }
@@ -114,11 +123,13 @@ static void remove_layer(kiln_graph *g, int32_t li) {
     for (int32_t j = 0; j < g->layers[k].n_out; j++) g->tensors[g->layers[k].out[j]].producer = k;
 }
 
-/* matmul/conv1d + activation: the activation becomes the producer's epilogue. */
+/* matmul/matmul_wq/conv1d + activation: the activation becomes the producer's epilogue. */
 static int fuse_activation(kiln_graph *g) {
   for (int32_t li = 0; li < g->n_layers; li++) {
     kiln_layer_def *l = &g->layers[li];
-    if ((l->op != KILN_OP_MATMUL && l->op != KILN_OP_CONV1D) || l->p.activation != KILN_ACTIVATION_NONE) continue;
+    if ((l->op != KILN_OP_MATMUL && l->op != KILN_OP_MATMUL_WQ && l->op != KILN_OP_CONV1D) ||
+        l->p.activation != KILN_ACTIVATION_NONE)
+      continue;
     int32_t t = l->out[0], c = -1;
     if (g->tensors[t].is_output || consumers(g, t, &c) != 1) continue;
     kiln_layer_def *a = &g->layers[c];

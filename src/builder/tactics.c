@@ -1,7 +1,8 @@
 /* src/builder/tactics.c - choosing an implementation (tactic) per layer by timing.
  *
  * For a CUDA target, every matmul's candidates (cuBLASLt heuristic algorithms and kiln's own
- * kernels, from the CUDA backend) and every plugin's tactics are timed at the profile's opt shape
+ * kernels, from the CUDA backend; for a weight-only quantized matmul, kiln's small-M kernels and
+ * cuBLASLt on the dequantized weights) and every plugin's tactics are timed at the profile's opt shape
  * on the GPU with random inputs, and each is run once at the min and max shapes; a candidate that
  * fails anywhere is skipped with a log line. The fastest survivor wins. Choices are kept in the
  * timing cache (keyed by GPU, driver, CUDA and kiln version) so rebuilds skip the timing.
@@ -57,24 +58,58 @@ static int64_t rows_of(const kiln_dims *d) {
   return m;
 }
 
-/* Run a matmul with tactic t for M rows; time it if `ms` is not NULL. */
-static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_graph *g, const kiln_layer_def *l,
-                              void *dx, void *dw, void *db, void *dy, int64_t m, float *ms) {
+/* A matmul or matmul_wq layer's operands on the device: x [m_max, K] random, the constants
+ * (weights, scales, bias) copied, y [m_max, N]. */
+typedef struct mm_bufs {
+  void *dev[KILN_MAX_LAYER_IO + 1]; /* per input, then y */
+} mm_bufs;
+
+static void mm_bufs_free(mm_bufs *b) {
+  for (int32_t i = 0; i <= KILN_MAX_LAYER_IO; i++) kiln_cuda_free(b->dev[i]);
+  memset(b, 0, sizeof *b);
+}
+
+static kiln_status mm_bufs_alloc(const kiln_graph *g, const kiln_layer_def *l, int64_t m_max, mm_bufs *b) {
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
-  kiln_dims xd = {2, {m, w->dims.d[1]}}, wd = w->dims, bd = {1, {w->dims.d[0]}}, yd = {2, {m, w->dims.d[0]}};
-  kiln_tensor x = kiln_tensor_contiguous(dx, g->precision, &xd), W = kiln_tensor_contiguous(dw, g->precision, &wd);
-  kiln_tensor b = kiln_tensor_contiguous(db, g->precision, &bd), y = kiln_tensor_contiguous(dy, g->precision, &yd);
-  const kiln_tensor *bp = l->n_in == 3 ? &b : NULL;
-  kiln_activation act = (kiln_activation)l->p.activation;
+  int64_t n = w->dims.d[0], k = w->dims.d[1];
+  memset(b, 0, sizeof *b);
+  kiln_status st = random_device(&b->dev[0], g->precision, m_max * k, 1);
+  for (int32_t j = 1; j < l->n_in && st == KILN_OK; j++) {
+    const kiln_tensor_def *t = &g->tensors[l->in[j]];
+    if (t->kind == KILN_TENSOR_CONSTANT && t->data) {
+      st = kiln_cuda_malloc(&b->dev[j], t->bytes ? t->bytes : 1);
+      if (st == KILN_OK) st = kiln_cuda_memcpy_h2d(b->dev[j], t->data, t->bytes, NULL);
+    } else {
+      st = random_device(&b->dev[j], t->dtype, kiln_dims_count(&t->dims), 1 + (uint64_t)j);
+    }
+  }
+  if (st == KILN_OK) st = kiln_cuda_malloc(&b->dev[KILN_MAX_LAYER_IO], kiln_dtype_bytes(g->precision, m_max * n) + 1);
+  if (st != KILN_OK) mm_bufs_free(b);
+  return st;
+}
+
+/* Run layer l with tactic t for M rows (through the backend's layer dispatch, as the runtime
+ * does); time it if `ms` is not NULL. */
+static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_graph *g, const kiln_layer_def *l,
+                              const mm_bufs *b, int64_t m, float *ms) {
+  const kiln_tensor_def *w = &g->tensors[l->in[1]];
+  kiln_layer_def tl = *l;
+  kiln_tensor in[KILN_MAX_LAYER_IO], y;
+  kiln_dims xd = {2, {m, w->dims.d[1]}}, yd = {2, {m, w->dims.d[0]}};
+  tl.tactic = *t;
+  in[0] = kiln_tensor_contiguous(b->dev[0], g->precision, &xd);
+  for (int32_t j = 1; j < l->n_in; j++)
+    in[j] = kiln_tensor_contiguous(b->dev[j], g->tensors[l->in[j]].dtype, &g->tensors[l->in[j]].dims);
+  y = kiln_tensor_contiguous(b->dev[KILN_MAX_LAYER_IO], g->precision, &yd);
   if (!ms) {
-    KILN_TRY(kiln_cuda_matmul(env->cu, t, &x, &W, bp, act, &y, env->workspace, env->workspace_bytes, env->stream));
+    KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
     return kiln_cuda_stream_sync(env->stream);
   }
   for (int i = 0; i < 2; i++)
-    KILN_TRY(kiln_cuda_matmul(env->cu, t, &x, &W, bp, act, &y, env->workspace, env->workspace_bytes, env->stream));
+    KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
   cudaEventRecord(env->start, env->stream);
   for (int32_t i = 0; i < env->iterations; i++)
-    KILN_TRY(kiln_cuda_matmul(env->cu, t, &x, &W, bp, act, &y, env->workspace, env->workspace_bytes, env->stream));
+    KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
   cudaEventRecord(env->stop, env->stream);
   if (cudaEventSynchronize(env->stop) != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "timing a matmul tactic failed");
   float total = 0;
@@ -85,10 +120,16 @@ static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_
 
 static void matmul_key(const kiln_graph *g, const kiln_layer_def *l, int64_t m_opt, char *key, size_t n) {
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
-  snprintf(key, n, "matmul|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d", (long long)m_opt, (long long)w->dims.d[0],
-           (long long)w->dims.d[1], kiln_dtype_name(g->precision), l->n_in == 3, l->p.activation);
+  int32_t has_bias = l->op == KILN_OP_MATMUL_WQ ? l->n_in == 4 : l->n_in == 3;
+  int used = snprintf(key, n, "%s|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d", kiln_op_name(l->op), (long long)m_opt,
+                      (long long)w->dims.d[0], (long long)w->dims.d[1], kiln_dtype_name(g->precision), has_bias,
+                      l->p.activation);
+  if (l->op == KILN_OP_MATMUL_WQ && used > 0 && (size_t)used < n)
+    snprintf(key + used, n - (size_t)used, "|%s|group=%d", kiln_dtype_name(w->dtype), l->p.group);
 }
 
+/* matmul and matmul_wq: candidates from the backend, timed at profile 0's opt M, run at the
+ * smallest and largest M of every profile. */
 static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def *l, const kiln_shape_set *s,
                                  kiln_timing_cache *cache, kiln_build_report *r, size_t max_ws) {
   int64_t m_min = INT64_MAX, m_max = 0, m_opt = 0;
@@ -107,27 +148,29 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
   int64_t n = w->dims.d[0], k = w->dims.d[1];
   kiln_tactic cand[KILN_MAX_CANDIDATES];
-  int32_t nc = kiln_cuda_matmul_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, l->n_in == 3,
-                                           (kiln_activation)l->p.activation, max_ws, cand, KILN_MAX_CANDIDATES);
+  int32_t nc;
+  if (l->op == KILN_OP_MATMUL_WQ)
+    nc = kiln_cuda_matmul_wq_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, w->dtype, l->p.group,
+                                        l->n_in == 4, (kiln_activation)l->p.activation, max_ws, cand,
+                                        KILN_MAX_CANDIDATES);
+  else
+    nc = kiln_cuda_matmul_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, l->n_in == 3,
+                                     (kiln_activation)l->p.activation, max_ws, cand, KILN_MAX_CANDIDATES);
   if (nc <= 0 || m_max == 0) { /* nothing to time (or an always-empty layer): the default tactic */
     memset(&l->tactic, 0, sizeof l->tactic);
     return KILN_OK;
   }
-  void *dx = NULL, *dw = NULL, *db = NULL, *dy = NULL;
-  kiln_status st = random_device(&dx, g->precision, m_max * k, 1);
-  if (st == KILN_OK) st = kiln_cuda_malloc(&dw, w->bytes ? w->bytes : 1);
-  if (st == KILN_OK) st = kiln_cuda_memcpy_h2d(dw, w->data, w->bytes, NULL);
-  if (st == KILN_OK) st = random_device(&db, g->precision, n, 2);
-  if (st == KILN_OK) st = kiln_cuda_malloc(&dy, kiln_dtype_bytes(g->precision, m_max * n) + 1);
+  mm_bufs bufs;
+  kiln_status st = mm_bufs_alloc(g, l, m_max, &bufs);
   int32_t best = -1;
   float best_ms = 0;
   for (int32_t i = 0; st == KILN_OK && i < nc; i++) {
     float ms = 0;
     kiln_status e = KILN_OK;
     if (cand[i].workspace > env->workspace_bytes) e = kiln_error(KILN_ERR_UNSUPPORTED, "needs %zu bytes of workspace", cand[i].workspace);
-    if (e == KILN_OK && m_opt > 0) e = run_matmul(env, &cand[i], g, l, dx, dw, db, dy, m_opt, &ms);
-    if (e == KILN_OK && m_min > 0) e = run_matmul(env, &cand[i], g, l, dx, dw, db, dy, m_min, NULL);
-    if (e == KILN_OK) e = run_matmul(env, &cand[i], g, l, dx, dw, db, dy, m_max, NULL);
+    if (e == KILN_OK && m_opt > 0) e = run_matmul(env, &cand[i], g, l, &bufs, m_opt, &ms);
+    if (e == KILN_OK && m_min > 0) e = run_matmul(env, &cand[i], g, l, &bufs, m_min, NULL);
+    if (e == KILN_OK) e = run_matmul(env, &cand[i], g, l, &bufs, m_max, NULL);
     r->tactics_timed++;
     if (e != KILN_OK) {
       kiln_log(KILN_LOG_INFO, "layer %s: tactic %d (kind %d) skipped: %s", l->name, i, cand[i].kind, kiln_last_error());
@@ -138,7 +181,7 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
     kiln_log(KILN_LOG_VERBOSE, "layer %s: tactic %d (kind %d) %.4f ms", l->name, i, cand[i].kind, (double)ms);
     if (best < 0 || ms < best_ms) best = i, best_ms = ms;
   }
-  kiln_cuda_free(dx), kiln_cuda_free(dw), kiln_cuda_free(db), kiln_cuda_free(dy);
+  mm_bufs_free(&bufs);
   if (st != KILN_OK) return kiln_error_context(st, "timing layer %s: ", l->name);
   if (best < 0)
     return kiln_error(KILN_ERR_UNSUPPORTED, "layer %s: none of %d matmul tactics ran (see the log lines above; kiln -v)", l->name, nc);
@@ -257,7 +300,7 @@ kiln_status kiln_builder_choose_tactics(kiln_graph *g, const kiln_shape_set *s, 
   for (int32_t li = 0; li < g->n_layers && st == KILN_OK; li++) {
     kiln_layer_def *l = &g->layers[li];
     if (p->progress) p->progress("timing tactics", li, g->n_layers, p->progress_user_data);
-    if (l->op == KILN_OP_MATMUL) st = choose_matmul(&env, g, l, s, cache, r, p->max_workspace_bytes);
+    if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) st = choose_matmul(&env, g, l, s, cache, r, p->max_workspace_bytes);
     else if (l->op == KILN_OP_PLUGIN) st = choose_plugin(&env, g, l, s, cache, r);
     if (st == KILN_OK && l->tactic.workspace > g->workspace_bytes) g->workspace_bytes = l->tactic.workspace;
   }

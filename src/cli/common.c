@@ -42,6 +42,38 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, 
   return CLI_OK;
 }
 
+int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_weight_only *wo, int32_t *group,
+                         int *handled) {
+  const char *v = NULL;
+  *handled = 1;
+  if (cli_flag_value(argc, argv, i, "--weight-only", &v)) {
+    if (v && strcmp(v, "none") == 0) *wo = KILN_WEIGHT_ONLY_NONE;
+    else if (v && strcmp(v, "int8") == 0) *wo = KILN_WEIGHT_ONLY_INT8;
+    else if (v && strcmp(v, "int4") == 0) *wo = KILN_WEIGHT_ONLY_INT4;
+    else return fprintf(stderr, "kiln %s: --weight-only is none, int8 or int4\n", cmd), CLI_USAGE;
+    return CLI_OK;
+  }
+  if (cli_flag_value(argc, argv, i, "--group-size", &v)) {
+    if (!v || (strcmp(v, "64") != 0 && strcmp(v, "128") != 0))
+      return fprintf(stderr, "kiln %s: --group-size is 64 or 128\n", cmd), CLI_USAGE;
+    *group = (int32_t)atoi(v);
+    return CLI_OK;
+  }
+  *handled = 0;
+  return CLI_OK;
+}
+
+void cli_weight_only_summary(kiln_weight_only wo, const kiln_build_report *r, kiln_dtype precision, char *buf,
+                             size_t n) {
+  if (wo == KILN_WEIGHT_ONLY_NONE) {
+    snprintf(buf, n, "%s", "");
+    return;
+  }
+  snprintf(buf, n, " (%s: %d matmuls quantized, %d left in %s%s)", wo == KILN_WEIGHT_ONLY_INT8 ? "int8" : "int4",
+           (int)r->num_quantized, (int)r->num_quantize_skipped, kiln_dtype_name(precision),
+           r->num_quantize_skipped ? "; kiln build -v says why" : "");
+}
+
 int cli_parse_dims(const char *s, kiln_dims *d) {
   memset(d, 0, sizeof *d);
   if (!s || !*s) return -1;

@@ -31,9 +31,14 @@ static void build_whisper_help(FILE *f) {
           "  --target cuda|cpu       where the engines will run (default: cuda if kiln has CUDA)\n"
           "  --device N              GPU to build for (default 0)\n"
           "  --timing-cache FILE     reuse and update tactic timings\n"
+          "  --weight-only none|int8|int4  keep the linear layers' weights quantized (default none);\n"
+          "                          the output projection (tied to the token embedding) and the\n"
+          "                          convolutions stay in --dtype\n"
+          "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
           "\n"
           "example:\n"
-          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 -o whisper-base.kiln\n");
+          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 -o whisper-base.kiln\n"
+          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 --weight-only int8 -o whisper-base-int8.kiln\n");
 }
 
 int cli_build_whisper(int argc, char **argv) {
@@ -43,6 +48,8 @@ int cli_build_whisper(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     int handled;
     int rc = cli_common_flag("build whisper", argc, argv, &i, &handled);
+    if (rc == CLI_OK && !handled)
+      rc = cli_weight_only_flag("build whisper", argc, argv, &i, &p.weight_only, &p.group_size, &handled);
     if (rc != CLI_OK) return rc;
     if (handled) continue;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

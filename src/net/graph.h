@@ -40,8 +40,13 @@ typedef enum kiln_op {
   KILN_OP_KV_ATTENTION = 15, /* decoder attention over a KV cache kept in place; params.heads,
                                 scale, causal (1: self-attention appending to the cache, 0:
                                 cross-attention); see the op's description in shape.c */
-  KILN_OP_MATMUL_WQ = 16,    /* weight-only quantized matmul; params.group (0: per output
-                                channel), activation */
+  KILN_OP_MATMUL_WQ = 16,    /* weight-only quantized matmul (made by the builder's
+                                weight_only pass): in: x[..., K] (float), Wq[N, K] (int8, or int4
+                                packed two per byte), scales fp32 [N] (params.group 0) or
+                                [N, K / group], (b[N]); y = act(x dequant(Wq)^T + b) with
+                                dequant(Wq)[n, k] = Wq[n, k] * scale[n, k / group], fp32
+                                accumulation. Codes and packing: src/core/quant.h; shapes:
+                                shape.c. params.group, activation */
   KILN_OP_COUNT_ = 17
 } kiln_op;
 

@@ -45,6 +45,35 @@ static kiln_status infer_matmul(const kiln_layer_def *l, const kiln_dims *in, ki
   return KILN_OK;
 }
 
+/* MATMUL_WQ: in x[..., K], Wq[N, K] (int8 or int4 codes), scales [N] when params.group is 0,
+ * else [N, K / group] (group must divide K), optional b[N]; out [..., N]. Codes, packing and
+ * the dequantization are described in src/core/quant.h; the scales are fp32 and the bias is in
+ * the engine's precision (the backends check dtypes). */
+static kiln_status infer_matmul_wq(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
+                                   kiln_dims *out) {
+  char a[96];
+  if (l->n_in != 3 && l->n_in != 4) return SHAPE_ERR(l, "takes x, Wq, scales and an optional bias; got %d inputs", l->n_in);
+  kiln_dtype qdt = g->tensors[l->in[1]].dtype;
+  if (qdt != KILN_DTYPE_INT8 && qdt != KILN_DTYPE_INT4)
+    return SHAPE_ERR(l, "weights must be int8 or int4, got %s", kiln_dtype_name(qdt));
+  kiln_layer_def plain = *l; /* x and Wq follow matmul's rules; the bias is input 3 here */
+  plain.n_in = l->n_in == 4 ? 3 : 2;
+  kiln_dims mm_in[3] = {in[0], in[1], l->n_in == 4 ? in[3] : in[1]};
+  KILN_TRY(infer_matmul(&plain, mm_in, out));
+  int64_t n = in[1].d[0], k = in[1].d[1];
+  int32_t group = l->p.group;
+  if (group < 0 || (group > 0 && k % group != 0))
+    return SHAPE_ERR(l, "group %d must be 0 or divide K = %lld", group, (long long)k);
+  const kiln_dims *s = &in[2];
+  int ok = group == 0 ? (s->rank == 1 && s->d[0] == n) : (s->rank == 2 && s->d[0] == n && s->d[1] == k / group);
+  if (!ok && group == 0)
+    return SHAPE_ERR(l, "scales must be [%lld] (one per row, group 0), got %s", (long long)n, dstr(s, a, sizeof a));
+  if (!ok)
+    return SHAPE_ERR(l, "scales must be [%lld, %lld] (group %d), got %s", (long long)n, (long long)(k / group), group,
+                     dstr(s, a, sizeof a));
+  return KILN_OK;
+}
+
 /* b equals a or is a suffix of a */
 static kiln_status infer_broadcast(const kiln_layer_def *l, const kiln_dims *a, const kiln_dims *b,
                                    kiln_dims *out) {
@@ -285,6 +314,7 @@ kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const
     case KILN_OP_ATTENTION: return infer_attention(l, in, out);
     case KILN_OP_PLUGIN: return infer_plugin(g, l, in, out);
     case KILN_OP_KV_ATTENTION: return infer_kv_attention(g, l, in, out);
+    case KILN_OP_MATMUL_WQ: return infer_matmul_wq(g, l, in, out);
     default: return SHAPE_ERR(l, "unknown op %d", (int)l->op);
   }
 }

@@ -90,7 +90,12 @@ kiln_status kiln_engine_describe(const kiln_engine *e, char **out) {
   for (int32_t li = 0; li < g->n_layers; li++) {
     const kiln_layer_def *l = &g->layers[li];
     put(&t, "  %3d %-28s %s%s", li, l->name, kiln_op_name(l->op),
-        (l->op == KILN_OP_MATMUL || l->op == KILN_OP_CONV1D) ? activation_name(l->p.activation) : "");
+        (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ || l->op == KILN_OP_CONV1D) ? activation_name(l->p.activation)
+                                                                                         : "");
+    if (l->op == KILN_OP_MATMUL_WQ && l->n_in > 1) {
+      if (l->p.group > 0) put(&t, " [%s, group %d]", kiln_dtype_name(g->tensors[l->in[1]].dtype), l->p.group);
+      else put(&t, " [%s, per row]", kiln_dtype_name(g->tensors[l->in[1]].dtype));
+    }
     if (l->op == KILN_OP_PLUGIN) put(&t, " [%s v%d]", g->plugins[l->p.plugin].name, g->plugins[l->p.plugin].version);
     put(&t, "  in:");
     for (int32_t j = 0; j < l->n_in; j++) put(&t, " %s", g->tensors[l->in[j]].name);

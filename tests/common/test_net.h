@@ -11,6 +11,7 @@
 #define KILN_TEST_NET_H
 
 #include "check.h"
+#include "common/test_inputs.h"
 #include "kiln/kiln.h"
 
 #define TN_D 32
@@ -97,17 +98,7 @@ static kiln_network *tn_build(uint64_t seed, int64_t max_b, int64_t min_s, int64
 
 /* Random inputs for x [b, s, D] (in dtype dt, via fp32) and ids [b, s] in [0, V); free both. */
 static void tn_inputs(int64_t b, int64_t s, uint64_t seed, kiln_dtype dt, void **x_out, int32_t **ids_out) {
-  check_rng r = {seed};
-  int64_t nx = b * s * TN_D, ni = b * s;
-  float *x = malloc((size_t)nx * 4 + 4);
-  void *xc = malloc((size_t)nx * 4 + 4);
-  int32_t *ids = malloc((size_t)ni * 4 + 4);
-  check_fill(&r, x, nx, -1, 1);
-  for (int64_t i = 0; i < ni; i++) ids[i] = (int32_t)check_uniform(&r, 0, TN_V - 0.01f);
-  kiln_convert_floats(xc, dt, x, KILN_DTYPE_FP32, nx);
-  free(x);
-  *x_out = xc;
-  *ids_out = ids;
+  test_random_inputs(b, s, TN_D, TN_V, seed, dt, x_out, ids_out);
 }
 
 #endif

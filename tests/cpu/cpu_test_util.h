@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "kiln/dtype.h"
+#include "kiln/network.h"
 
 #define TT_POISON 0xA5
 
@@ -126,6 +127,16 @@ static inline int tt_check(const char *what, ttensor *y, const double *want, dou
   int ok = check_close(what, y->val, w, y->n, rtol * scale, rtol);
   free(w);
   return ok;
+}
+
+/* The fused activations in double precision (GELU in its erf form), for references. */
+static inline double tt_ref_act(double x, kiln_activation act) {
+  switch (act) {
+    case KILN_ACTIVATION_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    case KILN_ACTIVATION_RELU: return x > 0 ? x : 0;
+    case KILN_ACTIVATION_SILU: return x / (1.0 + exp(-x));
+    default: return x;
+  }
 }
 
 static const kiln_dtype tt_float_dtypes[3] = {KILN_DTYPE_FP32, KILN_DTYPE_FP16, KILN_DTYPE_BF16};

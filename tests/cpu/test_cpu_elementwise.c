@@ -70,15 +70,6 @@ static void test_binary_errors(check_rng *r) {
 
 /* ---- activations ---------------------------------------------------------------------------- */
 
-static double ref_act(double x, kiln_activation act) {
-  switch (act) {
-    case KILN_ACTIVATION_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    case KILN_ACTIVATION_RELU: return x > 0 ? x : 0;
-    case KILN_ACTIVATION_SILU: return x / (1.0 + exp(-x));
-    default: return x;
-  }
-}
-
 static void test_activation(check_rng *r) {
   int64_t shapes[][2] = {{7, 13}, {1, 1}, {0, 5}};
   for (int dt = 0; dt < 3; dt++)
@@ -87,7 +78,7 @@ static void test_activation(check_rng *r) {
         kiln_dtype t = tt_float_dtypes[dt];
         ttensor x = tt_rand(r, t, 2, shapes[si], -6, 6), y = tt_alloc(t, 2, shapes[si]);
         double *want = (double *)tt_xmalloc((size_t)x.n * sizeof(double));
-        for (int64_t i = 0; i < x.n; i++) want[i] = ref_act(x.val[i], (kiln_activation)a);
+        for (int64_t i = 0; i < x.n; i++) want[i] = tt_ref_act(x.val[i], (kiln_activation)a);
         char what[96];
         snprintf(what, sizeof what, "activation %d %s shape %d", a, kiln_dtype_name(t), si);
         CHECK_OK(kiln_cpu_activation(&x.t, (kiln_activation)a, &y.t));

@@ -8,15 +8,6 @@
 #include "check.h"
 #include "cpu_test_util.h"
 
-static double ref_act(double x, kiln_activation act) {
-  switch (act) {
-    case KILN_ACTIVATION_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    case KILN_ACTIVATION_RELU: return x > 0 ? x : 0;
-    case KILN_ACTIVATION_SILU: return x / (1.0 + exp(-x));
-    default: return x;
-  }
-}
-
 /* ---- matmul --------------------------------------------------------------------------------- */
 
 static void ref_matmul(const ttensor *x, const ttensor *w, const ttensor *b, kiln_activation act,
@@ -25,7 +16,7 @@ static void ref_matmul(const ttensor *x, const ttensor *w, const ttensor *b, kil
     for (int64_t j = 0; j < n; j++) {
       double acc = b ? b->val[j] : 0.0;
       for (int64_t p = 0; p < k; p++) acc += (double)x->val[i * k + p] * w->val[j * k + p];
-      y[i * n + j] = ref_act(acc, act);
+      y[i * n + j] = tt_ref_act(acc, act);
     }
 }
 
@@ -127,7 +118,7 @@ static void conv_case(check_rng *r, kiln_dtype dt, int64_t batch, int64_t cin, i
             if (src < 0 || src >= t) continue;
             acc += (double)w.val[(co * cin + ci) * 3 + kk] * x.val[(n * cin + ci) * t + src];
           }
-        want[(n * cout + co) * tout + o] = ref_act(acc, act);
+        want[(n * cout + co) * tout + o] = tt_ref_act(acc, act);
       }
   char what[160];
   snprintf(what, sizeof what, "conv1d B %lld Cin %lld Cout %lld T %lld stride %d bias %d act %d %s",

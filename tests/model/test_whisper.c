@@ -2,7 +2,8 @@
  * WhisperForConditionalGeneration: encoder output, decoder logits (one pass and step by step
  * through the KV cache), greedy tokens; batching of the encoder engine; user errors (missing
  * config, shape mismatch, missing tensor, unsupported dtype, decode before encode); fp16 and
- * bf16 engines stay close to the reference.
+ * bf16 engines, and engines with int8 / int4 weight-only linear layers, stay close to the
+ * reference.
  *
  * The checkpoint is a random-weight tiny Whisper (d_model 64, 2+2 layers, vocab 51865) that the
  * test writes itself from tests/data/whisper-tiny-random/ (config.json, tensors.txt) with the
@@ -305,12 +306,16 @@ static void test_encoder_batch(const ref_file *rf) {
   kiln_engine_destroy(e);
 }
 
-static void test_half(const ref_file *rf, kiln_dtype precision, const char *dir, double max_nmse) {
+/* Engines in `precision` (and with weight-only quantized linear layers when wo is not NONE)
+ * stay close to the reference. */
+static void test_half(const ref_file *rf, kiln_dtype precision, kiln_weight_only wo, const char *dir, double max_nmse) {
   const ref_entry *enc = ref_get(rf, "encoder_out"), *forced = ref_get(rf, "forced_tokens");
   const ref_entry *cols = ref_get(rf, "forced_logits_cols");
   kiln_whisper_build_params p = kiln_whisper_build_default_params();
   p.target = ENGINE_TARGET;
   p.precision = precision;
+  p.weight_only = wo;
+  p.group_size = 64;
   CHECK_OK(kiln_whisper_build(CKPT, &p, dir));
   kiln_whisper *w = NULL;
   CHECK_OK(kiln_whisper_load(dir, NULL, &w));
@@ -441,8 +446,11 @@ int main(void) {
   test_model(&rf);
   test_batch(&rf);
   test_encoder_batch(&rf);
-  test_half(&rf, KILN_DTYPE_FP16, ENGINE_DIR_PREFIX "fp16", 1e-5);
-  test_half(&rf, KILN_DTYPE_BF16, ENGINE_DIR_PREFIX "bf16", 1e-3);
+  test_half(&rf, KILN_DTYPE_FP16, KILN_WEIGHT_ONLY_NONE, ENGINE_DIR_PREFIX "fp16", 1e-5);
+  test_half(&rf, KILN_DTYPE_BF16, KILN_WEIGHT_ONLY_NONE, ENGINE_DIR_PREFIX "bf16", 1e-3);
+  /* measured on the CPU: int8 6e-5, int4 (group 64) 4e-2 */
+  test_half(&rf, KILN_DTYPE_FP16, KILN_WEIGHT_ONLY_INT8, ENGINE_DIR_PREFIX "fp16_int8", 5e-4);
+  test_half(&rf, KILN_DTYPE_BF16, KILN_WEIGHT_ONLY_INT4, ENGINE_DIR_PREFIX "bf16_int4", 1.5e-1);
 #ifndef WHISPER_TEST_GPU
   test_errors(specs, n);
 #endif

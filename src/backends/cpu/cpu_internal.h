@@ -48,4 +48,16 @@ void kiln_cpu_softmax_row(float *row, int64_t n);
 void kiln_cpu_gemm(int b_trans, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float *c, int64_t ldc);
 
+/* Checks of y[..., N] = act(x[..., K] @ w[N, K]^T + b[N]) named `op` in messages: x, b, y float,
+ * w float or int8/int4 codes (the caller checks which it takes), shapes consistent. */
+kiln_status kiln_cpu_check_linear(const char *op, const kiln_tensor *x, const kiln_tensor *w,
+                                  const kiln_tensor *b, kiln_activation act, const kiln_tensor *y);
+
+/* The fp32 accumulator [m, n] of a matmul (malloc; NULL with the error set when out of memory),
+ * and the shared epilogue: acc + b[n] (b may be NULL), the activation, stored into y in y's
+ * dtype. acc is overwritten. */
+float *kiln_cpu_matmul_acc(int64_t m, int64_t n);
+kiln_status kiln_cpu_matmul_epilogue(float *acc, int64_t m, int64_t n, const kiln_tensor *b,
+                                     kiln_activation act, kiln_tensor *y);
+
 #endif /* KILN_CPU_INTERNAL_H */

@@ -18,6 +18,11 @@
 /* y[..., N] = act(x[..., K] @ w[N, K]^T + b[N]); b may be NULL. */
 kiln_status kiln_cpu_matmul(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
                             kiln_activation act, kiln_tensor *y);
+/* Weight-only quantized: y[..., N] = act(x[..., K] @ dequant(wq)[N, K]^T + b[N]); wq int8 or
+ * packed int4 codes, scales fp32 [N] (group 0) or [N, K / group] (format: src/core/quant.h);
+ * b may be NULL. */
+kiln_status kiln_cpu_matmul_wq(const kiln_tensor *x, const kiln_tensor *wq, const kiln_tensor *scales,
+                               const kiln_tensor *b, int32_t group, kiln_activation act, kiln_tensor *y);
 /* y = a + b or a * b; b's shape equals a's or a suffix of it. */
 kiln_status kiln_cpu_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y);
 kiln_status kiln_cpu_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y);

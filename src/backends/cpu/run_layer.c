@@ -119,6 +119,10 @@ static kiln_status dispatch(const kiln_graph *g, const kiln_layer_def *l, const 
       return kiln_cpu_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0]);
     case KILN_OP_PLUGIN:
       return run_plugin(g, l, in, out, workspace);
+    case KILN_OP_MATMUL_WQ:
+      KILN_TRY(check_io(l, 3, 4, 1));
+      return kiln_cpu_matmul_wq(&in[0], &in[1], &in[2], l->n_in == 4 ? &in[3] : NULL, l->p.group, act,
+                                &out[0]);
     default:
       return kiln_error(KILN_ERR_UNSUPPORTED,
                         "op %d is not known to the CPU backend; the engine may come from a newer "

@@ -1,5 +1,6 @@
 /* src/backends/cuda/cuda_internal.h - what the CUDA backend's files share and nobody else sees:
- * the context struct and kiln's own matmul kernel launcher (used by matmul.c).
+ * the context struct, kiln's own matmul kernel launcher (used by matmul.c) and the weight-only
+ * matmul's kernel launchers (used by matmul_wq.c).
  * Not part of the backend's interface (that is cuda_ops.h).
  */
 #ifndef KILN_CUDA_INTERNAL_H
@@ -44,6 +45,21 @@ kiln_status kiln_cuda_matmul_tiled(const kiln_tensor *x, const kiln_tensor *w,
 
 /* Number of kiln's own matmul kernels (tactics KILN_TACTIC_KERNEL 0 .. count-1). */
 #define KILN_CUDA_MATMUL_KERNELS 1
+
+/* Workspace a DEFAULT-tactic matmul gets for cuBLASLt's run-time heuristic choice. */
+#define KILN_CUDA_DEFAULT_MATMUL_WORKSPACE ((size_t)4 << 20)
+
+/* matmul_wq.cu, arguments checked by the caller (matmul_wq.c):
+ * the small-M kernel, y[M, N] = act(x[M, K] @ dequant(wq)^T + b), x and y fp16 or bf16 (one
+ * dtype), under the conditions of kiln_cuda_wq_kernel_fits; */
+kiln_status kiln_cuda_wq_small_m(int32_t variant, const kiln_tensor *x, const kiln_tensor *wq,
+                                 const kiln_tensor *scales, const kiln_tensor *b, int32_t group,
+                                 kiln_activation act, kiln_tensor *y, int64_t m, int64_t n,
+                                 int64_t k, void *stream);
+/* and the dequantization of wq [n, k] into w (dtype fp32, fp16 or bf16, n * k elements). */
+kiln_status kiln_cuda_wq_dequantize(const kiln_tensor *wq, const kiln_tensor *scales,
+                                    int32_t group, void *w, kiln_dtype dtype, int64_t n, int64_t k,
+                                    void *stream);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,36 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
                              kiln_tensor *y, void *workspace, size_t workspace_bytes,
                              void *stream);
 
+/* Weight-only quantized matmul y = act(x @ dequant(wq)^T + b): wq int8 or packed int4 codes
+ * [N, K], scales fp32 [N] (group 0) or [N, K / group] (format: src/core/quant.h; semantics of
+ * kiln_cpu_matmul_wq). Tactics:
+ *   KILN_TACTIC_KERNEL i  kiln's small-M kernel variant i (matmul_wq.cu): weights dequantized in
+ *                         registers, tensor cores; fp16/bf16, sm_80+, K a multiple of 16 (int8)
+ *                         or 32 (int4), group 0 or a multiple of that; no workspace; any M (rows
+ *                         beyond 64 run as more tiles, each reading the weights again);
+ *   KILN_TACTIC_CUBLASLT  the weights dequantized into the workspace in x's dtype, then
+ *                         kiln_cuda_matmul with the stored algorithm (tactic.workspace counts
+ *                         both);
+ *   KILN_TACTIC_DEFAULT   the small-M kernel 0 when it takes the operands, else the dequantized
+ *                         weights and cuBLASLt's heuristic choice.
+ * Candidates: the kernel variants that apply, then the cuBLASLt algorithms for the dequantized
+ * problem whose workspace fits (the default when neither applies). */
+#define KILN_CUDA_WQ_KERNELS 3 /* variants of the small-M kernel */
+int32_t kiln_cuda_matmul_wq_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
+                                       kiln_dtype dtype, kiln_dtype qdtype, int32_t group,
+                                       int32_t has_bias, kiln_activation act,
+                                       size_t max_workspace, kiln_tactic *out, int32_t cap);
+kiln_status kiln_cuda_matmul_wq(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                                const kiln_tensor *wq, const kiln_tensor *scales,
+                                const kiln_tensor *b, int32_t group, kiln_activation act,
+                                kiln_tensor *y, void *workspace, size_t workspace_bytes,
+                                void *stream);
+/* Workspace bytes a matmul_wq tactic needs for weights [n, k] and activations of `dtype`. */
+size_t kiln_cuda_matmul_wq_workspace(const kiln_tactic *tactic, int64_t n, int64_t k,
+                                     kiln_dtype dtype, kiln_dtype qdtype, int32_t group);
+/* 1 when the small-M kernel takes these operands (besides sm_80+ and 16-byte alignment). */
+int kiln_cuda_wq_kernel_fits(kiln_dtype dtype, kiln_dtype qdtype, int64_t k, int32_t group);
+
 kiln_status kiln_cuda_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y, void *stream);
 kiln_status kiln_cuda_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *y, void *stream);
 kiln_status kiln_cuda_activation(const kiln_tensor *x, kiln_activation act, kiln_tensor *y,

@@ -1,5 +1,5 @@
 /* src/backends/cuda/layer.c - running one graph layer on the GPU: dispatch on the op to the CUDA
- * launchers (cuda_ops.h), the layer's tactic for matmuls, plugins through their enqueue on
+ * launchers (cuda_ops.h), the layer's tactic for matmuls (plain and weight-only), plugins through their enqueue on
  * KILN_TARGET_CUDA; and the workspace each layer needs.
  *
  * `in` and `out` are the layer's tensors in l->in / l->out order, device pointers, shapes for
@@ -10,12 +10,10 @@
 #include "backends/cuda/cuda_internal.h"
 #include "core/error.h"
 
-/* Workspace a DEFAULT-tactic matmul gets for cuBLASLt's run-time heuristic choice. */
-#define DEFAULT_MATMUL_WORKSPACE ((size_t)4 << 20)
-
 static int32_t min_inputs(kiln_op op) {
   switch (op) {
     case KILN_OP_MATMUL: return 2;
+    case KILN_OP_MATMUL_WQ: return 3;
     case KILN_OP_ADD:
     case KILN_OP_MUL:
     case KILN_OP_EMBEDDING:
@@ -84,6 +82,10 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
                             (kiln_activation)l->p.activation, &out[0], workspace, workspace_bytes,
                             stream);
       break;
+    case KILN_OP_MATMUL_WQ:
+      st = kiln_cuda_matmul_wq(cu, &l->tactic, &in[0], &in[1], &in[2], l->n_in > 3 ? &in[3] : NULL, l->p.group,
+                               (kiln_activation)l->p.activation, &out[0], workspace, workspace_bytes, stream);
+      break;
     case KILN_OP_ADD: st = kiln_cuda_add(&in[0], &in[1], &out[0], stream); break;
     case KILN_OP_MUL: st = kiln_cuda_mul(&in[0], &in[1], &out[0], stream); break;
     case KILN_OP_ACTIVATION:
@@ -134,11 +136,17 @@ size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
   if (!g || !l) return 0;
   if (l->op == KILN_OP_MATMUL) {
     if (l->tactic.kind == KILN_TACTIC_CUBLASLT) return l->tactic.workspace;
-    if (l->tactic.kind == KILN_TACTIC_DEFAULT) return DEFAULT_MATMUL_WORKSPACE;
+    if (l->tactic.kind == KILN_TACTIC_DEFAULT) return KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
     return 0;
   }
   if (l->op == KILN_OP_KV_ATTENTION && in_dims && l->n_in >= 3)
     return kiln_cuda_kv_attention_workspace(&in_dims[0], &in_dims[1], l->p.heads);
+  if (l->op == KILN_OP_MATMUL_WQ && l->n_in >= 3) {
+    const kiln_tensor_def *wq = &g->tensors[l->in[1]];
+    if (wq->dims.rank != 2) return 0;
+    return kiln_cuda_matmul_wq_workspace(&l->tactic, wq->dims.d[0], wq->dims.d[1], g->tensors[l->in[0]].dtype,
+                                         wq->dtype, l->p.group);
+  }
   if (l->op == KILN_OP_PLUGIN && in_dims && l->p.plugin >= 0 && l->p.plugin < g->n_plugins) {
     const kiln_plugin_def *pd = &g->plugins[l->p.plugin];
     kiln_plugin_desc desc[KILN_MAX_LAYER_IO];

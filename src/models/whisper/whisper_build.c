@@ -3,6 +3,7 @@
  *
  * Manifest (whisper.json): {"format": "kiln-whisper", "version": 2, "encoder": "encoder.engine",
  * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N, "max_beams": K,
+ * "weight_only": "none"|"int8"|"int4" (and "group_size" for int4; informative, not read back),
  * the geometry under config.json's key names (d_model, encoder_layers, ..., vocab_size,
  * max_source_positions, max_target_positions, eos_token_id, decoder_start_token_id),
  * "suppress_tokens": [...], "begin_suppress_tokens": [...]}.
@@ -26,6 +27,8 @@ kiln_whisper_build_params kiln_whisper_build_default_params(void) {
   p.precision = KILN_DTYPE_FP32;
   p.max_batch = 1;
   p.max_beams = 1;
+  p.weight_only = b.weight_only;
+  p.group_size = b.group_size;
   return p;
 }
 
@@ -69,6 +72,9 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
   cJSON_AddStringToObject(m, "target", p->target == KILN_TARGET_CUDA ? "cuda" : "cpu");
   cJSON_AddNumberToObject(m, "max_batch", p->max_batch);
   cJSON_AddNumberToObject(m, "max_beams", p->max_beams);
+  static const char *const wo_names[] = {"none", "int8", "int4"};
+  cJSON_AddStringToObject(m, "weight_only", p->weight_only >= 0 && p->weight_only <= 2 ? wo_names[p->weight_only] : "?");
+  if (p->weight_only == KILN_WEIGHT_ONLY_INT4) cJSON_AddNumberToObject(m, "group_size", p->group_size);
   const struct { const char *key; int32_t v; } f[] = {
       {"d_model", c->d_model},           {"encoder_layers", c->encoder_layers}, {"encoder_attention_heads", c->encoder_heads},
       {"encoder_ffn_dim", c->encoder_ffn}, {"decoder_layers", c->decoder_layers}, {"decoder_attention_heads", c->decoder_heads},
@@ -107,8 +113,14 @@ static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p
   b.timing_cache = p->timing_cache;
   b.progress = p->progress;
   b.progress_user_data = p->progress_user_data;
-  s = kiln_build_to_file(net, &b, path, NULL);
+  b.weight_only = p->weight_only;
+  b.group_size = p->group_size;
+  kiln_build_report r;
+  s = kiln_build_to_file(net, &b, path, &r);
   kiln_network_destroy(net);
+  if (s == KILN_OK)
+    kiln_log(KILN_LOG_INFO, "%s: weights %zu B, %d matmuls quantized, %d left in %s", path, r.weight_bytes,
+             (int)r.num_quantized, (int)r.num_quantize_skipped, kiln_dtype_name(p->precision));
   return s == KILN_OK ? s : kiln_error_context(s, "building %s: ", path);
 }
 
