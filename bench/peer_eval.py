@@ -52,6 +52,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_mem import GpuMemSampler, best_bytes  # noqa: E402
 from peer_score import GROUP_KEYS_DEFAULT, make_scorer, read_manifest  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -264,7 +265,6 @@ def run_worker(args, cfg, out_dir):
     sampler, mem = None, {}
     if args.device != "cpu":
         try:
-            from gpu_mem import GpuMemSampler
             sampler = GpuMemSampler(args.gpu_index, args.interval_ms / 1e3).__enter__()
         except RuntimeError as e:
             print(f"peer_eval: {e}", file=sys.stderr)
@@ -308,7 +308,6 @@ def kiln_row(args):
            "mem_bytes": perf.get("peak_device_bytes") or None,
            "mem_how": "planned (kiln summary)" if perf.get("peak_device_bytes") else "-"}
     if args.kiln_mem:
-        from gpu_mem import best_bytes
         with open(args.kiln_mem) as f:
             b, how = best_bytes(json.load(f))
         if b is not None:
@@ -319,7 +318,6 @@ def kiln_row(args):
 def peer_row(cfg, res, summary_path):
     with open(summary_path) as f:
         s = json.load(f)
-    from gpu_mem import best_bytes
     b, how = best_bytes(res["gpu_mem"]) if res.get("gpu_mem") else (None, "-")
     return {"name": cfg["name"], "batch": cfg["batch"], "utterances": s["utterances"], "wer": s["wer"],
             "substitutions": s["substitutions"], "deletions": s["deletions"], "insertions": s["insertions"],
@@ -406,10 +404,13 @@ def main():
         if not res:
             continue
         hyps = [res["hypotheses"].get(e["id"]) for e in entries]
+        measured = best_bytes(res["gpu_mem"])[0] if res.get("gpu_mem") else None
         perf = {"audio_seconds": res["audio_seconds"], "wall_seconds": res["wall_seconds"],
-                "peak_device_bytes": res.get("torch_peak_allocated_bytes", -1)}
+                "peak_device_bytes": measured if measured is not None else -1}
         metrics = {"failed_utterances": len(res["errors"]), "batch_size": cfg["batch"],
                    "audio_load_seconds": res["audio_load_seconds"], "load_seconds": res["load_seconds"]}
+        if res.get("torch_peak_allocated_bytes") is not None:
+            metrics["torch_peak_allocated_bytes"] = res["torch_peak_allocated_bytes"]
         row = peer_row(cfg, res, scorer.write(out_dir, entries, hyps, group_keys, perf, metrics))
         rows.append(row)
         versions.update(res["versions"])
