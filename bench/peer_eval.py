@@ -9,7 +9,8 @@ own, and one failing does not stop the others):
   - faster-whisper (CTranslate2) at each --fw-compute-types (default int8 and float16 on the GPU,
     int8 and float32 on the CPU), beam 1: batch 1 through WhisperModel.transcribe(), larger
     --fw-batch-sizes through CTranslate2's Whisper.generate() on a batch of windows with the
-    prompt and token suppression transcribe() uses;
+    prompt and token suppression transcribe() uses (left out, saying why, where faster-whisper
+    does not import);
 both with the decoding `kiln eval` does (kiln_eval_run -> kiln_whisper_transcribe): the first
 30 s of each file, language en, task transcribe, no timestamps (<|notimestamps|> in the prompt),
 greedy (temperature 0, no fallback, no beam), at most 224 new tokens, suppress blank and the
@@ -253,14 +254,28 @@ def int_list(s):
     return [int(x) for x in s.split(",") if x]
 
 
+def importable(args, engine):
+    """Whether the engine's Python package imports in a worker's environment (error text if not)."""
+    code = ("import transformers, torch" if engine == "transformers" else
+            "import sys, types\ntry:\n    import av\nexcept ImportError:\n    sys.modules['av'] = types.ModuleType('av')\n"
+            "import faster_whisper, ctranslate2")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=worker_env(args, engine))
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def worker_env(args, engine):
+    env = dict(os.environ)
+    if engine == "faster-whisper" and args.fw_lib_dir:
+        env["LD_LIBRARY_PATH"] = os.path.abspath(args.fw_lib_dir) + ":" + env.get("LD_LIBRARY_PATH", "")
+    return env
+
+
 def run_worker(args, cfg, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     res_path, log_path = os.path.join(out_dir, "worker.json"), os.path.join(out_dir, "worker.log")
     if os.path.exists(res_path):
         os.remove(res_path)
-    env = dict(os.environ)
-    if cfg["engine"] == "faster-whisper" and args.fw_lib_dir:
-        env["LD_LIBRARY_PATH"] = os.path.abspath(args.fw_lib_dir) + ":" + env.get("LD_LIBRARY_PATH", "")
+    env = worker_env(args, cfg["engine"])
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(cfg), "--worker-out", res_path]
     sampler, mem = None, {}
     if args.device != "cpu":
@@ -396,8 +411,13 @@ def main():
     if kiln and kiln["utterances"] != len(entries):
         print(f"peer_eval: warning: kiln's summary has {kiln['utterances']} utterances, the peers run "
               f"{len(entries)}: the comparison is not on the same audio", file=sys.stderr)
-    rows, versions = [], {}
-    for cfg in configs(args):
+    rows, versions, todo = [], {}, configs(args)
+    for engine in dict.fromkeys(c["engine"] for c in todo):
+        err = importable(args, engine)
+        if err:
+            print(f"peer_eval: {engine} does not import ({err}): its configurations are left out", file=sys.stderr)
+            todo = [c for c in todo if c["engine"] != engine]
+    for cfg in todo:
         print(f"peer_eval: {cfg['name']} ...", file=sys.stderr, flush=True)
         out_dir = os.path.join(args.output_dir, cfg["name"])
         res = run_worker(args, cfg, out_dir)
@@ -432,7 +452,7 @@ def main():
     with open(os.path.join(args.output_dir, "peers.json"), "w") as f:
         json.dump({"manifest": args.manifest, "device": args.device, "scorer": scorer.name, "versions": versions,
                    "kiln": kiln, "peers": rows}, f, indent=1)
-    return 0 if len(rows) == len(configs(args)) else 1
+    return 0 if len(rows) == len(todo) else 1
 
 
 if __name__ == "__main__":
