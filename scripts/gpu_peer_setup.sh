@@ -81,7 +81,7 @@ if [ ! -f "$ct2/model.bin" ]; then
     { echo "gpu_peer_setup: neither $ct2 nor models/whisper-base is here (carry one; docs/peers.md)" >&2; exit 1; }
   echo "gpu_peer_setup: converting models/whisper-base -> $ct2 (float16)"
   $py -c "import sys; from ctranslate2.converters.transformers import main; sys.argv[0] = 'ct2-transformers-converter'; main()" \
-    --model models/whisper-base --output_dir "$ct2" --quantization float16 \
+    --model models/whisper-base --output_dir "$ct2" --quantization float16 --force \
     --copy_files tokenizer.json preprocessor_config.json >/dev/null
 fi
 
