@@ -73,7 +73,8 @@ def time_transformers(path, batch, steps, reps=3):
 
 
 def build_engines(args, ckpt, batch):
-    out = os.path.join(args.workdir, f"kiln-b{batch}")
+    tag = re.sub(r"[^a-z0-9]+", "-", args.build_flags.lower()).strip("-")
+    out = os.path.join(args.workdir, f"kiln-b{batch}" + (f"-{tag}" if tag else ""))
     if os.path.exists(os.path.join(out, "whisper.json")) and not args.rebuild:
         return out
     t = time.time()

@@ -4,6 +4,7 @@
 # layout scripts/gpu_check.sh expects, the tokenizer files the Whisper tests and benchmarks read,
 # and the shared libraries the binaries need into .deps/lib. Both folders are git-ignored: carry
 # them (`carry: [".gpu-stage", ".deps"]`). On the GPU machine, first:
+#   tar -C .gpu-stage -xJf .gpu-stage/bins.tar.xz
 #   export LD_LIBRARY_PATH=$PWD/.deps/lib; [ -e /work/shared ] || ln -s "$PWD/.gpu-stage/shared" /work/shared
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +30,7 @@ for lib in $(ldd "$S/kiln" "$S"/tests/* 2>/dev/null | awk '/=> \// {print $3}' |
     *) cp -L "$lib" .deps/lib/ ;;
   esac
 done
+# binaries compress about 6x (mostly embedded kernels): pack them, unpack on the GPU machine with
+#   tar -C .gpu-stage -xJf .gpu-stage/bins.tar.xz
+(cd "$S" && tar -cJf bins.tar.xz --remove-files $(ls -d kiln whisper_bench wq_bench tests 2>/dev/null))
 du -sh "$S" .deps
