@@ -584,10 +584,10 @@ void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n) {
 static kiln_status greedy_batch(kiln_whisper *w, int32_t n, const int32_t *prompt, int32_t n_prompt, int32_t max_new,
                                 int32_t min_new, int32_t **seq, int32_t *n_out) {
   int32_t V = w->c.vocab_size, live = n;
+  KILN_TRY(kiln_whisper_set_beams(w, 1));
   int32_t *next = malloc((size_t)n * sizeof *next), *done = calloc((size_t)n, sizeof *done);
   float *rows = malloc((size_t)n * (size_t)V * sizeof *rows);
   kiln_status s = next && done && rows ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  KILN_TRY(kiln_whisper_set_beams(w, 1));
   for (int32_t b = 0; s == KILN_OK && b < n; b++) {
     n_out[b] = 0;
     s = kiln_whisper_row_decode(w, b, prompt, n_prompt);
