@@ -4,21 +4,10 @@
  * ids travel back to the host, not [rows, vocab] logits. Not here: sampling, timestamp rules,
  * log-probabilities (those decodings read the logits on the host).
  */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <math.h>
-
-#include "backends/cuda/cuda_check.h" /* core/error.h with C linkage */
+#include "backends/cuda/cuda_common.cuh" /* kiln_ld; core/error.h with C linkage */
 #include "models/whisper/greedy_cuda.h"
 
 #define GREEDY_THREADS 512
-
-static __device__ __forceinline__ float ld(const void *p, int dt, int64_t i) {
-  if (dt == KILN_DTYPE_FP32) return ((const float *)p)[i];
-  if (dt == KILN_DTYPE_FP16) return __half2float(((const __half *)p)[i]);
-  return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-}
 
 /* A value and its index; the larger value wins, the smaller index on ties (NaN never wins). */
 static __device__ __forceinline__ void better(float &v, int &i, float v2, int i2) {
@@ -34,7 +23,7 @@ static __global__ void greedy_kernel(const void *logits, int dt, int vocab, cons
   float best = -INFINITY;
   int idx = vocab;
   for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-    float v = ld(logits, dt, base + j);
+    float v = kiln_ld(logits, dt, base + j);
     if (v > best || (v == best && j < idx)) best = v, idx = j;
   }
   /* suppressed tokens are few: a thread whose candidate is one of them rescans without them */
@@ -45,7 +34,7 @@ static __global__ void greedy_kernel(const void *logits, int dt, int vocab, cons
     for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
       int skip = j == extra;
       for (int k = 0; k < n_suppress && !skip; k++) skip = suppress[k] == j;
-      float v = ld(logits, dt, base + j);
+      float v = kiln_ld(logits, dt, base + j);
       if (!skip && (v > best || (v == best && j < idx))) best = v, idx = j;
     }
   }

@@ -156,6 +156,17 @@ static kiln_status copy_2d(const kiln_whisper *w, void *dst, size_t dpitch, cons
   return KILN_OK;
 }
 
+/* One cache row's first T positions of every head, for every layer's k and v: from the row at
+ * byte offset src_off of src[i] to the row at dst_off of dst[i] ([H, n_text_ctx, Dh] rows). */
+static kiln_status copy_cache(const kiln_whisper *w, void *const *dst, size_t dst_off, void *const *src, size_t src_off,
+                              int32_t T) {
+  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)T * (size_t)w->dh * w->esz;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++)
+    KILN_TRY(copy_2d(w, (char *)dst[i] + dst_off, pitch, (const char *)src[i] + src_off, pitch, width,
+                     (size_t)w->c.decoder_heads));
+  return KILN_OK;
+}
+
 static kiln_status stage_reserve(kiln_whisper *w, size_t bytes) {
   if (bytes <= w->stage_bytes) return KILN_OK;
   void *p = realloc(w->stage, bytes);
@@ -535,12 +546,7 @@ kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src) {
   if (!w || dst < 0 || src < 0 || dst >= w->rows || src >= w->rows)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper: row copy %d <- %d outside 0..%d", dst, src, w ? w->rows - 1 : -1);
   if (dst == src) return KILN_OK;
-  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)w->T[src] * (size_t)w->dh * w->esz;
-  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
-    char *base = w->cache[i];
-    KILN_TRY(copy_2d(w, base + (size_t)dst * cache_row_bytes(w), pitch, base + (size_t)src * cache_row_bytes(w), pitch, width,
-                     (size_t)w->c.decoder_heads));
-  }
+  KILN_TRY(copy_cache(w, w->cache, (size_t)dst * cache_row_bytes(w), w->cache, (size_t)src * cache_row_bytes(w), w->T[src]));
   w->T[dst] = w->T[src];
   return KILN_OK;
 }
@@ -701,21 +707,13 @@ kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
   return KILN_OK;
 }
 
-/* Row 0's cache <-> buf: per head, the first T positions. */
-static kiln_status kv_copy(kiln_whisper *w, void *const *buf, int32_t T, int save) {
-  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)T * (size_t)w->dh * w->esz;
-  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++)
-    KILN_TRY(copy_2d(w, save ? buf[i] : w->cache[i], pitch, save ? w->cache[i] : buf[i], pitch, width,
-                     (size_t)w->c.decoder_heads));
-  return KILN_OK;
-}
-
+/* Row 0's cache <-> kv->buf. */
 kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
   kv->T = w->T[0];
-  return kv_copy(w, kv->buf, kv->T, 1);
+  return copy_cache(w, kv->buf, 0, w->cache, 0, kv->T);
 }
 
 kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv) {
   w->T[0] = kv->T;
-  return kv_copy(w, kv->buf, kv->T, 0);
+  return copy_cache(w, w->cache, 0, kv->buf, 0, kv->T);
 }
