@@ -179,11 +179,82 @@ static int fuse_add_layernorm(kiln_graph *g, const kiln_shape_set *s) {
   return 0;
 }
 
+static int is_matmul(const kiln_layer_def *l) { return l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ; }
+
+/* Tensors a and b have the same dims at every profile point. */
+static int same_dims(const kiln_graph *g, const kiln_shape_set *s, int32_t a, int32_t b) {
+  for (int32_t p = 0; p < s->n_points; p++) {
+    const kiln_dims *d = s->dims + (size_t)p * g->n_tensors;
+    if (!kiln_dims_equal(&d[a], &d[b])) return 0;
+  }
+  return 1;
+}
+
+/* add(r, matmul(..)) -> matmul with the residual epilogue (KILN_FUSE_RESIDUAL): when the
+ * matmul's output feeds only the add, is no network output, and r has the sum's shape (no
+ * broadcast). The fused layer takes the add's place (after r's producer). */
+static int fuse_residual(kiln_graph *g, const kiln_shape_set *s) {
+  for (int32_t ai = 0; ai < g->n_layers; ai++) {
+    kiln_layer_def *add = &g->layers[ai];
+    if (add->op != KILN_OP_ADD || add->n_in != 2) continue;
+    for (int32_t side = 1; side >= 0; side--) {
+      int32_t t = add->in[side], r = add->in[1 - side], mi = g->tensors[t].producer, only = -1;
+      if (mi < 0 || !is_matmul(&g->layers[mi]) || (g->layers[mi].p.fuse & KILN_FUSE_RESIDUAL)) continue;
+      if (g->tensors[t].is_output || consumers(g, t, &only) != 1 || r == t) continue;
+      if (g->layers[mi].n_in + 1 > KILN_MAX_LAYER_IO || !same_dims(g, s, r, add->out[0]) ||
+          g->tensors[r].dtype != g->tensors[t].dtype)
+        continue;
+      kiln_layer_def f = g->layers[mi];
+      f.in[f.n_in++] = r;
+      f.p.fuse |= KILN_FUSE_RESIDUAL;
+      f.out[0] = add->out[0];
+      g->tensors[t].producer = -1; /* the matmul's own output is no longer written */
+      kiln_log(KILN_LOG_VERBOSE, "fused %s into %s (residual)", add->name, f.name);
+      free(add->name);
+      g->layers[ai] = f;
+      g->layers[mi].name = NULL; /* now owned by the fused layer */
+      remove_layer(g, mi);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* layernorm -> its one consumer, a matmul reading it as x: the layernorm becomes the matmul's
+ * prologue (KILN_FUSE_LN; gamma and beta go after the bias, before a residual). */
+static int fuse_layernorm(kiln_graph *g) {
+  for (int32_t li = 0; li < g->n_layers; li++) {
+    kiln_layer_def *ln = &g->layers[li];
+    int32_t t = ln->out[0], ci = -1;
+    if (ln->op != KILN_OP_LAYERNORM || ln->n_in != 3 || g->tensors[t].is_output || consumers(g, t, &ci) != 1) continue;
+    kiln_layer_def *m = &g->layers[ci];
+    kiln_matmul_io io;
+    if (!is_matmul(m) || (m->p.fuse & KILN_FUSE_LN) || m->in[0] != t || m->n_in + 2 > KILN_MAX_LAYER_IO ||
+        kiln_matmul_io_of(m, &io) != KILN_OK)
+      continue;
+    int32_t at = io.residual >= 0 ? io.residual : m->n_in; /* gamma, beta go here */
+    for (int32_t j = m->n_in - 1; j >= at; j--) m->in[j + 2] = m->in[j];
+    m->in[at] = ln->in[1];
+    m->in[at + 1] = ln->in[2];
+    m->n_in += 2;
+    m->in[0] = ln->in[0];
+    m->p.eps = ln->p.eps;
+    m->p.fuse |= KILN_FUSE_LN;
+    g->tensors[t].producer = -1;
+    kiln_log(KILN_LOG_VERBOSE, "fused %s into %s (layernorm)", ln->name, m->name);
+    remove_layer(g, li);
+    return 1;
+  }
+  return 0;
+}
+
 int32_t kiln_builder_fuse(kiln_graph *g) {
   int32_t removed = 0;
   while (fuse_activation(g)) removed++;
   kiln_shape_set s;
   if (kiln_builder_infer_all(g, &s) != KILN_OK) return removed;
+  while (fuse_residual(g, &s)) removed++;
+  while (fuse_layernorm(g)) removed++;
   while (fuse_add_layernorm(g, &s)) removed++;
   kiln_shape_set_free(&s);
   return removed;

@@ -72,11 +72,15 @@ static void mm_bufs_free(mm_bufs *b) {
 static kiln_status mm_bufs_alloc(const kiln_graph *g, const kiln_layer_def *l, int64_t m_max, mm_bufs *b) {
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
   int64_t n = w->dims.d[0], k = w->dims.d[1];
+  kiln_matmul_io io;
   memset(b, 0, sizeof *b);
+  KILN_TRY(kiln_matmul_io_of(l, &io));
   kiln_status st = random_device(&b->dev[0], g->precision, m_max * k, 1);
   for (int32_t j = 1; j < l->n_in && st == KILN_OK; j++) {
     const kiln_tensor_def *t = &g->tensors[l->in[j]];
-    if (t->kind == KILN_TENSOR_CONSTANT && t->data) {
+    if (j == io.residual) {
+      st = random_device(&b->dev[j], t->dtype, m_max * n, 1 + (uint64_t)j);
+    } else if (t->kind == KILN_TENSOR_CONSTANT && t->data) {
       st = kiln_cuda_malloc(&b->dev[j], t->bytes ? t->bytes : 1);
       if (st == KILN_OK) st = kiln_cuda_memcpy_h2d(b->dev[j], t->data, t->bytes, NULL);
     } else {
@@ -96,10 +100,12 @@ static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_
   kiln_layer_def tl = *l;
   kiln_tensor in[KILN_MAX_LAYER_IO], y;
   kiln_dims xd = {2, {m, w->dims.d[1]}}, yd = {2, {m, w->dims.d[0]}};
+  kiln_matmul_io io;
+  KILN_TRY(kiln_matmul_io_of(l, &io));
   tl.tactic = *t;
   in[0] = kiln_tensor_contiguous(b->dev[0], g->precision, &xd);
   for (int32_t j = 1; j < l->n_in; j++)
-    in[j] = kiln_tensor_contiguous(b->dev[j], g->tensors[l->in[j]].dtype, &g->tensors[l->in[j]].dims);
+    in[j] = kiln_tensor_contiguous(b->dev[j], g->tensors[l->in[j]].dtype, j == io.residual ? &yd : &g->tensors[l->in[j]].dims);
   y = kiln_tensor_contiguous(b->dev[KILN_MAX_LAYER_IO], g->precision, &yd);
   if (!ms) {
     KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
@@ -120,10 +126,11 @@ static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_
 
 static void matmul_key(const kiln_graph *g, const kiln_layer_def *l, int64_t m_opt, char *key, size_t n) {
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
-  int32_t has_bias = l->op == KILN_OP_MATMUL_WQ ? l->n_in == 4 : l->n_in == 3;
-  int used = snprintf(key, n, "%s|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d", kiln_op_name(l->op), (long long)m_opt,
-                      (long long)w->dims.d[0], (long long)w->dims.d[1], kiln_dtype_name(g->precision), has_bias,
-                      l->p.activation);
+  kiln_matmul_io io;
+  int32_t has_bias = kiln_matmul_io_of(l, &io) == KILN_OK && io.bias >= 0;
+  int used = snprintf(key, n, "%s|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d|fuse=%d", kiln_op_name(l->op),
+                      (long long)m_opt, (long long)w->dims.d[0], (long long)w->dims.d[1], kiln_dtype_name(g->precision),
+                      has_bias, l->p.activation, l->p.fuse);
   if (l->op == KILN_OP_MATMUL_WQ && used > 0 && (size_t)used < n)
     snprintf(key + used, n - (size_t)used, "|%s|group=%d", kiln_dtype_name(w->dtype), l->p.group);
 }
@@ -149,12 +156,14 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
   int64_t n = w->dims.d[0], k = w->dims.d[1];
   kiln_tactic cand[KILN_MAX_CANDIDATES];
   int32_t nc;
+  kiln_matmul_io io;
+  KILN_TRY(kiln_matmul_io_of(l, &io));
   if (l->op == KILN_OP_MATMUL_WQ)
     nc = kiln_cuda_matmul_wq_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, w->dtype, l->p.group,
-                                        l->n_in == 4, (kiln_activation)l->p.activation, max_ws, cand,
+                                        io.bias >= 0, (kiln_activation)l->p.activation, max_ws, cand,
                                         KILN_MAX_CANDIDATES);
   else
-    nc = kiln_cuda_matmul_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, l->n_in == 3,
+    nc = kiln_cuda_matmul_candidates(env->cu, m_opt ? m_opt : 1, n, k, g->precision, io.bias >= 0,
                                      (kiln_activation)l->p.activation, max_ws, cand, KILN_MAX_CANDIDATES);
   if (nc <= 0 || m_max == 0) { /* nothing to time (or an always-empty layer): the default tactic */
     memset(&l->tactic, 0, sizeof l->tactic);
@@ -162,15 +171,23 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
   }
   mm_bufs bufs;
   kiln_status st = mm_bufs_alloc(g, l, m_max, &bufs);
+  /* the layernorm prologue of the non-skinny tactics takes its own workspace in front */
+  size_t ln = io.gamma >= 0 ? kiln_cuda_matmul_ln_bytes(m_max, k, g->precision) : 0;
+  timing_env lenv = *env;
+  if (st == KILN_OK && ln > 0) {
+    lenv.workspace_bytes = env->workspace_bytes + ln;
+    st = kiln_cuda_malloc(&lenv.workspace, lenv.workspace_bytes);
+    if (st != KILN_OK) lenv.workspace = NULL;
+  }
   int32_t best = -1;
   float best_ms = 0;
   for (int32_t i = 0; st == KILN_OK && i < nc; i++) {
     float ms = 0;
     kiln_status e = KILN_OK;
     if (cand[i].workspace > env->workspace_bytes) e = kiln_error(KILN_ERR_UNSUPPORTED, "needs %zu bytes of workspace", cand[i].workspace);
-    if (e == KILN_OK && m_opt > 0) e = run_matmul(env, &cand[i], g, l, &bufs, m_opt, &ms);
-    if (e == KILN_OK && m_min > 0) e = run_matmul(env, &cand[i], g, l, &bufs, m_min, NULL);
-    if (e == KILN_OK) e = run_matmul(env, &cand[i], g, l, &bufs, m_max, NULL);
+    if (e == KILN_OK && m_opt > 0) e = run_matmul(&lenv, &cand[i], g, l, &bufs, m_opt, &ms);
+    if (e == KILN_OK && m_min > 0) e = run_matmul(&lenv, &cand[i], g, l, &bufs, m_min, NULL);
+    if (e == KILN_OK) e = run_matmul(&lenv, &cand[i], g, l, &bufs, m_max, NULL);
     r->tactics_timed++;
     if (e != KILN_OK) {
       kiln_log(KILN_LOG_INFO, "layer %s: tactic %d (kind %d) skipped: %s", l->name, i, cand[i].kind, kiln_last_error());
@@ -182,6 +199,7 @@ static kiln_status choose_matmul(timing_env *env, kiln_graph *g, kiln_layer_def 
     if (best < 0 || ms < best_ms) best = i, best_ms = ms;
   }
   mm_bufs_free(&bufs);
+  if (ln > 0) kiln_cuda_free(lenv.workspace);
   if (st != KILN_OK) return kiln_error_context(st, "timing layer %s: ", l->name);
   if (best < 0)
     return kiln_error(KILN_ERR_UNSUPPORTED, "layer %s: none of %d matmul tactics ran (see the log lines above; kiln -v)", l->name, nc);

@@ -194,3 +194,22 @@ oom:
   kiln_graph_free(&g);
   return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory copying a network");
 }
+
+kiln_status kiln_matmul_io_of(const kiln_layer_def *l, kiln_matmul_io *io) {
+  int32_t ln = (l->p.fuse & KILN_FUSE_LN) != 0, res = (l->p.fuse & KILN_FUSE_RESIDUAL) != 0;
+  int32_t base = l->op == KILN_OP_MATMUL_WQ ? 3 : 2, extra = 2 * ln + res;
+  int32_t bias = l->n_in - base - extra;
+  if ((l->op != KILN_OP_MATMUL && l->op != KILN_OP_MATMUL_WQ) || (l->p.fuse & ~(KILN_FUSE_LN | KILN_FUSE_RESIDUAL)) ||
+      bias < 0 || bias > 1)
+    return kiln_error(KILN_ERR_INVALID_ARG, "layer \"%s\" (%s): %d inputs do not match its fusions (bits %d); rebuild "
+                      "the engine", l->name ? l->name : "?", kiln_op_name(l->op), (int)l->n_in, (int)l->p.fuse);
+  int32_t i = 0;
+  io->x = i++;
+  io->w = i++;
+  io->scales = l->op == KILN_OP_MATMUL_WQ ? i++ : -1;
+  io->bias = bias ? i++ : -1;
+  io->gamma = ln ? i++ : -1;
+  io->beta = ln ? i++ : -1;
+  io->residual = res ? i++ : -1;
+  return KILN_OK;
+}

@@ -22,7 +22,9 @@
 #define KILN_TACTIC_BYTES 64
 
 typedef enum kiln_op {
-  KILN_OP_MATMUL = 0,        /* in: x, W[N,K], (b[N]); params.activation fused epilogue */
+  KILN_OP_MATMUL = 0,        /* in: x, W[N,K], (b[N]); params.activation fused epilogue; params.fuse
+                                adds a layernorm prologue and a residual epilogue (see
+                                kiln_matmul_io) */
   KILN_OP_ADD = 1,           /* in: a, b */
   KILN_OP_MUL = 2,           /* in: a, b */
   KILN_OP_ACTIVATION = 3,    /* in: x; params.activation */
@@ -64,7 +66,18 @@ typedef struct kiln_op_params {
   int32_t plugin;     /* PLUGIN: index into kiln_graph.plugins */
   int32_t heads;      /* KV_ATTENTION: attention heads */
   int32_t group;      /* MATMUL_WQ: quantization group size along K (0: one per row) */
+  int32_t fuse;       /* MATMUL, MATMUL_WQ: KILN_FUSE_* bits (made by the builder's fusions) */
 } kiln_op_params;
+
+/* Fusions of MATMUL / MATMUL_WQ (params.fuse):
+ *   KILN_FUSE_LN: x is layer-normalized over K first (inputs gamma[K], beta[K] follow the
+ *     optional bias; params.eps), as a LAYERNORM layer would and rounded to x's dtype;
+ *   KILN_FUSE_RESIDUAL: the last input r (the output's shape) is added after the activation:
+ *     y = act(norm(x) W^T + b) + r. */
+#define KILN_FUSE_LN 1
+#define KILN_FUSE_RESIDUAL 2
+
+
 
 typedef enum kiln_tensor_kind {
   KILN_TENSOR_INPUT = 0,
@@ -111,6 +124,16 @@ typedef struct kiln_layer_def {
   kiln_op_params p;
   kiln_tactic tactic;
 } kiln_layer_def;
+
+/* Input positions of a MATMUL / MATMUL_WQ layer (-1: absent): x, W (or the codes), scales
+ * (MATMUL_WQ), bias, gamma, beta, residual. */
+typedef struct kiln_matmul_io {
+  int32_t x, w, scales, bias, gamma, beta, residual;
+} kiln_matmul_io;
+
+/* Fills io from l's op, fuse bits and input count; KILN_ERR_INVALID_ARG (naming the layer) when
+ * they do not agree. */
+kiln_status kiln_matmul_io_of(const kiln_layer_def *l, kiln_matmul_io *io);
 
 typedef struct kiln_plugin_def {
   char *name;

@@ -30,41 +30,47 @@ static kiln_status layer_error(const kiln_layer_def *l, const char *fmt, ...) {
                     kiln_op_name(l->op), msg);
 }
 
-static kiln_status infer_matmul(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
-  char a[96], b[96];
-  const kiln_dims *x = &in[0], *w = &in[1];
-  if (x->rank < 1) return SHAPE_ERR(l, "input must have rank >= 1");
-  if (w->rank != 2) return SHAPE_ERR(l, "weight must be [N, K], got %s", dstr(w, a, sizeof a));
-  if (x->d[x->rank - 1] != w->d[1])
-    return SHAPE_ERR(l, "input %s has K = %lld but weight %s has K = %lld", dstr(x, a, sizeof a),
-                     (long long)x->d[x->rank - 1], dstr(w, b, sizeof b), (long long)w->d[1]);
-  if (l->n_in == 3 && (in[2].rank != 1 || in[2].d[0] != w->d[0]))
-    return SHAPE_ERR(l, "bias must be [%lld], got %s", (long long)w->d[0], dstr(&in[2], a, sizeof a));
-  out[0] = *x;
-  out[0].d[x->rank - 1] = w->d[0];
-  return KILN_OK;
-}
-
-/* MATMUL_WQ: in x[..., K], Wq[N, K] (int8 or int4 codes), scales [N] when params.group is 0,
+/* MATMUL: in x[..., K], W[N, K], optional b[N]; out [..., N].
+ * MATMUL_WQ: in x[..., K], Wq[N, K] (int8 or int4 codes), scales [N] when params.group is 0,
  * else [N, K / group] (group must divide K), optional b[N]; out [..., N]. Codes, packing and
  * the dequantization are described in src/core/quant.h; the scales are fp32 and the bias is in
- * the engine's precision (the backends check dtypes). */
-static kiln_status infer_matmul_wq(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
-                                   kiln_dims *out) {
-  char a[96];
-  if (l->n_in != 3 && l->n_in != 4) return SHAPE_ERR(l, "takes x, Wq, scales and an optional bias; got %d inputs", l->n_in);
-  kiln_dtype qdt = g->tensors[l->in[1]].dtype;
+ * the engine's precision (the backends check dtypes).
+ * Both: with KILN_FUSE_LN gamma[K], beta[K] follow; with KILN_FUSE_RESIDUAL the last input has
+ * the output's shape (graph.h). */
+static kiln_status infer_matmul(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
+                                kiln_dims *out) {
+  char a[96], b[96];
+  kiln_matmul_io io;
+  if (kiln_matmul_io_of(l, &io) != KILN_OK)
+    return SHAPE_ERR(l, "takes x, W%s, an optional bias%s%s; got %d inputs",
+                     l->op == KILN_OP_MATMUL_WQ ? ", scales" : "", (l->p.fuse & KILN_FUSE_LN) ? ", gamma, beta" : "",
+                     (l->p.fuse & KILN_FUSE_RESIDUAL) ? ", the residual" : "", l->n_in);
+  const kiln_dims *x = &in[io.x], *w = &in[io.w];
+  if (x->rank < 1) return SHAPE_ERR(l, "input must have rank >= 1");
+  if (w->rank != 2) return SHAPE_ERR(l, "weight must be [N, K], got %s", dstr(w, a, sizeof a));
+  int64_t n = w->d[0], k = w->d[1];
+  if (x->d[x->rank - 1] != k)
+    return SHAPE_ERR(l, "input %s has K = %lld but weight %s has K = %lld", dstr(x, a, sizeof a),
+                     (long long)x->d[x->rank - 1], dstr(w, b, sizeof b), (long long)k);
+  if (io.bias >= 0 && (in[io.bias].rank != 1 || in[io.bias].d[0] != n))
+    return SHAPE_ERR(l, "bias must be [%lld], got %s", (long long)n, dstr(&in[io.bias], a, sizeof a));
+  if (io.gamma >= 0 && (in[io.gamma].rank != 1 || in[io.gamma].d[0] != k || in[io.beta].rank != 1 ||
+                        in[io.beta].d[0] != k))
+    return SHAPE_ERR(l, "layernorm gamma and beta must be [%lld], got %s and %s", (long long)k,
+                     dstr(&in[io.gamma], a, sizeof a), dstr(&in[io.beta], b, sizeof b));
+  out[0] = *x;
+  out[0].d[x->rank - 1] = n;
+  if (io.residual >= 0 && !kiln_dims_equal(&in[io.residual], &out[0]))
+    return SHAPE_ERR(l, "residual %s must have the output's shape %s", dstr(&in[io.residual], a, sizeof a),
+                     dstr(&out[0], b, sizeof b));
+  if (l->op != KILN_OP_MATMUL_WQ) return KILN_OK;
+  kiln_dtype qdt = g->tensors[l->in[io.w]].dtype;
   if (qdt != KILN_DTYPE_INT8 && qdt != KILN_DTYPE_INT4)
     return SHAPE_ERR(l, "weights must be int8 or int4, got %s", kiln_dtype_name(qdt));
-  kiln_layer_def plain = *l; /* x and Wq follow matmul's rules; the bias is input 3 here */
-  plain.n_in = l->n_in == 4 ? 3 : 2;
-  kiln_dims mm_in[3] = {in[0], in[1], l->n_in == 4 ? in[3] : in[1]};
-  KILN_TRY(infer_matmul(&plain, mm_in, out));
-  int64_t n = in[1].d[0], k = in[1].d[1];
   int32_t group = l->p.group;
   if (group < 0 || (group > 0 && k % group != 0))
     return SHAPE_ERR(l, "group %d must be 0 or divide K = %lld", group, (long long)k);
-  const kiln_dims *s = &in[2];
+  const kiln_dims *s = &in[io.scales];
   int ok = group == 0 ? (s->rank == 1 && s->d[0] == n) : (s->rank == 2 && s->d[0] == n && s->d[1] == k / group);
   if (!ok && group == 0)
     return SHAPE_ERR(l, "scales must be [%lld] (one per row, group 0), got %s", (long long)n, dstr(s, a, sizeof a));
@@ -289,7 +295,7 @@ static kiln_status infer_plugin(const kiln_graph *g, const kiln_layer_def *l, co
 
 kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
   switch (l->op) {
-    case KILN_OP_MATMUL: return infer_matmul(l, in, out);
+    case KILN_OP_MATMUL: return infer_matmul(g, l, in, out);
     case KILN_OP_ADD:
     case KILN_OP_MUL: return infer_broadcast(l, &in[0], &in[1], &out[0]);
     case KILN_OP_ACTIVATION:
@@ -314,7 +320,7 @@ kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const
     case KILN_OP_ATTENTION: return infer_attention(l, in, out);
     case KILN_OP_PLUGIN: return infer_plugin(g, l, in, out);
     case KILN_OP_KV_ATTENTION: return infer_kv_attention(g, l, in, out);
-    case KILN_OP_MATMUL_WQ: return infer_matmul_wq(g, l, in, out);
+    case KILN_OP_MATMUL_WQ: return infer_matmul(g, l, in, out);
     default: return SHAPE_ERR(l, "unknown op %d", (int)l->op);
   }
 }

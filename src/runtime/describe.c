@@ -89,9 +89,10 @@ kiln_status kiln_engine_describe(const kiln_engine *e, char **out) {
   put(&t, "\nlayers (%d):\n", g->n_layers);
   for (int32_t li = 0; li < g->n_layers; li++) {
     const kiln_layer_def *l = &g->layers[li];
-    put(&t, "  %3d %-28s %s%s", li, l->name, kiln_op_name(l->op),
+    put(&t, "  %3d %-28s %s%s%s%s", li, l->name, (l->p.fuse & KILN_FUSE_LN) ? "layernorm+" : "", kiln_op_name(l->op),
         (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ || l->op == KILN_OP_CONV1D) ? activation_name(l->p.activation)
-                                                                                         : "");
+                                                                                         : "",
+        (l->p.fuse & KILN_FUSE_RESIDUAL) ? "+residual" : "");
     if (l->op == KILN_OP_MATMUL_WQ && l->n_in > 1) {
       if (l->p.group > 0) put(&t, " [%s, group %d]", kiln_dtype_name(g->tensors[l->in[1]].dtype), l->p.group);
       else put(&t, " [%s, per row]", kiln_dtype_name(g->tensors[l->in[1]].dtype));

@@ -193,6 +193,12 @@ static kiln_status check_layer(const kiln_graph *g, int32_t i) {
     return bad("layer \"%s\" has a dims parameter of rank %d", l->name, l->p.dims.rank);
   if (l->op == KILN_OP_PLUGIN && (l->p.plugin < 0 || l->p.plugin >= g->n_plugins))
     return bad("plugin layer \"%s\" names plugin %d of %d", l->name, l->p.plugin, g->n_plugins);
+  if (l->p.fuse && l->op != KILN_OP_MATMUL && l->op != KILN_OP_MATMUL_WQ)
+    return bad("layer \"%s\" (%s) has fusion bits %d; only matmuls take them", l->name, kiln_op_name(l->op), l->p.fuse);
+  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) {
+    kiln_matmul_io io;
+    if (kiln_matmul_io_of(l, &io) != KILN_OK) return bad("%s", kiln_last_error());
+  }
   if (l->tactic.kind < KILN_TACTIC_DEFAULT || l->tactic.kind > KILN_TACTIC_PLUGIN)
     return bad("layer \"%s\" has unknown tactic kind %d", l->name, l->tactic.kind);
   return KILN_OK;
@@ -276,6 +282,7 @@ static void write_layer(kiln_wr *w, const kiln_layer_def *l) {
   kiln_wr_i32(w, p->plugin);
   kiln_wr_i32(w, p->heads);
   kiln_wr_i32(w, p->group);
+  kiln_wr_i32(w, p->fuse);
   kiln_wr_i32(w, l->tactic.kind);
   kiln_wr_i32(w, l->tactic.index);
   kiln_wr_f32(w, l->tactic.time_ms);
@@ -563,6 +570,7 @@ static kiln_status read_layer(parser *ps, kiln_layer_def *l) {
   kiln_rd_i32(r, &p->plugin);
   kiln_rd_i32(r, &p->heads);
   kiln_rd_i32(r, &p->group);
+  kiln_rd_i32(r, &p->fuse);
   kiln_rd_i32(r, &l->tactic.kind);
   kiln_rd_i32(r, &l->tactic.index);
   kiln_rd_f32(r, &l->tactic.time_ms);

@@ -53,7 +53,7 @@
  *              str name, u32 op (kiln_op), i32 n_in, n_in x i32 tensor ids, i32 n_out,
  *              n_out x i32 tensor ids,
  *              params: i32 activation, f32 eps, f32 scale, i32 causal, i32 stride, i32 axis,
- *                      i64 start, i64 end, dims dims, i32 plugin, i32 heads, i32 group,
+ *                      i64 start, i64 end, dims dims, i32 plugin, i32 heads, i32 group, i32 fuse,
  *              tactic: i32 kind, i32 index, f32 time_ms, u64 workspace, u8[64] data
  *     u32    plugin count, then per plugin: str name, i32 version, u64 size, size bytes
  *     u32    profile count, then per profile: i32 n, then n x (i32 input tensor id,
@@ -100,7 +100,7 @@
 #include "net/graph.h"
 
 #define KILN_ENGINE_MAGIC "KILNENG1"
-#define KILN_ENGINE_FORMAT_VERSION 2u
+#define KILN_ENGINE_FORMAT_VERSION 3u
 #define KILN_ENGINE_HEADER_BYTES 128u
 #define KILN_ENGINE_WEIGHT_ALIGN 256u
 

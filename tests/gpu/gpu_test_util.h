@@ -147,6 +147,28 @@ static inline double gt_rtol(kiln_dtype dtype) {
   return dtype == KILN_DTYPE_FP32 ? 1e-4 : dtype == KILN_DTYPE_FP16 ? 2.5e-3 : 1.6e-2;
 }
 
+static inline double gt_rms(const float *v, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+  return n ? sqrt(s / (double)n) : 0;
+}
+
+/* A matmul-like result (a long fp32 sum of rounded operands) against the CPU one: beyond the
+ * output's rounding, a few ulps of rounded operands (group-scaled weights, a normalized x) over
+ * a K-long sum, relative to the output's rms; and a bound on the nmse. Updates *worst_nmse. */
+static inline int gt_compare_sum(const char *what, const gt_buf *y, double *worst_nmse) {
+  kiln_dtype dt = y->dtype;
+  float *got = gt_dev_floats(y), *want = gt_host_floats(y);
+  double c = dt == KILN_DTYPE_BF16 ? 5e-2 : dt == KILN_DTYPE_FP16 ? 6e-3 : 1e-4;
+  double max_nmse = dt == KILN_DTYPE_BF16 ? 3e-4 : dt == KILN_DTYPE_FP16 ? 8e-6 : 1e-9;
+  double r = gt_rms(want, y->n), e = check_nmse_value(got, want, y->n);
+  int ok = check_close(what, got, want, y->n, gt_atol(dt) + c * r, gt_rtol(dt));
+  CHECK_NMSE(what, got, want, y->n, max_nmse);
+  if (e > *worst_nmse) *worst_nmse = e;
+  free(got), free(want);
+  return ok && e <= max_nmse;
+}
+
 static const kiln_dtype gt_dtypes[3] = {KILN_DTYPE_FP32, KILN_DTYPE_FP16, KILN_DTYPE_BF16};
 
 #endif /* KILN_GPU_TEST_UTIL_H */

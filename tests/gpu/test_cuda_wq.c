@@ -49,27 +49,9 @@ static void wq_free(gt_wq *w) {
   gt_free(&w->s);
 }
 
-static double rms(const float *v, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; i++) s += (double)v[i] * v[i];
-  return n ? sqrt(s / (double)n) : 0;
-}
-
-/* The GPU result against the CPU one. Beyond the output's rounding (rtol), group scales are
- * applied to the weights in fp16/bf16 (two roundings of 2^-11 / 2^-8 relative per weight) and
- * the dequantize path rounds weights to the dtype once: errors of a few 1e-3 (bf16) of the
- * output's rms over a K-long sum, hence atol = gt_atol + c * rms(y). */
 static int compare(const char *what, const gt_buf *y, kiln_dtype dt) {
-  float *got = gt_dev_floats(y), *want = gt_host_floats(y);
-  double c = dt == KILN_DTYPE_BF16 ? 5e-2 : dt == KILN_DTYPE_FP16 ? 6e-3 : 1e-4;
-  double max_nmse = dt == KILN_DTYPE_BF16 ? 2e-4 : dt == KILN_DTYPE_FP16 ? 5e-6 : 1e-9;
-  double r = rms(want, y->n), e = check_nmse_value(got, want, y->n);
-  int ok = check_close(what, got, want, y->n, gt_atol(dt) + c * r, gt_rtol(dt));
-  CHECK_NMSE(what, got, want, y->n, max_nmse);
-  if (e > worst_nmse[dt]) worst_nmse[dt] = e;
-  free(got), free(want);
   tactic_runs++;
-  return ok && e <= max_nmse;
+  return gt_compare_sum(what, y, &worst_nmse[dt]);
 }
 
 static const char *tactic_name(const kiln_tactic *t) {

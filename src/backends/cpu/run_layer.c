@@ -6,6 +6,7 @@
  * cannot see; the op functions check shapes and dtypes. Not a scheduler or a memory planner.
  */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "backends/cpu/cpu_internal.h"
 #include "core/error.h"
@@ -67,13 +68,39 @@ static kiln_status run_plugin(const kiln_graph *g, const kiln_layer_def *l, cons
   return KILN_OK;
 }
 
+/* matmul / matmul_wq with their fusions (graph.h): the layernorm into a temporary in x's
+ * dtype, the matmul, then the residual added in place. */
+static kiln_status run_matmul(const kiln_layer_def *l, const kiln_tensor *in, kiln_tensor *out) {
+  kiln_matmul_io io;
+  KILN_TRY(kiln_matmul_io_of(l, &io));
+  kiln_activation act = (kiln_activation)l->p.activation;
+  const kiln_tensor *b = io.bias >= 0 ? &in[io.bias] : NULL;
+  kiln_tensor x = in[io.x];
+  void *tmp = NULL;
+  kiln_status st = KILN_OK;
+  if (io.gamma >= 0) {
+    tmp = malloc(kiln_dtype_bytes(x.dtype, kiln_dims_count(&x.shape)) + 1);
+    if (!tmp) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for a layernorm temporary");
+    x = kiln_tensor_contiguous(tmp, x.dtype, &x.shape);
+    st = kiln_cpu_layernorm(&in[io.x], &in[io.gamma], &in[io.beta], l->p.eps, &x);
+  }
+  if (st == KILN_OK && l->op == KILN_OP_MATMUL_WQ)
+    st = kiln_cpu_matmul_wq(&x, &in[io.w], &in[io.scales], b, l->p.group, act, &out[0]);
+  else if (st == KILN_OK)
+    st = kiln_cpu_matmul(&x, &in[io.w], b, act, &out[0]);
+  free(tmp);
+  if (st == KILN_OK && io.residual >= 0) st = kiln_cpu_add(&out[0], &in[io.residual], &out[0]);
+  return st;
+}
+
 static kiln_status dispatch(const kiln_graph *g, const kiln_layer_def *l, const kiln_tensor *in,
                             kiln_tensor *out, void *workspace) {
   kiln_activation act = (kiln_activation)l->p.activation;
   switch (l->op) {
     case KILN_OP_MATMUL:
-      KILN_TRY(check_io(l, 2, 3, 1));
-      return kiln_cpu_matmul(&in[0], &in[1], l->n_in == 3 ? &in[2] : NULL, act, &out[0]);
+    case KILN_OP_MATMUL_WQ:
+      KILN_TRY(check_io(l, 2, 7, 1));
+      return run_matmul(l, in, out);
     case KILN_OP_ADD:
       KILN_TRY(check_io(l, 2, 2, 1));
       return kiln_cpu_add(&in[0], &in[1], &out[0]);
@@ -119,10 +146,6 @@ static kiln_status dispatch(const kiln_graph *g, const kiln_layer_def *l, const 
       return kiln_cpu_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0]);
     case KILN_OP_PLUGIN:
       return run_plugin(g, l, in, out, workspace);
-    case KILN_OP_MATMUL_WQ:
-      KILN_TRY(check_io(l, 3, 4, 1));
-      return kiln_cpu_matmul_wq(&in[0], &in[1], &in[2], l->n_in == 4 ? &in[3] : NULL, l->p.group, act,
-                                &out[0]);
     default:
       return kiln_error(KILN_ERR_UNSUPPORTED,
                         "op %d is not known to the CPU backend; the engine may come from a newer "

@@ -43,20 +43,30 @@ kiln_status kiln_cuda_matmul_tiled(const kiln_tensor *x, const kiln_tensor *w,
                                    const kiln_tensor *b, kiln_activation act, kiln_tensor *y,
                                    int64_t m, int64_t n, int64_t k, void *stream);
 
-/* Number of kiln's own matmul kernels (tactics KILN_TACTIC_KERNEL 0 .. count-1). */
-#define KILN_CUDA_MATMUL_KERNELS 1
+/* Number of kiln's own matmul kernels (tactics KILN_TACTIC_KERNEL 0 .. count-1): the tiled
+ * kernel, then the skinny kernel's variants. */
+#define KILN_CUDA_MATMUL_KERNELS (1 + KILN_CUDA_SKINNY_VARIANTS)
 
 /* Workspace a DEFAULT-tactic matmul gets for cuBLASLt's run-time heuristic choice. */
 #define KILN_CUDA_DEFAULT_MATMUL_WORKSPACE ((size_t)4 << 20)
 
-/* matmul_wq.cu, arguments checked by the caller (matmul_wq.c):
- * the small-M kernel, y[M, N] = act(x[M, K] @ dequant(wq)^T + b), x and y fp16 or bf16 (one
- * dtype), under the conditions of kiln_cuda_wq_kernel_fits; */
-kiln_status kiln_cuda_wq_small_m(int32_t variant, const kiln_tensor *x, const kiln_tensor *wq,
-                                 const kiln_tensor *scales, const kiln_tensor *b, int32_t group,
-                                 kiln_activation act, kiln_tensor *y, int64_t m, int64_t n,
-                                 int64_t k, void *stream);
-/* and the dequantization of wq [n, k] into w (dtype fp32, fp16 or bf16, n * k elements). */
+/* skinny.cu: y[M, N] = act(norm(x) @ W^T + b) (+ residual) for small M; W fp16/bf16 in x's dtype,
+ * or int8 / int4 codes with fp32 scales (group as in quant.h); x, y (and gamma, beta, residual)
+ * one dtype, fp16 or bf16; sm_80+ (the caller checks). Shape arguments are checked by the
+ * caller; dtypes and alignment here (KILN_ERR_UNSUPPORTED). */
+int kiln_cuda_skinny_fits(kiln_dtype dtype, kiln_dtype wdtype, int64_t k, int32_t group);
+kiln_status kiln_cuda_skinny(int32_t variant, const kiln_tensor *x, const kiln_tensor *w,
+                             const kiln_tensor *scales, int32_t group, const kiln_tensor *b,
+                             kiln_activation act, const kiln_cuda_mm_fuse *fuse, kiln_tensor *y,
+                             int64_t m, int64_t n, int64_t k, void *stream);
+/* matmul.c, for matmul_wq.c: checks of the fusions' tensors (k = x's last dim); the layernorm
+ * prologue of the paths other than the skinny kernel: x normalized into the front of the
+ * workspace (xn; workspace and its size move past it), or xn = x without a layernorm. */
+kiln_status kiln_cuda_mm_fuse_check(const kiln_cuda_mm_fuse *f, const kiln_tensor *x, const kiln_tensor *y,
+                                    int64_t k, const char *op);
+kiln_status kiln_cuda_mm_ln_prologue(const kiln_tensor *x, const kiln_cuda_mm_fuse *f, void **workspace,
+                                     size_t *workspace_bytes, kiln_tensor *xn, void *stream);
+/* matmul_wq.cu: the dequantization of wq [n, k] into w (dtype fp32, fp16 or bf16, n * k elements). */
 kiln_status kiln_cuda_wq_dequantize(const kiln_tensor *wq, const kiln_tensor *scales,
                                     int32_t group, void *w, kiln_dtype dtype, int64_t n, int64_t k,
                                     void *stream);

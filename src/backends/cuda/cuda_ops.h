@@ -53,9 +53,22 @@ kiln_status kiln_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void 
 kiln_status kiln_cuda_memset(void *dst, int value, size_t bytes, void *stream);
 kiln_status kiln_cuda_stream_sync(void *stream);
 
+/* Fusions of a matmul (graph.h's KILN_FUSE_*): gamma and beta (both or neither, [K]) layer-
+ * normalize x over K first (eps); residual (y's shape) is added after the activation:
+ * y = act(norm(x) @ w^T + b) + residual. NULL, or NULL members: none. */
+typedef struct kiln_cuda_mm_fuse {
+  const kiln_tensor *gamma, *beta;
+  float eps;
+  const kiln_tensor *residual;
+} kiln_cuda_mm_fuse;
+
+#define KILN_CUDA_SKINNY_VARIANTS 4 /* variants of the skinny (small-M) kernel, skinny.cu */
+
 /* Matmul y = act(x @ w^T + b). Candidates: cuBLASLt heuristic algorithms (kind
- * KILN_TACTIC_CUBLASLT) and kiln's own kernels (KILN_TACTIC_KERNEL). Returns the number of
- * candidates written (<= cap). */
+ * KILN_TACTIC_CUBLASLT) and kiln's own kernels (KILN_TACTIC_KERNEL: index 0 the tiled kernel,
+ * any dtypes; 1 + i the skinny kernel's variant i (skinny.cu), offered for M <= 64, fp16/bf16
+ * with W in x's dtype, K a multiple of 8, sm_80+). Returns the number of candidates written
+ * (<= cap). */
 int32_t kiln_cuda_matmul_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
                                     kiln_dtype dtype, int32_t has_bias, kiln_activation act,
                                     size_t max_workspace, kiln_tactic *out, int32_t cap);
@@ -63,11 +76,23 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
                              const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
                              kiln_tensor *y, void *workspace, size_t workspace_bytes,
                              void *stream);
+/* The same with fusions. The skinny kernel fuses both in one launch; the other tactics
+ * layer-normalize x into the front of the workspace (kiln_cuda_matmul_ln_bytes more than the
+ * tactic's own) and add the residual in cuBLASLt's C (beta = 1) when there is no activation,
+ * else with an add after. */
+kiln_status kiln_cuda_matmul_fused(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                                   const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
+                                   const kiln_cuda_mm_fuse *fuse, kiln_tensor *y, void *workspace,
+                                   size_t workspace_bytes, void *stream);
+/* Workspace bytes the layernorm prologue takes for x [m, k] outside the skinny kernel. */
+size_t kiln_cuda_matmul_ln_bytes(int64_t m, int64_t k, kiln_dtype dtype);
+/* 1 when tactic t of a matmul (op MATMUL or MATMUL_WQ) is the skinny kernel (fusions in-kernel). */
+int kiln_cuda_matmul_tactic_is_skinny(int32_t op_is_wq, const kiln_tactic *t);
 
 /* Weight-only quantized matmul y = act(x @ dequant(wq)^T + b): wq int8 or packed int4 codes
  * [N, K], scales fp32 [N] (group 0) or [N, K / group] (format: src/core/quant.h; semantics of
  * kiln_cpu_matmul_wq). Tactics:
- *   KILN_TACTIC_KERNEL i  kiln's small-M kernel variant i (matmul_wq.cu): weights dequantized in
+ *   KILN_TACTIC_KERNEL i  kiln's small-M kernel variant i (skinny.cu): weights dequantized in
  *                         registers, tensor cores; fp16/bf16, sm_80+, K a multiple of 16 (int8)
  *                         or 32 (int4), group 0 or a multiple of that; no workspace; any M (rows
  *                         beyond 64 run as more tiles, each reading the weights again);
@@ -78,7 +103,7 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
  *                         weights and cuBLASLt's heuristic choice.
  * Candidates: the kernel variants that apply, then the cuBLASLt algorithms for the dequantized
  * problem whose workspace fits (the default when neither applies). */
-#define KILN_CUDA_WQ_KERNELS 3 /* variants of the small-M kernel */
+#define KILN_CUDA_WQ_KERNELS 4 /* variants of the small-M (skinny) kernel */
 int32_t kiln_cuda_matmul_wq_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
                                        kiln_dtype dtype, kiln_dtype qdtype, int32_t group,
                                        int32_t has_bias, kiln_activation act,
@@ -88,6 +113,12 @@ kiln_status kiln_cuda_matmul_wq(kiln_cuda_ctx *cu, const kiln_tactic *tactic, co
                                 const kiln_tensor *b, int32_t group, kiln_activation act,
                                 kiln_tensor *y, void *workspace, size_t workspace_bytes,
                                 void *stream);
+/* With fusions (as kiln_cuda_matmul_fused; the layernorm buffer comes first in the workspace,
+ * then the dequantized weights). */
+kiln_status kiln_cuda_matmul_wq_fused(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                                      const kiln_tensor *wq, const kiln_tensor *scales, const kiln_tensor *b,
+                                      int32_t group, kiln_activation act, const kiln_cuda_mm_fuse *fuse,
+                                      kiln_tensor *y, void *workspace, size_t workspace_bytes, void *stream);
 /* Workspace bytes a matmul_wq tactic needs for weights [n, k] and activations of `dtype`. */
 size_t kiln_cuda_matmul_wq_workspace(const kiln_tactic *tactic, int64_t n, int64_t k,
                                      kiln_dtype dtype, kiln_dtype qdtype, int32_t group);

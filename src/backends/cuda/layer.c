@@ -67,6 +67,29 @@ static kiln_status run_plugin(const kiln_graph *g, const kiln_layer_def *l, cons
                               out, workspace, stream);
 }
 
+static kiln_status run_matmul(kiln_cuda_ctx *cu, const kiln_layer_def *l, const kiln_tensor *in, kiln_tensor *out,
+                              void *workspace, size_t workspace_bytes, void *stream) {
+  kiln_matmul_io io;
+  KILN_TRY(kiln_matmul_io_of(l, &io));
+  kiln_cuda_mm_fuse f = {io.gamma >= 0 ? &in[io.gamma] : NULL, io.beta >= 0 ? &in[io.beta] : NULL, l->p.eps,
+                         io.residual >= 0 ? &in[io.residual] : NULL};
+  const kiln_tensor *b = io.bias >= 0 ? &in[io.bias] : NULL;
+  kiln_activation act = (kiln_activation)l->p.activation;
+  if (l->op == KILN_OP_MATMUL_WQ)
+    return kiln_cuda_matmul_wq_fused(cu, &l->tactic, &in[io.x], &in[io.w], &in[io.scales], b, l->p.group, act, &f,
+                                     &out[0], workspace, workspace_bytes, stream);
+  return kiln_cuda_matmul_fused(cu, &l->tactic, &in[io.x], &in[io.w], b, act, &f, &out[0], workspace, workspace_bytes,
+                                stream);
+}
+
+/* Workspace of a matmul's layernorm prologue outside the skinny kernel (in_dims[0] is x). */
+static size_t ln_workspace(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in_dims) {
+  if (!(l->p.fuse & KILN_FUSE_LN) || !in_dims || in_dims[0].rank < 1) return 0;
+  if (kiln_cuda_matmul_tactic_is_skinny(l->op == KILN_OP_MATMUL_WQ, &l->tactic)) return 0;
+  int64_t k = in_dims[0].d[in_dims[0].rank - 1], count = kiln_dims_count(&in_dims[0]);
+  return kiln_cuda_matmul_ln_bytes(k ? count / k : 0, k, g->tensors[l->in[0]].dtype);
+}
+
 kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,
                                 const kiln_tensor *in, kiln_tensor *out, void *workspace,
                                 size_t workspace_bytes, void *stream) {
@@ -78,14 +101,7 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
                       l->name ? l->name : "?", kiln_op_name(l->op), (int)l->n_in, (int)l->n_out);
   switch (l->op) {
     case KILN_OP_MATMUL:
-      st = kiln_cuda_matmul(cu, &l->tactic, &in[0], &in[1], l->n_in > 2 ? &in[2] : NULL,
-                            (kiln_activation)l->p.activation, &out[0], workspace, workspace_bytes,
-                            stream);
-      break;
-    case KILN_OP_MATMUL_WQ:
-      st = kiln_cuda_matmul_wq(cu, &l->tactic, &in[0], &in[1], &in[2], l->n_in > 3 ? &in[3] : NULL, l->p.group,
-                               (kiln_activation)l->p.activation, &out[0], workspace, workspace_bytes, stream);
-      break;
+    case KILN_OP_MATMUL_WQ: st = run_matmul(cu, l, in, out, workspace, workspace_bytes, stream); break;
     case KILN_OP_ADD: st = kiln_cuda_add(&in[0], &in[1], &out[0], stream); break;
     case KILN_OP_MUL: st = kiln_cuda_mul(&in[0], &in[1], &out[0], stream); break;
     case KILN_OP_ACTIVATION:
@@ -135,17 +151,18 @@ size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
                                  const kiln_dims *in_dims) {
   if (!g || !l) return 0;
   if (l->op == KILN_OP_MATMUL) {
-    if (l->tactic.kind == KILN_TACTIC_CUBLASLT) return l->tactic.workspace;
-    if (l->tactic.kind == KILN_TACTIC_DEFAULT) return KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
-    return 0;
+    size_t ln = ln_workspace(g, l, in_dims);
+    if (l->tactic.kind == KILN_TACTIC_CUBLASLT) return ln + l->tactic.workspace;
+    if (l->tactic.kind == KILN_TACTIC_DEFAULT) return ln + KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
+    return ln;
   }
   if (l->op == KILN_OP_KV_ATTENTION && in_dims && l->n_in >= 3)
     return kiln_cuda_kv_attention_workspace(&in_dims[0], &in_dims[1], l->p.heads);
   if (l->op == KILN_OP_MATMUL_WQ && l->n_in >= 3) {
     const kiln_tensor_def *wq = &g->tensors[l->in[1]];
     if (wq->dims.rank != 2) return 0;
-    return kiln_cuda_matmul_wq_workspace(&l->tactic, wq->dims.d[0], wq->dims.d[1], g->tensors[l->in[0]].dtype,
-                                         wq->dtype, l->p.group);
+    return ln_workspace(g, l, in_dims) + kiln_cuda_matmul_wq_workspace(&l->tactic, wq->dims.d[0], wq->dims.d[1],
+                                                                       g->tensors[l->in[0]].dtype, wq->dtype, l->p.group);
   }
   if (l->op == KILN_OP_PLUGIN && in_dims && l->p.plugin >= 0 && l->p.plugin < g->n_plugins) {
     const kiln_plugin_def *pd = &g->plugins[l->p.plugin];

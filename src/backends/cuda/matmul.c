@@ -10,8 +10,11 @@
  * the erf form).
  *
  * Tactics: KILN_TACTIC_CUBLASLT (index = heuristic rank, data = the cublasLtMatmulAlgo_t),
- * KILN_TACTIC_KERNEL (kiln's tiled kernel, matmul_kernel.cu) and KILN_TACTIC_DEFAULT (the first
- * heuristic answer for the pointers at hand). A stored algorithm that cublasLtMatmulAlgoCheck
+ * KILN_TACTIC_KERNEL (index 0: kiln's tiled kernel, matmul_kernel.cu; 1 + i: the skinny
+ * kernel's variant i, skinny.cu, for small M) and KILN_TACTIC_DEFAULT (the first heuristic
+ * answer for the pointers at hand). Fusions (kiln_cuda_mm_fuse): in the skinny kernel, else a
+ * layernorm into the workspace before and the residual as cuBLASLt's C (beta = 1) or an add
+ * after. A stored algorithm that cublasLtMatmulAlgoCheck
  * rejects for the shape at hand, or whose workspace does not fit, falls back to the heuristic's
  * first choice. Shapes cuBLASLt cannot take (K = 0) or mixed dtypes run the tiled kernel.
  * Not thread-safe per call beyond what cuBLASLt guarantees for a shared handle (it is).
@@ -27,6 +30,10 @@ _Static_assert(sizeof(cublasLtMatmulAlgo_t) <= KILN_TACTIC_BYTES,
 /* The alignment (bytes) candidates are chosen for; pointers aligned less re-run the heuristic. */
 #define CANDIDATE_ALIGNMENT 16u
 #define MAX_HEURISTICS 8
+#define SKINNY_BASE 1   /* kernel tactic index of the skinny kernel's variant 0 */
+#define SKINNY_MAX_M 64 /* rows of x up to which the skinny kernel is a candidate */
+_Static_assert(KILN_CUDA_MATMUL_KERNELS == SKINNY_BASE + KILN_CUDA_SKINNY_VARIANTS,
+               "kernel tactics: the tiled kernel, then the skinny variants");
 
 typedef struct lt_problem {
   cublasLtMatmulDesc_t op;
@@ -194,13 +201,25 @@ int32_t kiln_cuda_matmul_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int
       memcpy(t->data, &res[i].algo, sizeof res[i].algo);
     }
   }
+  int skinny = cu && cu->info.cc_major >= 8 && m <= SKINNY_MAX_M && kiln_cuda_skinny_fits(dtype, dtype, k, 0);
   for (int32_t i = 0; i < KILN_CUDA_MATMUL_KERNELS && count < cap; i++) {
+    if (i >= SKINNY_BASE && !skinny) break;
     kiln_tactic *t = &out[count++];
     memset(t, 0, sizeof *t);
     t->kind = KILN_TACTIC_KERNEL;
     t->index = i;
   }
   return count;
+}
+
+int kiln_cuda_matmul_tactic_is_skinny(int32_t op_is_wq, const kiln_tactic *t) {
+  if (!t || t->kind != KILN_TACTIC_KERNEL) return 0;
+  return op_is_wq ? 1 : t->index >= SKINNY_BASE;
+}
+
+size_t kiln_cuda_matmul_ln_bytes(int64_t m, int64_t k, kiln_dtype dtype) {
+  size_t b = kiln_dtype_bytes(dtype, m * k);
+  return (b + 255u) / 256u * 256u;
 }
 
 /* Largest power-of-two alignment (<= 256) shared by the pointers. */
@@ -212,18 +231,22 @@ static uint32_t pointer_alignment(const void *a, const void *b, const void *c, c
 static kiln_status check_matmul(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
                                 kiln_activation act, const kiln_tensor *y, int64_t *m, int64_t *n,
                                 int64_t *k);
+static kiln_status check_tensor(const kiln_tensor *t, const char *what);
 
 /* cuBLASLt path: the stored algorithm when valid, else the heuristic's first choice. */
 static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
                           const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
-                          kiln_tensor *y, int64_t m, int64_t n, int64_t k, void *workspace,
-                          size_t workspace_bytes, void *stream) {
+                          const kiln_tensor *c, kiln_tensor *y, int64_t m, int64_t n, int64_t k,
+                          void *workspace, size_t workspace_bytes, void *stream) {
   kiln_status st;
   lt_problem p;
   cublasLtMatmulAlgo_t algo;
   int have_algo = 0;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = c ? 1.0f : 0.0f; /* c: added before the epilogue (no activation) */
+  const void *cdata = c ? c->data : y->data;
   uint32_t align = pointer_alignment(x->data, w->data, y->data, b ? b->data : NULL);
+  uint32_t c_align = pointer_alignment(cdata, cdata, cdata, cdata);
+  if (c_align < align) align = c_align;
   KILN_TRY(lt_problem_create(&p, m, n, k, x->dtype, b != NULL, b ? b->data : NULL, act));
   if (tactic && tactic->kind == KILN_TACTIC_CUBLASLT && align >= CANDIDATE_ALIGNMENT) {
     cublasLtMatmulHeuristicResult_t check;
@@ -247,12 +270,13 @@ static kiln_status lt_run(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const ki
     if (st != KILN_OK) goto done;
     if (!found) {
       lt_problem_destroy(&p);
-      return kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream);
+      KILN_TRY(kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream));
+      return c ? kiln_cuda_add(y, c, y, stream) : KILN_OK;
     }
   }
   {
     cublasStatus_t cs = cublasLtMatmul(cu->lt, p.op, &alpha, w->data, p.a, x->data, p.b, &beta,
-                                       y->data, p.d, y->data, p.d, &algo, workspace,
+                                       cdata, p.d, y->data, p.d, &algo, workspace,
                                        workspace ? workspace_bytes : 0, (cudaStream_t)stream);
     if (cs != CUBLAS_STATUS_SUCCESS) {
       st = kiln_cublas_status_(cs, "cublasLtMatmul", __FILE__, __LINE__);
@@ -271,9 +295,54 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
                              const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
                              kiln_tensor *y, void *workspace, size_t workspace_bytes,
                              void *stream) {
-  int64_t m, n, k;
+  return kiln_cuda_matmul_fused(cu, tactic, x, w, b, act, NULL, y, workspace, workspace_bytes, stream);
+}
+
+kiln_status kiln_cuda_mm_fuse_check(const kiln_cuda_mm_fuse *f, const kiln_tensor *x, const kiln_tensor *y,
+                                    int64_t k, const char *op) {
+  char s1[128], s2[128];
+  if (!f) return KILN_OK;
+  if (!f->gamma != !f->beta)
+    return kiln_error(KILN_ERR_INVALID_ARG, "%s: the layernorm needs both gamma and beta", op);
+  if (f->gamma) {
+    KILN_TRY(check_tensor(f->gamma, "gamma"));
+    KILN_TRY(check_tensor(f->beta, "beta"));
+    if (kiln_dims_count(&f->gamma->shape) != k || kiln_dims_count(&f->beta->shape) != k)
+      return kiln_error(KILN_ERR_SHAPE, "%s: gamma and beta must have K = %lld elements", op, (long long)k);
+    if (!kiln_dtype_is_float(x->dtype)) return kiln_error(KILN_ERR_UNSUPPORTED, "%s: x must be float", op);
+  }
+  if (f->residual) {
+    KILN_TRY(check_tensor(f->residual, "the residual"));
+    if (!kiln_dims_equal(&f->residual->shape, &y->shape))
+      return kiln_error(KILN_ERR_SHAPE, "%s: the residual %s must have y's shape %s", op,
+                        kiln_dims_str(&f->residual->shape, s1, sizeof s1), kiln_dims_str(&y->shape, s2, sizeof s2));
+  }
+  return KILN_OK;
+}
+
+kiln_status kiln_cuda_mm_ln_prologue(const kiln_tensor *x, const kiln_cuda_mm_fuse *f, void **workspace,
+                                     size_t *workspace_bytes, kiln_tensor *xn, void *stream) {
+  *xn = *x;
+  if (!f || !f->gamma) return KILN_OK;
+  int64_t k = x->shape.d[x->shape.rank - 1], m = kiln_dims_count(&x->shape) / (k ? k : 1);
+  size_t need = kiln_cuda_matmul_ln_bytes(m, k, x->dtype);
+  if (!*workspace || *workspace_bytes < need)
+    return kiln_error(KILN_ERR_INVALID_ARG, "matmul with a fused layernorm: %zu bytes of workspace for the "
+                      "normalized input, %zu given; rebuild the engine", need, *workspace ? *workspace_bytes : 0);
+  *xn = kiln_tensor_contiguous(*workspace, x->dtype, &x->shape);
+  *workspace = (char *)*workspace + need;
+  *workspace_bytes -= need;
+  return kiln_cuda_layernorm(x, f->gamma, f->beta, f->eps, xn, stream);
+}
+
+kiln_status kiln_cuda_matmul_fused(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                                   const kiln_tensor *w, const kiln_tensor *b, kiln_activation act,
+                                   const kiln_cuda_mm_fuse *fuse, kiln_tensor *y, void *workspace,
+                                   size_t workspace_bytes, void *stream) {
+  int64_t m = 0, n = 0, k = 0;
   int32_t kind = tactic ? tactic->kind : KILN_TACTIC_DEFAULT;
   KILN_TRY(check_matmul(x, w, b, act, y, &m, &n, &k));
+  KILN_TRY(kiln_cuda_mm_fuse_check(fuse, x, y, k, "kiln_cuda_matmul"));
   if (kind != KILN_TACTIC_DEFAULT && kind != KILN_TACTIC_CUBLASLT && kind != KILN_TACTIC_KERNEL)
     return kiln_error(KILN_ERR_INVALID_ARG,
                       "kiln_cuda_matmul: tactic kind %d is not a matmul tactic; rebuild the engine",
@@ -284,19 +353,32 @@ kiln_status kiln_cuda_matmul(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const
                       "rebuild the engine",
                       (int)tactic->index, KILN_CUDA_MATMUL_KERNELS);
   if (m == 0 || n == 0) return KILN_OK;
-  int lt_ok = lt_dtypes_ok(x->dtype, b != NULL, b ? b->dtype : x->dtype, w->dtype, y->dtype);
+  if (kind == KILN_TACTIC_KERNEL && tactic->index >= SKINNY_BASE) {
+    if (!cu || cu->info.cc_major < 8)
+      return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_cuda_matmul: the skinny kernel needs a context on an sm_80+ GPU");
+    return kiln_cuda_skinny(tactic->index - SKINNY_BASE, x, w, NULL, 0, b, act, fuse, y, m, n, k, stream);
+  }
+  kiln_tensor xn;
+  KILN_TRY(kiln_cuda_mm_ln_prologue(x, fuse, &workspace, &workspace_bytes, &xn, stream));
+  const kiln_tensor *res = fuse ? fuse->residual : NULL;
+  int lt_ok = lt_dtypes_ok(x->dtype, b != NULL, b ? b->dtype : x->dtype, w->dtype, y->dtype) &&
+              (!res || res->dtype == y->dtype);
   if (kind == KILN_TACTIC_CUBLASLT && !lt_ok)
     return kiln_error(KILN_ERR_UNSUPPORTED,
-                      "kiln_cuda_matmul: the cuBLASLt tactic needs x, W, b and y in one dtype "
+                      "kiln_cuda_matmul: the cuBLASLt tactic needs x, W, b, y (and the residual) in one dtype "
                       "(got %s, %s, %s, %s); convert them or use the kernel tactic",
                       kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype),
                       b ? kiln_dtype_name(b->dtype) : "none", kiln_dtype_name(y->dtype));
-  if (kind == KILN_TACTIC_KERNEL || !lt_ok || k == 0)
-    return kiln_cuda_matmul_tiled(x, w, b, act, y, m, n, k, stream);
+  if (kind == KILN_TACTIC_KERNEL || !lt_ok || k == 0) {
+    KILN_TRY(kiln_cuda_matmul_tiled(&xn, w, b, act, y, m, n, k, stream));
+    return res ? kiln_cuda_add(y, res, y, stream) : KILN_OK;
+  }
   if (!cu)
     return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul: cuBLASLt tactics need a context "
                       "(kiln_cuda_ctx_create)");
-  return lt_run(cu, tactic, x, w, b, act, y, m, n, k, workspace, workspace_bytes, stream);
+  int c_in_lt = res && act == KILN_ACTIVATION_NONE;
+  KILN_TRY(lt_run(cu, tactic, &xn, w, b, act, c_in_lt ? res : NULL, y, m, n, k, workspace, workspace_bytes, stream));
+  return res && !c_in_lt ? kiln_cuda_add(y, res, y, stream) : KILN_OK;
 }
 
 static kiln_status check_tensor(const kiln_tensor *t, const char *what) {

@@ -1,6 +1,6 @@
 /* src/backends/cuda/matmul_wq.c - the weight-only quantized matmul on the GPU, host side:
  * argument checks, tactic candidates, workspace sizes and the two paths (tactics in cuda_ops.h):
- * the small-M kernel (matmul_wq.cu) for decoding, or the weights dequantized into the layer's
+ * the small-M kernel (skinny.cu) for decoding, or the weights dequantized into the layer's
  * workspace followed by the cuBLASLt matmul of matmul.c for large M. Which one runs is the
  * builder's choice, by timing (builder/tactics.c). Not a kernel file.
  */
@@ -21,11 +21,11 @@ static size_t dequant_bytes(int64_t n, int64_t k, kiln_dtype dtype) {
   return align_up(kiln_dtype_bytes(dtype, n * k));
 }
 
+_Static_assert(KILN_CUDA_WQ_KERNELS == KILN_CUDA_SKINNY_VARIANTS, "wq kernel tactics are the skinny variants");
+
 int kiln_cuda_wq_kernel_fits(kiln_dtype dtype, kiln_dtype qdtype, int64_t k, int32_t group) {
-  int64_t per_lane = qdtype == KILN_DTYPE_INT8 ? 16 : 32; /* codes in one 16-byte load */
-  if (dtype != KILN_DTYPE_FP16 && dtype != KILN_DTYPE_BF16) return 0;
   if (qdtype != KILN_DTYPE_INT8 && qdtype != KILN_DTYPE_INT4) return 0;
-  return k % per_lane == 0 && k <= INT32_MAX && group >= 0 && group % per_lane == 0;
+  return kiln_cuda_skinny_fits(dtype, qdtype, k, group);
 }
 
 static int has_tensor_cores(const kiln_cuda_ctx *cu) { return cu && cu->info.cc_major >= 8; }
@@ -126,9 +126,18 @@ kiln_status kiln_cuda_matmul_wq(kiln_cuda_ctx *cu, const kiln_tactic *tactic, co
                                 const kiln_tensor *wq, const kiln_tensor *scales, const kiln_tensor *b, int32_t group,
                                 kiln_activation act, kiln_tensor *y, void *workspace, size_t workspace_bytes,
                                 void *stream) {
+  return kiln_cuda_matmul_wq_fused(cu, tactic, x, wq, scales, b, group, act, NULL, y, workspace, workspace_bytes,
+                                   stream);
+}
+
+kiln_status kiln_cuda_matmul_wq_fused(kiln_cuda_ctx *cu, const kiln_tactic *tactic, const kiln_tensor *x,
+                                      const kiln_tensor *wq, const kiln_tensor *scales, const kiln_tensor *b,
+                                      int32_t group, kiln_activation act, const kiln_cuda_mm_fuse *fuse,
+                                      kiln_tensor *y, void *workspace, size_t workspace_bytes, void *stream) {
   int64_t m = 0, n = 0, k = 0;
   int32_t kind = tactic ? tactic->kind : KILN_TACTIC_DEFAULT;
   KILN_TRY(check_args(x, wq, scales, b, group, act, y, &m, &n, &k));
+  KILN_TRY(kiln_cuda_mm_fuse_check(fuse, x, y, k, "kiln_cuda_matmul_wq"));
   if (kind != KILN_TACTIC_DEFAULT && kind != KILN_TACTIC_CUBLASLT && kind != KILN_TACTIC_KERNEL)
     return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_matmul_wq: tactic kind %d is not a matmul tactic; rebuild the engine",
                       (int)kind);
@@ -146,9 +155,12 @@ kiln_status kiln_cuda_matmul_wq(kiln_cuda_ctx *cu, const kiln_tactic *tactic, co
                       wq->dtype == KILN_DTYPE_INT8 ? 16 : 32, kiln_dtype_name(x->dtype), kiln_dtype_name(y->dtype),
                       kiln_dtype_name(wq->dtype), (long long)k, (int)group, x->data);
   if (kind == KILN_TACTIC_KERNEL || (kind == KILN_TACTIC_DEFAULT && fits))
-    return kiln_cuda_wq_small_m(kind == KILN_TACTIC_KERNEL ? tactic->index : 0, x, wq, scales, b, group, act, y, m, n,
-                                k, stream);
-  /* large-M path: W = dequant(Wq) in x's dtype at the start of the workspace, then cuBLASLt */
+    return kiln_cuda_skinny(kind == KILN_TACTIC_KERNEL ? tactic->index : 0, x, wq, scales, group, b, act, fuse, y, m, n,
+                            k, stream);
+  /* large-M path: the layernorm (if fused), then W = dequant(Wq) in x's dtype, both at the start
+   * of the workspace, then cuBLASLt with the residual */
+  kiln_tensor xn;
+  KILN_TRY(kiln_cuda_mm_ln_prologue(x, fuse, &workspace, &workspace_bytes, &xn, stream));
   size_t need = dequant_bytes(n, k, x->dtype);
   if (need > 0 && (!workspace || workspace_bytes < need))
     return kiln_error(KILN_ERR_UNSUPPORTED,
@@ -159,6 +171,7 @@ kiln_status kiln_cuda_matmul_wq(kiln_cuda_ctx *cu, const kiln_tactic *tactic, co
   kiln_tensor w = kiln_tensor_contiguous(workspace, x->dtype, &wq->shape);
   void *rest = need > 0 ? (char *)workspace + need : workspace;
   size_t rest_bytes = workspace ? workspace_bytes - need : 0;
-  return kiln_cuda_matmul(cu, kind == KILN_TACTIC_CUBLASLT ? tactic : NULL, x, &w, b, act, y, rest_bytes ? rest : NULL,
-                          rest_bytes, stream);
+  kiln_cuda_mm_fuse res_only = {NULL, NULL, 0.0f, fuse ? fuse->residual : NULL};
+  return kiln_cuda_matmul_fused(cu, kind == KILN_TACTIC_CUBLASLT ? tactic : NULL, &xn, &w, b, act, &res_only, y,
+                                rest_bytes ? rest : NULL, rest_bytes, stream);
 }

@@ -1,0 +1,457 @@
+/* src/backends/cuda/skinny.cu - the skinny matmul: y[M, N] = act(norm(x)[M, K] @ W[N, K]^T + b[N])
+ * (+ r[M, N]) for small M (decoding: M = batch x beams, 1 to 64), where reading the weights is
+ * the whole cost. W is fp16/bf16 (the plain matmul) or int8 / packed int4 codes with fp32 scales
+ * (the weight-only matmul; format src/core/quant.h), dequantized in registers. Optional fusions
+ * (graph.h's KILN_FUSE_*): a layernorm of x over K before the product (norm), and a residual r
+ * added after the activation. The host side (tactics, checks, the other paths) is matmul.c and
+ * matmul_wq.c.
+ *
+ * Each weight is read once from memory with a 16-byte load and used for up to 64 rows of x
+ * through tensor-core MMAs (mma.sync m16n8k16, fp16 or bf16 operands, fp32 accumulation; sm_80
+ * and newer). Layout: a block owns 16 * NT weight rows and 8 * MT rows of x; its WARPS warps
+ * split K (chunk c goes to warp (c / U) % WARPS) and add their partial sums in shared memory at
+ * the end. In a warp, lane (g = lane / 4, t = lane % 4) loads 16 bytes of weight rows g and
+ * g + 8 (8 fp16/bf16 values, 16 int8 or 32 int4 codes: the K range [chunk * 4 * KPT + t * KPT,
+ * + KPT)), and the same K range of x row g of each 8-row tile. Because a dot product does not
+ * care about the order of K, the MMA's k index i of lane t is mapped to that lane's own
+ * contiguous range (k16 step s holds elements 4s..4s+3 of it: cols 2t, 2t+1 -> 4s, 4s+1; cols
+ * 2t+8, 2t+9 -> 4s+2, 4s+3) for both operands, so every load is contiguous and nothing is
+ * shuffled. Codes become exact integers in fp16/bf16 with magic-number tricks (no int->float
+ * conversions); per-row scales (group 0) multiply the fp32 sums at the end, group scales
+ * multiply the dequantized weights before the MMA (in fp16/bf16).
+ * The layernorm: each block first computes the mean and 1/std of its rows of x (fp32, one pass
+ * of sums shifted by the row's first element), then normalizes x as it loads it, rounding to
+ * x's dtype as a layernorm layer's output would be.
+ * M above 64 runs as several row tiles (grid.y), each reading the weights again: correct, slow.
+ * Needs K a multiple of KPT (8 for fp16/bf16 weights, 16 int8, 32 int4), group 0 or a multiple
+ * of KPT, 16-byte aligned x and W, 8-byte aligned gamma/beta (kiln_cuda_skinny_fits and the
+ * launcher check).
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <string.h>
+
+#include <type_traits>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_internal.h"
+
+namespace {
+
+/* ---- fp16 / bf16 specifics ---------------------------------------------------------------- */
+
+template <typename V>
+static __device__ __forceinline__ V from_u32(uint32_t u) {
+  V r;
+  memcpy(&r, &u, 4);
+  return r;
+}
+
+template <typename V>
+static __device__ __forceinline__ uint32_t to_u32(V v) {
+  uint32_t r;
+  memcpy(&r, &v, 4);
+  return r;
+}
+
+template <typename T>
+struct wq_type;
+
+template <>
+struct wq_type<__half> {
+  typedef __half2 T2;
+  /* int4: 0x6400 | u is the fp16 1024 + u for a nibble u; minus 1032 gives u - 8 */
+  static constexpr uint32_t kNibbleMagic = 0x64006400u, kNibbleBias = 0x64086408u;
+  /* int8 codes (bytes 2p, 2p + 1 of w) -> exact fp16 pair, via 1024 + (q + 128) - 1152 */
+  static __device__ __forceinline__ uint32_t int8_pair(uint32_t w, int p) {
+    uint32_t u = w ^ 0x80808080u; /* two's complement -> offset binary */
+    uint32_t h = __byte_perm(u, 0x64646464u, p == 0 ? 0x5150u : 0x5352u);
+    return to_u32(__hsub2(from_u32<T2>(h), from_u32<T2>(0x64806480u)));
+  }
+  static __device__ __forceinline__ T2 splat(float s) { return __float2half2_rn(s); }
+  static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
+  static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ float2 to_float2(T2 v) { return __half22float2(v); }
+  static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2half2_rn(a, b); }
+};
+
+template <>
+struct wq_type<__nv_bfloat16> {
+  typedef __nv_bfloat162 T2;
+  /* int4: 0x4300 | u is the bf16 128 + u; minus 136 gives u - 8 */
+  static constexpr uint32_t kNibbleMagic = 0x43004300u, kNibbleBias = 0x43084308u;
+  /* int8 codes -> exact bf16 pair through fp32: the float 2^23 + (q + 128), minus 2^23 + 128 */
+  static __device__ __forceinline__ uint32_t int8_pair(uint32_t w, int p) {
+    uint32_t u = w ^ 0x80808080u;
+    float lo = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u | (uint32_t)(2 * p))) - 8388736.0f;
+    float hi = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u | (uint32_t)(2 * p + 1))) - 8388736.0f;
+    return to_u32(__floats2bfloat162_rn(lo, hi));
+  }
+  static __device__ __forceinline__ T2 splat(float s) { return __float2bfloat162_rn(s); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ float2 to_float2(T2 v) { return __bfloat1622float2(v); }
+  static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+
+/* a - b and a * s on pairs of T held in 32-bit registers */
+template <typename T>
+static __device__ __forceinline__ uint32_t sub_pair(uint32_t a, uint32_t b) {
+  typedef typename wq_type<T>::T2 T2;
+  return to_u32(__hsub2(from_u32<T2>(a), from_u32<T2>(b)));
+}
+
+template <typename T>
+static __device__ __forceinline__ uint32_t scale_pair(uint32_t a, float s) {
+  typedef typename wq_type<T>::T2 T2;
+  return to_u32(__hmul2(from_u32<T2>(a), wq_type<T>::splat(s)));
+}
+
+/* d += A (16 x 16, row) * B (16 x 8, col), fp32 accumulators (PTX fragment layouts). */
+template <typename T>
+static __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same<T, __half>::value)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap(); /* the host never launches the kernel below sm_80 */
+#endif
+}
+
+static __device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+/* int4 codes of byte j of w (elements 2j, 2j + 1; low nibble first) -> exact pair in T. */
+template <typename T>
+static __device__ __forceinline__ uint32_t int4_pair(uint32_t w, int j) {
+  uint32_t u = w ^ 0x88888888u; /* two's complement nibbles -> offset binary u = q + 8 */
+  /* byte 0 of r: byte j of u (its low nibble is element 2j); byte 2: byte j of u >> 4 (its low
+   * nibble is element 2j + 1); the mask keeps those two nibbles */
+  uint32_t r = __byte_perm(u, u >> 4, 0x0400u + 0x0101u * (uint32_t)j);
+  r = (r & 0x000F000Fu) | wq_type<T>::kNibbleMagic;
+  return sub_pair<T>(r, wq_type<T>::kNibbleBias);
+}
+
+/* A operands (the weights) of k16 step s (elements 4s..4s+3 of the lane's K range) of rows g (lo) and g + 8
+ * (hi): a[0] = (g, 4s..4s+1), a[1] = (g + 8, 4s..4s+1), a[2] = (g, 4s+2..4s+3), a[3] = (g + 8, ...). */
+template <typename T, int QBITS>
+static __device__ __forceinline__ void a_operands(const uint4 &lo, const uint4 &hi, int s, uint32_t (&a)[4]) {
+  if (QBITS == 16) { /* the values themselves: words 2s, 2s + 1 */
+    a[0] = word_of(lo, 2 * s);
+    a[1] = word_of(hi, 2 * s);
+    a[2] = word_of(lo, 2 * s + 1);
+    a[3] = word_of(hi, 2 * s + 1);
+  } else if (QBITS == 8) {
+    uint32_t wl = word_of(lo, s), wh = word_of(hi, s);
+    a[0] = wq_type<T>::int8_pair(wl, 0);
+    a[1] = wq_type<T>::int8_pair(wh, 0);
+    a[2] = wq_type<T>::int8_pair(wl, 1);
+    a[3] = wq_type<T>::int8_pair(wh, 1);
+  } else {
+    uint32_t wl = word_of(lo, s / 2), wh = word_of(hi, s / 2);
+    int j = 2 * (s % 2);
+    a[0] = int4_pair<T>(wl, j);
+    a[1] = int4_pair<T>(wh, j);
+    a[2] = int4_pair<T>(wl, j + 1);
+    a[3] = int4_pair<T>(wh, j + 1);
+  }
+}
+
+
+/* B operand: x[m, k .. k + 3] (k = the lane's range + 4s) as two pairs of T; with the layernorm
+ * fused, normalized with the row's mean and 1/std and gamma/beta, rounded to T. */
+template <typename T, bool LN>
+static __device__ __forceinline__ uint2 x_operand(const T *__restrict__ xr, int k, const T *__restrict__ gamma,
+                                                   const T *__restrict__ beta, float mean, float rstd) {
+  uint2 v = __ldg(reinterpret_cast<const uint2 *>(xr + k));
+  if (!LN) return v;
+  typedef typename wq_type<T>::T2 T2;
+  const uint2 gv = __ldg(reinterpret_cast<const uint2 *>(gamma + k));
+  const uint2 bv = __ldg(reinterpret_cast<const uint2 *>(beta + k));
+  uint32_t w[2] = {v.x, v.y}, gw[2] = {gv.x, gv.y}, bw[2] = {bv.x, bv.y};
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    float2 xf = wq_type<T>::to_float2(from_u32<T2>(w[i]));
+    float2 gf = wq_type<T>::to_float2(from_u32<T2>(gw[i]));
+    float2 bf = wq_type<T>::to_float2(from_u32<T2>(bw[i]));
+    w[i] = to_u32(wq_type<T>::from_float2((xf.x - mean) * rstd * gf.x + bf.x, (xf.y - mean) * rstd * gf.y + bf.y));
+  }
+  return make_uint2(w[0], w[1]);
+}
+
+/* Mean and 1/std of rows m_base .. m_base + rows - 1 of x into mean[] / rstd[] (one warp per
+ * row; sums shifted by the row's first element keep the one-pass variance accurate). */
+template <typename T, int WARPS>
+static __device__ __forceinline__ void row_stats(const T *__restrict__ x, int m_base, int rows, int k_len, float eps,
+                                                 float *mean, float *rstd) {
+  typedef typename wq_type<T>::T2 T2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int r = warp; r < rows; r += WARPS) {
+    const T *xr = x + (int64_t)(m_base + r) * k_len;
+    const float c = wq_type<T>::to_float(xr[0]);
+    float s = 0.0f, q = 0.0f;
+    for (int k = lane * 8; k < k_len; k += 32 * 8) {
+      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(xr + k));
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        float2 f = wq_type<T>::to_float2(from_u32<T2>(word_of(v, i)));
+        f.x -= c, f.y -= c;
+        s += f.x + f.y;
+        q += f.x * f.x + f.y * f.y;
+      }
+    }
+    s = kiln_warp_sum(s);
+    q = kiln_warp_sum(q);
+    if (lane == 0) {
+      const float d = s / (float)k_len, var = fmaxf(q / (float)k_len - d * d, 0.0f);
+      mean[r] = c + d;
+      rstd[r] = rsqrtf(var + eps);
+    }
+  }
+}
+
+/* Arguments of one launch (pointers already checked). */
+typedef struct skinny_args {
+  const void *x, *w;
+  const float *scales;
+  const void *bias, *gamma, *beta, *residual;
+  int bias_dt, act, group;
+  float eps;
+  void *y;
+  int m, n, k;
+  cudaStream_t stream;
+} skinny_args;
+
+/* The kernel (see the top of the file). grid (ceil(N / (16 NT)), ceil(M / (8 MT))), block
+ * WARPS * 32 threads. */
+template <typename T, int QBITS, int MT, int NT, int WARPS, int U, bool LN, bool RES>
+__global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a) {
+  constexpr int KPT = 128 / QBITS; /* values per lane per chunk: one 16-byte load per row */
+  constexpr int STEPS = KPT / 4;   /* k16 MMA steps per chunk */
+  constexpr int KPC = 4 * KPT;     /* K per chunk (the 4 lanes of a quad) */
+  constexpr int P = NT * MT * 4 * 32; /* partial sums per warp */
+  __shared__ float red[WARPS * P];
+  __shared__ float s_mean[LN ? 8 * MT : 1], s_rstd[LN ? 8 * MT : 1];
+  const T *__restrict__ x = (const T *)a.x;
+  const uint8_t *__restrict__ wq = (const uint8_t *)a.w;
+  const T *__restrict__ gamma = (const T *)a.gamma, *__restrict__ beta = (const T *)a.beta;
+  const int m_rows = a.m, n_cols = a.n, k_len = a.k, group = a.group;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int n_base = blockIdx.x * (16 * NT), m_base = blockIdx.y * (8 * MT);
+  const int64_t row_bytes = (int64_t)k_len * QBITS / 8;
+  const int n_chunks = (k_len + KPC - 1) / KPC;
+  const int scales_per_row = group > 0 ? k_len / group : 1;
+
+  if (LN) {
+    const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
+    row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
+    __syncthreads();
+  }
+
+  float acc[NT][MT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) acc[nt][mt][j] = 0.0f;
+
+  for (int c0 = warp * U; c0 < n_chunks; c0 += WARPS * U) {
+    uint4 wv[U][NT][2]; /* [chunk][row tile][rows g, g + 8] */
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int k0 = (c0 + u) * KPC + t * KPT;
+      const bool k_ok = c0 + u < n_chunks && k0 < k_len;
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int n = n_base + nt * 16 + g + 8 * h;
+          wv[u][nt][h] = make_uint4(0u, 0u, 0u, 0u);
+          if (k_ok && n < n_cols)
+            wv[u][nt][h] = __ldcs(reinterpret_cast<const uint4 *>(wq + (int64_t)n * row_bytes + k0 * QBITS / 8));
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (c0 + u >= n_chunks) break; /* uniform over the warp: every lane reaches each mma */
+      const int k0 = (c0 + u) * KPC + t * KPT;
+      const bool k_ok = k0 < k_len; /* per lane: a lane past K feeds zeros */
+      float s_lo[NT], s_hi[NT];     /* group scales of rows g and g + 8 for this lane's K range */
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const int n = n_base + nt * 16 + g;
+        s_lo[nt] = QBITS < 16 && group > 0 && k_ok && n < n_cols ? __ldg(a.scales + (int64_t)n * scales_per_row + k0 / group)
+                                                                : 0.0f;
+        s_hi[nt] = QBITS < 16 && group > 0 && k_ok && n + 8 < n_cols
+                       ? __ldg(a.scales + (int64_t)(n + 8) * scales_per_row + k0 / group)
+                       : 0.0f;
+      }
+#pragma unroll
+      for (int s = 0; s < STEPS; s++) {
+        uint32_t av[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+          a_operands<T, QBITS>(wv[u][nt][0], wv[u][nt][1], s, av[nt]);
+          if (QBITS < 16 && group > 0) {
+            av[nt][0] = scale_pair<T>(av[nt][0], s_lo[nt]);
+            av[nt][2] = scale_pair<T>(av[nt][2], s_lo[nt]);
+            av[nt][1] = scale_pair<T>(av[nt][1], s_hi[nt]);
+            av[nt][3] = scale_pair<T>(av[nt][3], s_hi[nt]);
+          }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const int r = mt * 8 + g, m = m_base + r;
+          uint2 xv = make_uint2(0u, 0u); /* B operand: x[m, k0 + 4s .. k0 + 4s + 3] */
+          if (k_ok && m < m_rows)
+            xv = x_operand<T, LN>(x + (int64_t)m * k_len, k0 + 4 * s, gamma, beta, LN ? s_mean[r] : 0.0f,
+                                  LN ? s_rstd[r] : 0.0f);
+#pragma unroll
+          for (int nt = 0; nt < NT; nt++) mma_16816<T>(acc[nt][mt], av[nt], xv.x, xv.y);
+        }
+      }
+    }
+  }
+
+  /* add the warps' partial sums in a fixed order; epilogue; store */
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) red[warp * P + ((nt * MT + mt) * 4 + j) * 32 + lane] = acc[nt][mt][j];
+  __syncthreads();
+  T *__restrict__ y = (T *)a.y;
+  const T *__restrict__ res = (const T *)a.residual;
+  for (int i = threadIdx.x; i < P; i += WARPS * 32) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) v += red[w * P + i];
+    /* accumulator j of lane l in tile (nt, mt): weight row g + 8 (j / 2), x row 2 t + j % 2 */
+    const int l = i & 31, j = (i >> 5) & 3, nt = (i >> 7) / MT, mt = (i >> 7) % MT;
+    const int n = n_base + nt * 16 + (l >> 2) + (j >= 2 ? 8 : 0);
+    const int m = m_base + mt * 8 + (l & 3) * 2 + (j & 1);
+    if (n < n_cols && m < m_rows) {
+      if (QBITS < 16 && group == 0) v *= __ldg(a.scales + n);
+      if (a.bias) v += kiln_ld(a.bias, a.bias_dt, n);
+      v = kiln_act(v, a.act);
+      if (RES) v += wq_type<T>::to_float(res[(int64_t)m * n_cols + n]);
+      y[(int64_t)m * n_cols + n] = wq_type<T>::from_float(v);
+    }
+  }
+}
+
+/* ---- launchers ---------------------------------------------------------------------------- */
+
+template <typename T, int QBITS, int MT, int NT, int WARPS, int U>
+static kiln_status launch(const skinny_args *a) {
+  int64_t m_tiles = ((int64_t)a->m + 8 * MT - 1) / (8 * MT), n_tiles = ((int64_t)a->n + 16 * NT - 1) / (16 * NT);
+  if (m_tiles > 65535)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "skinny matmul kernel: %d rows of x is too many for one launch; use a "
+                      "cuBLASLt tactic (rebuild with a profile whose opt shape has more rows)", a->m);
+  dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles), block(WARPS * 32);
+  const bool ln = a->gamma != NULL, res = a->residual != NULL;
+  if (ln && res)
+    skinny_kernel<T, QBITS, MT, NT, WARPS, U, true, true><<<grid, block, 0, a->stream>>>(*a);
+  else if (ln)
+    skinny_kernel<T, QBITS, MT, NT, WARPS, U, true, false><<<grid, block, 0, a->stream>>>(*a);
+  else if (res)
+    skinny_kernel<T, QBITS, MT, NT, WARPS, U, false, true><<<grid, block, 0, a->stream>>>(*a);
+  else
+    skinny_kernel<T, QBITS, MT, NT, WARPS, U, false, false><<<grid, block, 0, a->stream>>>(*a);
+  KILN_CUDA_CHECK_LAUNCH();
+  return KILN_OK;
+}
+
+/* Rows of x per block: the smallest tile of 8, 16, 32 or 64 that holds M (more run as tiles). */
+template <typename T, int QBITS, int NT, int WARPS, int U>
+static kiln_status launch_rows(const skinny_args *a) {
+  if (a->m <= 8) return launch<T, QBITS, 1, NT, WARPS, U>(a);
+  if (a->m <= 16) return launch<T, QBITS, 2, NT, WARPS, U>(a);
+  if (a->m <= 32) return launch<T, QBITS, 4, NT, WARPS, U>(a);
+  return launch<T, QBITS, 8, NT, WARPS, U>(a);
+}
+
+/* Variants (KILN_CUDA_SKINNY_VARIANTS): 0: 16 weight rows per block, 8 warps over K, 4 chunks in
+ * flight per lane; 1: 32 weight rows per block (x read half as often), 4 warps, 2 chunks; 2: as 0
+ * with 8 chunks in flight (more bytes in flight when N is small and few blocks run); 3: 4 warps,
+ * 4 chunks (smaller blocks, more of them resident per SM). */
+template <typename T, int QBITS>
+static kiln_status launch_variant(int32_t variant, const skinny_args *a) {
+  if (variant == 0) return launch_rows<T, QBITS, 1, 8, 4>(a);
+  if (variant == 1) return launch_rows<T, QBITS, 2, 4, 2>(a);
+  if (variant == 2) return launch_rows<T, QBITS, 1, 8, 8>(a);
+  return launch_rows<T, QBITS, 1, 4, 4>(a);
+}
+
+template <typename T>
+static kiln_status launch_bits(int32_t variant, int bits, const skinny_args *a) {
+  if (bits == 16) return launch_variant<T, 16>(variant, a);
+  if (bits == 8) return launch_variant<T, 8>(variant, a);
+  return launch_variant<T, 4>(variant, a);
+}
+
+static int aligned(const void *p, uintptr_t n) { return ((uintptr_t)p % n) == 0; }
+
+} /* namespace */
+
+extern "C" int kiln_cuda_skinny_fits(kiln_dtype dtype, kiln_dtype wdtype, int64_t k, int32_t group) {
+  int64_t kpt = wdtype == KILN_DTYPE_INT4 ? 32 : wdtype == KILN_DTYPE_INT8 ? 16 : 8;
+  if (dtype != KILN_DTYPE_FP16 && dtype != KILN_DTYPE_BF16) return 0;
+  if (wdtype != dtype && wdtype != KILN_DTYPE_INT8 && wdtype != KILN_DTYPE_INT4) return 0;
+  return k % kpt == 0 && k > 0 && k <= INT32_MAX && group >= 0 && group % kpt == 0;
+}
+
+extern "C" kiln_status kiln_cuda_skinny(int32_t variant, const kiln_tensor *x, const kiln_tensor *w,
+                                        const kiln_tensor *scales, int32_t group, const kiln_tensor *b,
+                                        kiln_activation act, const kiln_cuda_mm_fuse *fuse, kiln_tensor *y,
+                                        int64_t m, int64_t n, int64_t k, void *stream) {
+  if (m == 0 || n == 0) return KILN_OK;
+  if (variant < 0 || variant >= KILN_CUDA_SKINNY_VARIANTS || m > 2147483647LL || n > 2147483647LL)
+    return kiln_error(KILN_ERR_INVALID_ARG, "skinny matmul kernel: variant %d or shape [%lld, %lld, %lld] out of range",
+                      (int)variant, (long long)m, (long long)n, (long long)k);
+  if (!kiln_cuda_skinny_fits(x->dtype, w->dtype, k, group) || y->dtype != x->dtype)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "skinny matmul kernel: x %s, W %s, y %s, K %lld, group %d are not "
+                      "operands it takes; rebuild the engine (another tactic)", kiln_dtype_name(x->dtype),
+                      kiln_dtype_name(w->dtype), kiln_dtype_name(y->dtype), (long long)k, (int)group);
+  const kiln_tensor *gamma = fuse ? fuse->gamma : NULL, *beta = fuse ? fuse->beta : NULL;
+  const kiln_tensor *res = fuse ? fuse->residual : NULL;
+  int ok = aligned(x->data, 16) && aligned(w->data, 16);
+  if (gamma) ok = ok && beta && gamma->dtype == x->dtype && beta->dtype == x->dtype && aligned(gamma->data, 8) &&
+                  aligned(beta->data, 8);
+  if (res) ok = ok && res->dtype == x->dtype;
+  if (!ok)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "skinny matmul kernel: x and W must be 16-byte aligned, gamma and beta "
+                      "8-byte aligned, and gamma, beta and the residual in x's dtype");
+  skinny_args a;
+  memset(&a, 0, sizeof a);
+  a.x = x->data;
+  a.w = w->data;
+  a.scales = scales ? (const float *)scales->data : NULL;
+  a.group = group;
+  a.bias = b ? b->data : NULL;
+  a.bias_dt = b ? (int)b->dtype : (int)KILN_DTYPE_FP32;
+  a.act = (int)act;
+  a.gamma = gamma ? gamma->data : NULL;
+  a.beta = beta ? beta->data : NULL;
+  a.eps = fuse ? fuse->eps : 0.0f;
+  a.residual = res ? res->data : NULL;
+  a.y = y->data;
+  a.m = (int)m, a.n = (int)n, a.k = (int)k;
+  a.stream = kiln_stream(stream);
+  int bits = w->dtype == KILN_DTYPE_INT8 ? 8 : w->dtype == KILN_DTYPE_INT4 ? 4 : 16;
+  if (x->dtype == KILN_DTYPE_FP16) return launch_bits<__half>(variant, bits, &a);
+  return launch_bits<__nv_bfloat16>(variant, bits, &a);
+}
