@@ -487,6 +487,24 @@ static void test_kv_int8(const ref_file *rf) {
   CHECK_OK(kiln_whisper_decode(w8, tok + 4, 1, b));
   CHECK(memcmp(a, b, (size_t)V * 4) == 0);
   kiln_whisper_kv_destroy(w8, kv);
+  /* an fp32-cache encoder with the int8-cache decoder is refused */
+  cJSON *m = NULL;
+  CHECK_OK(kiln_whisper_json_read(ENGINE_DIR_PREFIX "kv8/" KILN_WHISPER_MANIFEST, &m));
+  if (m) {
+    mkdir(ENGINE_DIR_PREFIX "mixed", 0777);
+    cJSON_ReplaceItemInObject(m, "encoder", cJSON_CreateString("../" ENGINES "/encoder.engine"));
+    cJSON_ReplaceItemInObject(m, "decoder", cJSON_CreateString("../" ENGINE_DIR_PREFIX "kv8/decoder.engine"));
+    char *json = cJSON_Print(m);
+    FILE *f = fopen(ENGINE_DIR_PREFIX "mixed/" KILN_WHISPER_MANIFEST, "w");
+    if (f && json) fputs(json, f);
+    if (f) fclose(f);
+    cJSON_free(json);
+    cJSON_Delete(m);
+    kiln_whisper *mixed = NULL;
+    CHECK_STATUS(kiln_whisper_load(ENGINE_DIR_PREFIX "mixed", NULL, &mixed), KILN_ERR_FORMAT);
+    CHECK_MSG("different settings");
+    CHECK(mixed == NULL);
+  }
 #ifdef WHISPER_TEST_GPU
   int64_t bytes = kiln_whisper_device_bytes(w), bytes8 = kiln_whisper_device_bytes(w8);
   printf("int8 KV cache: planned GPU memory %lld B (fp32 cache: %lld B)\n", (long long)bytes8, (long long)bytes);

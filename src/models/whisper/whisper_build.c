@@ -4,8 +4,7 @@
  * Manifest (whisper.json): {"format": "kiln-whisper", "version": 2, "encoder": "encoder.engine",
  * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N, "max_beams": K,
  * "weight_only": "none"|"int8"|"int4" (and "group_size" for int4; informative, not read back),
- * "kv_cache": "int8" or the precision's name (read back: the runtime's cache buffers follow it;
- * absent means the precision),
+ * "kv_cache": "int8" or the precision's name (informative: the runtime reads the engines' dtypes),
  * the geometry under config.json's key names (d_model, encoder_layers, ..., vocab_size,
  * max_source_positions, max_target_positions, eos_token_id, decoder_start_token_id),
  * "suppress_tokens": [...], "begin_suppress_tokens": [...]}.

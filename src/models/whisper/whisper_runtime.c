@@ -6,7 +6,7 @@
  * KV cache: per decoder layer a key and a value buffer [rows, H, n_text_ctx, Dh], written in
  * place by the decoder engine at each row's length (w->T); the cross-attention keys/values
  * [max_batch, H, 1500, Dh] stay where the encoder wrote them. With an int8 KV cache (the
- * manifest's "kv_cache": "int8") every one of these is int8 codes plus a scale buffer
+ * engines' cache and cross-attention tensors are int8) each of these is codes plus a scale buffer
  * [rows or max_batch, H, n_text_ctx or 1500] in the engine's precision, written by the engines
  * too; copies of cache rows (beam reordering, KV save/load) copy the scales with the codes.
  * Buffers are host memory for CPU engines and device memory (cudaMalloc) for CUDA engines;
@@ -257,13 +257,19 @@ static kiln_status read_manifest(kiln_whisper *w, const char *dir, char *enc, ch
     if (c->n_begin_suppress < 0) c->n_begin_suppress = 0;
     w->max_batch = manifest_int(m, "max_batch", 1);
     w->rows = w->max_batch * manifest_int(m, "max_beams", 1);
-    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(m, "kv_cache");
-    w->kv8 = cJSON_IsString(kv) && strcmp(kv->valuestring, "int8") == 0;
     snprintf(enc, cap, "%s/%s", dir, e->valuestring);
     snprintf(dec, cap, "%s/%s", dir, d->valuestring);
   }
   cJSON_Delete(m);
   return s;
+}
+
+/* The dtype of engine tensor `name` (KILN_DTYPE_INVALID when the engine has none). */
+static kiln_dtype io_dtype(const kiln_engine *e, const char *name) {
+  kiln_io_info info;
+  for (int32_t i = 0; i < kiln_engine_num_io(e); i++)
+    if (kiln_engine_io(e, i, &info) == KILN_OK && strcmp(info.name, name) == 0) return info.dtype;
+  return KILN_DTYPE_INVALID;
 }
 
 /* The caches' buffers for `rows` rows (cache_free frees what was allocated, also after an error). */
@@ -324,13 +330,15 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   KILN_TRY(kiln_engine_load(dec, &lp, &w->dec));
   w->prec = kiln_engine_precision(w->enc);
   w->esz = kiln_dtype_bytes(w->prec, 1);
+  w->kv8 = io_dtype(w->dec, "cache_k.0") == KILN_DTYPE_INT8; /* the engines say how the KV cache is kept */
   w->csz = w->kv8 ? 1 : w->esz;
   w->cuda = kiln_engine_target(w->enc) == KILN_TARGET_CUDA;
   w->dh = w->c.d_model / w->c.decoder_heads;
   w->chunk = kiln_whisper_max_chunk(w->rows, w->c.n_text_ctx);
   w->beams = 1;
   w->bound_r0 = -1;
-  if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda)
+  if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda ||
+      io_dtype(w->enc, "cross_k.0") != io_dtype(w->dec, "cross_k.0"))
     return kiln_error(KILN_ERR_FORMAT, "%s and %s were built with different settings; rebuild the folder", enc, dec);
 #ifdef KILN_HAVE_CUDA
   if (w->cuda && cudaSetDevice(p->device) != cudaSuccess)
