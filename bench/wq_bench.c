@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BENCH_NAME "wq_bench"
+#include "bench_util.h"
 #include "kiln/kiln.h"
 
 #ifdef KILN_HAVE_CUDA
@@ -32,29 +34,10 @@
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 #define MAX_TACTICS 16
 
-#define DIE(...)                    \
-  do {                              \
-    fprintf(stderr, "wq_bench: ");  \
-    fprintf(stderr, __VA_ARGS__);   \
-    fprintf(stderr, "\n");          \
-    exit(1);                        \
-  } while (0)
-#define REQUIRE(expr)                                                                    \
-  do {                                                                                   \
-    kiln_status s_ = (expr);                                                             \
-    if (s_ != KILN_OK) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #expr, kiln_last_error()); \
-  } while (0)
-
 static kiln_cuda_ctx *cu;
 static cudaStream_t stream;
 static void *workspace;
 static int iterations = 200, warmup = 20;
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float uniform(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
 
 static void *upload(const void *host, size_t bytes) {
   void *d = NULL;
@@ -226,16 +209,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k) {
 
 int main(int argc, char **argv) {
   int device = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
-    else {
-      fprintf(stderr, "usage: wq_bench [--iterations N] [--warmup N] [--device N]\n");
-      return 2;
-    }
-  }
-  if (iterations < 1) iterations = 1;
+  bench_options(argc, argv, &iterations, &warmup, &device);
   if (!kiln_cuda_available()) DIE("no CUDA device");
   REQUIRE(kiln_cuda_ctx_create(device, &cu));
   if (cudaStreamCreate(&stream) != cudaSuccess) DIE("cudaStreamCreate failed");

@@ -139,10 +139,12 @@ static inline int fixture_graph(kiln_graph *g, uint64_t seed) {
   int32_t sl = fixture_layer(g, "slice", KILN_OP_SLICE, 1, (int32_t[]){cc}, 1, &rng);
   int32_t at = fixture_layer(g, "attn", KILN_OP_ATTENTION, 3, (int32_t[]){sl, sl, i64}, 1, &rng);
   int32_t kva = fixture_layer(g, "kvattn", KILN_OP_KV_ATTENTION, 3, (int32_t[]){sl, sl, at}, 1, &rng);
+  if (kva >= 0) g->layers[g->n_layers - 1].p.cache_dtype = KILN_DTYPE_INT8;
   int32_t wq = fixture_layer(g, "mmwq", KILN_OP_MATMUL_WQ, 3, (int32_t[]){kva, w, b}, 1, &rng);
-  int32_t pg = fixture_layer(g, "plug", KILN_OP_PLUGIN, 3, (int32_t[]){wq, sc, em}, 2, &rng);
+  int32_t qz = fixture_layer(g, "quant", KILN_OP_QUANTIZE_INT8, 1, (int32_t[]){wq}, 2, &rng);
+  int32_t pg = fixture_layer(g, "plug", KILN_OP_PLUGIN, 3, (int32_t[]){qz + 1, sc, em}, 2, &rng);
   /* the plugin layer stays last: the format test edits it */
-  if (kva < 0 || wq < 0 || m < 0 || a < 0 || mu < 0 || ac < 0 || ln < 0 || al < 0 || sm < 0 || e < 0 || cv < 0 ||
+  if (kva < 0 || wq < 0 || qz < 0 || m < 0 || a < 0 || mu < 0 || ac < 0 || ln < 0 || al < 0 || sm < 0 || e < 0 || cv < 0 ||
       rs < 0 || tr < 0 || cc < 0 || sl < 0 || at < 0 || pg < 0)
     return -1;
   g->tensors[pg].is_output = 1;

@@ -14,7 +14,7 @@
  *
  * Float tensors are computed in the precision chosen at build (fp32, fp16 or bf16); the dtype
  * given to an input or constant here only says how the data is handed over. Index tensors
- * (embedding ids) are int32.
+ * (embedding ids) are int32; int8 inputs hold the codes of int8 KV caches (below).
  *
  * Layer semantics (shapes use B, S, ... for any dims; "..." is any leading dims):
  *   matmul      x[..., K] @ W^T + b: W is a constant [N, K] (PyTorch Linear layout), b is an
@@ -110,6 +110,26 @@ int32_t kiln_network_add_cached_self_attention(kiln_network *net, const char *na
                                                int32_t heads, float scale);
 int32_t kiln_network_add_cross_attention(kiln_network *net, const char *name, int32_t q,
                                          int32_t k, int32_t v, int32_t heads, float scale);
+/* The same two layers over int8 caches (half the memory of fp16 ones, and half the bytes a
+ * decoding step reads). Every cached key or value vector of Dh elements is stored as Dh int8
+ * codes and one scale: k_scale / v_scale [Bc, H, Tmax] (self) or [Bk, H, A] (cross), float
+ * inputs held in the engine's precision; element d is code[d] * scale. No calibration: the
+ * scale is computed when the vector is written, scale = max|x| / 127 over its Dh values
+ * (rounded to the scales' dtype), code = round(x / scale) clamped to [-127, 127] (0 when the
+ * scale is 0). The self-attention layer quantizes the new keys/values it appends; the caller
+ * quantizes cross-attention keys/values with kiln_network_add_quantize_int8 (in the network
+ * that computes them). The attention itself runs in fp32 on the dequantized values. */
+int32_t kiln_network_add_cached_self_attention_int8(kiln_network *net, const char *name,
+                                                    int32_t qkv, int32_t cache_k, int32_t cache_v,
+                                                    int32_t k_scale, int32_t v_scale,
+                                                    int32_t lengths, int32_t heads, float scale);
+int32_t kiln_network_add_cross_attention_int8(kiln_network *net, const char *name, int32_t q,
+                                              int32_t k, int32_t v, int32_t k_scale,
+                                              int32_t v_scale, int32_t heads, float scale);
+/* Symmetric int8 quantization of x [..., D] per row of its last dim, by the rule above: two
+ * outputs, codes [..., D] int8 (the returned id) and scales [...] (the returned id + 1, float
+ * in the engine's precision). */
+int32_t kiln_network_add_quantize_int8(kiln_network *net, const char *name, int32_t x);
 /* A plugin layer with n_in inputs and the plugin's outputs; returns the first output's id (the
  * others follow consecutively). */
 int32_t kiln_network_add_plugin(kiln_network *net, const char *name, const char *plugin_name,

@@ -29,6 +29,9 @@
  *                   cross_k.i / cross_v.i [Bk, H, 1500, Dh] (row b reads row b / (B / Bk): the
  *                   beams of a window share it) -> logits [B, S, vocab]. B runs up to
  *                   max_batch x max_beams rows, S up to a chunk (longer prompts run in chunks).
+ *                   With an int8 KV cache (kv_cache), the caches and cross_k/v are int8 and
+ *                   each has scales cache_k_scale.i, ... [B, H, n_text_ctx or 1500], which the
+ *                   encoder writes for cross_k/v and the decoder for the caches.
  *   whisper.json    the manifest: format, geometry, precision, special and suppressed tokens,
  *                   engine file names. The tokenizer files are copied next to it.
  * Float inputs and outputs of the engines are in the engine's precision.
@@ -102,6 +105,13 @@ typedef struct kiln_whisper_build_params {
                                    The decoder's output projection (tied to the token embedding
                                    table) and the convolutions stay float */
   int32_t group_size;       /* int4 group along K (default 128) */
+  kiln_dtype kv_cache;      /* the KV cache (self-attention caches and cross-attention keys and
+                               values): KILN_DTYPE_INVALID (0, default) or `precision` keeps it in
+                               the engines' precision; KILN_DTYPE_INT8 stores int8 codes with one
+                               scale (in the precision) per cached vector of Dh values, scale =
+                               max|x| / 127 computed when the vector is written (no calibration):
+                               about half the memory of fp16 caches and of the bytes a decoding
+                               step reads (kiln/network.h, the _int8 attention layers) */
 } kiln_whisper_build_params;
 
 kiln_whisper_build_params kiln_whisper_build_default_params(void);

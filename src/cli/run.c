@@ -25,7 +25,7 @@ static void run_help(FILE *f) {
           "dynamic inputs come from --shapes, the .npy file, or the profile's opt shape.\n"
           "\n"
           "options:\n"
-          "  --input NAME=FILE.npy     input data (fp32/fp16/int32 .npy; converted to the engine's dtype)\n"
+          "  --input NAME=FILE.npy     input data (fp32/fp16/int32/int8 .npy; floats converted to the engine's dtype)\n"
           "  --shapes NAME=AxBxC,...   input shapes, e.g. --shapes q=8x32x512x64,k=8x32x512x64\n"
           "  --output-dir DIR          write every output as DIR/NAME.npy (fp32)\n"
           "  --profile N               optimization profile to use (default 0)\n"
@@ -104,6 +104,7 @@ static void fill_random(io_buf *b, uint64_t seed) {
       case KILN_DTYPE_FP16: ((uint16_t *)b->host)[i] = kiln_fp32_to_fp16(v); break;
       case KILN_DTYPE_BF16: ((uint16_t *)b->host)[i] = kiln_fp32_to_bf16(v); break;
       case KILN_DTYPE_INT32: ((int32_t *)b->host)[i] = (int32_t)((x >> 33) % 8); break;
+      case KILN_DTYPE_INT8: ((int8_t *)b->host)[i] = (int8_t)((int32_t)((x >> 33) % 255) - 127); break;
       default: break;
     }
   }
@@ -129,7 +130,7 @@ static kiln_status load_input(io_buf *b) {
   if (s == KILN_OK) {
     if (kiln_dtype_is_float(b->info.dtype) && kiln_dtype_is_float(a.dtype))
       kiln_convert_floats(b->host, b->info.dtype, a.data, a.dtype, n);
-    else if (b->info.dtype == KILN_DTYPE_INT32 && a.dtype == KILN_DTYPE_INT32)
+    else if ((b->info.dtype == KILN_DTYPE_INT32 || b->info.dtype == KILN_DTYPE_INT8) && a.dtype == b->info.dtype)
       memcpy(b->host, a.data, b->bytes);
     else if (b->info.dtype == KILN_DTYPE_INT32 && a.dtype == KILN_DTYPE_INT64)
       for (int64_t i = 0; i < n; i++) ((int32_t *)b->host)[i] = (int32_t)((const int64_t *)a.data)[i];
@@ -149,6 +150,8 @@ static float *as_floats(const io_buf *b) {
   float *f = malloc((size_t)n * sizeof *f + 4);
   if (!f) return NULL;
   if (kiln_dtype_is_float(b->info.dtype)) kiln_convert_floats(f, KILN_DTYPE_FP32, b->host, b->info.dtype, n);
+  else if (b->info.dtype == KILN_DTYPE_INT8)
+    for (int64_t i = 0; i < n; i++) f[i] = (float)((const int8_t *)b->host)[i];
   else
     for (int64_t i = 0; i < n; i++) f[i] = (float)((const int32_t *)b->host)[i];
   return f;

@@ -35,10 +35,15 @@ static void build_whisper_help(FILE *f) {
           "                          the output projection (tied to the token embedding) and the\n"
           "                          convolutions stay in --dtype\n"
           "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
+          "  --kv-cache int8|DTYPE   the KV cache (self-attention caches, cross-attention keys/values):\n"
+          "                          int8 codes with one scale per cached vector (max|x| / 127, computed\n"
+          "                          as it is written; about half the memory of fp16), or the --dtype\n"
+          "                          (default)\n"
           "\n"
           "example:\n"
           "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 -o whisper-base.kiln\n"
-          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 --weight-only int8 -o whisper-base-int8.kiln\n");
+          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 --weight-only int8 -o whisper-base-int8.kiln\n"
+          "  kiln build whisper --checkpoint whisper-base/ --dtype fp16 --kv-cache int8 -o whisper-base-kv8.kiln\n");
 }
 
 int cli_build_whisper(int argc, char **argv) {
@@ -77,6 +82,10 @@ int cli_build_whisper(int argc, char **argv) {
       p.device = (int32_t)n;
     } else if (cli_flag_value(argc, argv, &i, "--timing-cache", &v)) {
       if (!(p.timing_cache = v)) return CLI_USAGE;
+    } else if (cli_flag_value(argc, argv, &i, "--kv-cache", &v)) {
+      p.kv_cache = v ? kiln_dtype_from_name(v) : KILN_DTYPE_INVALID;
+      if (p.kv_cache != KILN_DTYPE_INT8 && !kiln_dtype_is_float(p.kv_cache))
+        return fprintf(stderr, "kiln build whisper: --kv-cache is int8 or the --dtype (fp32, fp16, bf16)\n"), CLI_USAGE;
     } else {
       fprintf(stderr, "kiln build whisper: unknown option \"%s\" (kiln build whisper --help lists them)\n", argv[i]);
       return CLI_USAGE;
@@ -84,6 +93,11 @@ int cli_build_whisper(int argc, char **argv) {
   }
   if (!ckpt || !out)
     return fprintf(stderr, "kiln build whisper: --checkpoint DIR and -o OUT_DIR are required\n"), CLI_USAGE;
+  if (kiln_dtype_is_float(p.kv_cache) && p.kv_cache != p.precision)
+    return fprintf(stderr, "kiln build whisper: --kv-cache %s with --dtype %s: a float KV cache is kept in the engines' "
+                           "precision; use --kv-cache int8 or %s\n",
+                   kiln_dtype_name(p.kv_cache), kiln_dtype_name(p.precision), kiln_dtype_name(p.precision)),
+           CLI_USAGE;
   p.progress = cli_print_progress;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

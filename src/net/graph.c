@@ -8,7 +8,7 @@
 static const char *const op_names[KILN_OP_COUNT_] = {
     "matmul", "add",     "mul",     "activation", "layernorm", "add_layernorm", "softmax",  "embedding",
     "conv1d", "reshape", "transpose", "concat",   "slice",     "attention",     "plugin",
-    "kv_attention", "matmul_wq"};
+    "kv_attention", "matmul_wq", "quantize_int8"};
 
 const char *kiln_op_name(kiln_op op) {
   if ((int)op < 0 || op >= KILN_OP_COUNT_) return "unknown";

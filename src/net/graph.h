@@ -41,7 +41,9 @@ typedef enum kiln_op {
   KILN_OP_PLUGIN = 14,       /* params.plugin indexes graph->plugins */
   KILN_OP_KV_ATTENTION = 15, /* decoder attention over a KV cache kept in place; params.heads,
                                 scale, causal (1: self-attention appending to the cache, 0:
-                                cross-attention); see the op's description in shape.c */
+                                cross-attention), cache_dtype (0: float caches, INT8: int8
+                                caches with one scale per cached vector, two more inputs);
+                                see the op's description in shape.c */
   KILN_OP_MATMUL_WQ = 16,    /* weight-only quantized matmul (made by the builder's
                                 weight_only pass): in: x[..., K] (float), Wq[N, K] (int8, or int4
                                 packed two per byte), scales fp32 [N] (params.group 0) or
@@ -49,7 +51,12 @@ typedef enum kiln_op {
                                 dequant(Wq)[n, k] = Wq[n, k] * scale[n, k / group], fp32
                                 accumulation. Codes and packing: src/core/quant.h; shapes:
                                 shape.c. params.group, activation */
-  KILN_OP_COUNT_ = 17
+  KILN_OP_QUANTIZE_INT8 = 17, /* in: x [..., D] (float); out: codes [..., D] int8, scales [...]
+                                (float): per row of D values s = max|x| / 127 (rounded to the
+                                scales' dtype), codes = round(x / s) clamped to +-127; 0 when
+                                s is 0 (network.h: kiln_network_add_quantize_int8). Makes the
+                                int8 caches KV_ATTENTION reads with cache_dtype INT8 */
+  KILN_OP_COUNT_ = 18
 } kiln_op;
 
 const char *kiln_op_name(kiln_op op);
@@ -67,6 +74,8 @@ typedef struct kiln_op_params {
   int32_t heads;      /* KV_ATTENTION: attention heads */
   int32_t group;      /* MATMUL_WQ: quantization group size along K (0: one per row) */
   int32_t fuse;       /* MATMUL, MATMUL_WQ: KILN_FUSE_* bits (made by the builder's fusions) */
+  int32_t cache_dtype; /* KV_ATTENTION: 0 (float caches, the layer's precision) or
+                          KILN_DTYPE_INT8 (int8 caches + scale inputs) */
 } kiln_op_params;
 
 /* Fusions of MATMUL / MATMUL_WQ (params.fuse):

@@ -45,8 +45,8 @@ int32_t kiln_network_add_input(kiln_network *net, const char *name, kiln_dtype d
                                const int64_t *dims) {
   if (!net) return kiln_error(KILN_ERR_INVALID_ARG, "network is NULL");
   if (dtype != KILN_DTYPE_FP32 && dtype != KILN_DTYPE_FP16 && dtype != KILN_DTYPE_BF16 &&
-      dtype != KILN_DTYPE_INT32)
-    return kiln_error(KILN_ERR_UNSUPPORTED, "input \"%s\": dtype %s is not supported for inputs; use fp32, fp16, bf16 or int32",
+      dtype != KILN_DTYPE_INT32 && dtype != KILN_DTYPE_INT8)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "input \"%s\": dtype %s is not supported for inputs; use fp32, fp16, bf16, int32 or int8",
                       name ? name : "?", kiln_dtype_name(dtype));
   if (!dims_valid(rank, dims, 1))
     return kiln_error(KILN_ERR_INVALID_ARG, "input \"%s\": rank must be 0..%d and dims >= 0 or -1 (dynamic)",
@@ -254,27 +254,66 @@ int32_t kiln_network_add_attention(kiln_network *net, const char *name, int32_t 
   return kiln_network_add_layer_(net, name, KILN_OP_ATTENTION, 3, in, &p, 1, NULL);
 }
 
+/* cache_dtype 0: float caches; KILN_DTYPE_INT8: int8 caches, whose dtype and the two scale inputs
+ * (the last two of `in`) are checked here. */
 static int32_t kv_attention(kiln_network *net, const char *name, int32_t n_in, const int32_t *in, int32_t heads,
-                            float scale, int32_t self) {
+                            float scale, int32_t self, int32_t cache_dtype) {
   kiln_op_params p = {0};
+  if (!net) return kiln_error(KILN_ERR_INVALID_ARG, "network is NULL");
   if (!(scale > 0.0f)) return kiln_error(KILN_ERR_INVALID_ARG, "attention scale must be > 0 (got %g)", (double)scale);
   if (heads < 1) return kiln_error(KILN_ERR_INVALID_ARG, "attention heads must be >= 1 (got %d)", heads);
+  if (cache_dtype) {
+    const char *lname = name ? name : "kv_attention";
+    KILN_TRY(check_ids(net, lname, n_in, in));
+    for (int32_t i = 1; i < 3; i++)
+      if (net->g.tensors[in[i]].dtype != KILN_DTYPE_INT8)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: the %s cache \"%s\" must be int8 (it is %s)", lname, i == 1 ? "key" : "value",
+                          net->g.tensors[in[i]].name, kiln_dtype_name(net->g.tensors[in[i]].dtype));
+    for (int32_t i = n_in - 2; i < n_in; i++)
+      if (!kiln_dtype_is_float(net->g.tensors[in[i]].dtype))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: the scales \"%s\" must be a float tensor", lname, net->g.tensors[in[i]].name);
+  }
   p.scale = scale;
   p.heads = heads;
   p.causal = self;
+  p.cache_dtype = cache_dtype;
   return kiln_network_add_layer_(net, name, KILN_OP_KV_ATTENTION, n_in, in, &p, 1, NULL);
 }
 
 int32_t kiln_network_add_cached_self_attention(kiln_network *net, const char *name, int32_t qkv, int32_t cache_k,
                                                int32_t cache_v, int32_t lengths, int32_t heads, float scale) {
   int32_t in[4] = {qkv, cache_k, cache_v, lengths};
-  return kv_attention(net, name, 4, in, heads, scale, 1);
+  return kv_attention(net, name, 4, in, heads, scale, 1, 0);
 }
 
 int32_t kiln_network_add_cross_attention(kiln_network *net, const char *name, int32_t q, int32_t k, int32_t v,
                                          int32_t heads, float scale) {
   int32_t in[3] = {q, k, v};
-  return kv_attention(net, name, 3, in, heads, scale, 0);
+  return kv_attention(net, name, 3, in, heads, scale, 0, 0);
+}
+
+int32_t kiln_network_add_cached_self_attention_int8(kiln_network *net, const char *name, int32_t qkv, int32_t cache_k,
+                                                    int32_t cache_v, int32_t k_scale, int32_t v_scale, int32_t lengths,
+                                                    int32_t heads, float scale) {
+  int32_t in[6] = {qkv, cache_k, cache_v, lengths, k_scale, v_scale};
+  return kv_attention(net, name, 6, in, heads, scale, 1, KILN_DTYPE_INT8);
+}
+
+int32_t kiln_network_add_cross_attention_int8(kiln_network *net, const char *name, int32_t q, int32_t k, int32_t v,
+                                              int32_t k_scale, int32_t v_scale, int32_t heads, float scale) {
+  int32_t in[5] = {q, k, v, k_scale, v_scale};
+  return kv_attention(net, name, 5, in, heads, scale, 0, KILN_DTYPE_INT8);
+}
+
+int32_t kiln_network_add_quantize_int8(kiln_network *net, const char *name, int32_t x) {
+  kiln_op_params p = {0};
+  kiln_dtype out[2] = {KILN_DTYPE_INT8, KILN_DTYPE_FP32};
+  if (!net) return kiln_error(KILN_ERR_INVALID_ARG, "network is NULL");
+  KILN_TRY(check_ids(net, name ? name : "quantize_int8", 1, &x));
+  if (!kiln_dtype_is_float(net->g.tensors[x].dtype))
+    return kiln_error(KILN_ERR_INVALID_ARG, "%s: \"%s\" is %s; only float tensors are quantized", name ? name : "quantize_int8",
+                      net->g.tensors[x].name, kiln_dtype_name(net->g.tensors[x].dtype));
+  return kiln_network_add_layer_(net, name, KILN_OP_QUANTIZE_INT8, 1, &x, &p, 2, out);
 }
 
 kiln_status kiln_network_mark_output(kiln_network *net, int32_t tensor, const char *name) {

@@ -241,17 +241,45 @@ bad:
                    dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
 }
 
-/* KV_ATTENTION (network.h: kiln_network_add_cached_self_attention / _cross_attention).
+/* The int8 caches of a KV_ATTENTION layer (cache_dtype INT8): caches int8, scales [rows, H, T]
+ * (the caches' first three dims), float. */
+static kiln_status check_kv_int8(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in) {
+  char a[96], b[96];
+  int32_t ks = l->n_in - 2;
+  const kiln_dims *k = &in[1];
+  if (g->tensors[l->in[1]].dtype != KILN_DTYPE_INT8 || g->tensors[l->in[2]].dtype != KILN_DTYPE_INT8)
+    return SHAPE_ERR(l, "has int8 caches, but its caches are %s and %s", kiln_dtype_name(g->tensors[l->in[1]].dtype),
+                     kiln_dtype_name(g->tensors[l->in[2]].dtype));
+  for (int32_t i = ks; i < ks + 2; i++) {
+    const kiln_dims *s = &in[i];
+    int ok = kiln_dtype_is_float(g->tensors[l->in[i]].dtype) && s->rank == 3;
+    for (int32_t j = 0; ok && j < 3; j++) ok = s->d[j] == k->d[j];
+    if (!ok)
+      return SHAPE_ERR(l, "expects float scales [%lld, %lld, %lld] for caches %s; got %s %s", (long long)k->d[0],
+                       (long long)k->d[1], (long long)k->d[2], dstr(k, a, sizeof a),
+                       kiln_dtype_name(g->tensors[l->in[i]].dtype), dstr(s, b, sizeof b));
+  }
+  return KILN_OK;
+}
+
+/* KV_ATTENTION (network.h: kiln_network_add_cached_self_attention / _cross_attention, and their
+ * _int8 forms).
  * causal = 1: in qkv [B, S, 3HD], cache_k, cache_v [Bc >= B, H, Tmax, D], lengths [B] int32;
- * causal = 0: in q [B, S, HD], k, v [Bk, H, A, D] with B % Bk == 0. Out [B, S, HD]. */
+ * causal = 0: in q [B, S, HD], k, v [Bk, H, A, D] with B % Bk == 0. Out [B, S, HD].
+ * cache_dtype INT8: the caches are int8 and two more inputs follow, k_scale and v_scale
+ * [Bc or Bk, H, Tmax or A] float (check_kv_int8). */
 static kiln_status infer_kv_attention(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
                                       kiln_dims *out) {
   char a[96], b[96], c[96];
-  int32_t self = l->p.causal != 0, heads = l->p.heads;
+  int32_t self = l->p.causal != 0, heads = l->p.heads, q8 = l->p.cache_dtype == KILN_DTYPE_INT8;
+  int32_t n_in = (self ? 4 : 3) + (q8 ? 2 : 0);
   const kiln_dims *q = &in[0], *k = &in[1], *v = &in[2];
-  if (l->n_in != (self ? 4 : 3)) return SHAPE_ERR(l, "takes %d inputs, has %d", self ? 4 : 3, l->n_in);
+  if (l->p.cache_dtype != 0 && !q8)
+    return SHAPE_ERR(l, "has cache dtype %d; caches are float (0) or int8 (%d)", l->p.cache_dtype, KILN_DTYPE_INT8);
+  if (l->n_in != n_in) return SHAPE_ERR(l, "takes %d inputs, has %d", n_in, l->n_in);
   if (heads < 1) return SHAPE_ERR(l, "heads must be >= 1 (got %d)", heads);
   if (q->rank != 3 || k->rank != 4 || !kiln_dims_equal(k, v) || k->d[1] != heads) goto bad;
+  if (q8) KILN_TRY(check_kv_int8(g, l, in));
   int64_t hd = heads * k->d[3];
   if (q->d[2] != (self ? 3 : 1) * hd) goto bad;
   if (self) {
@@ -271,6 +299,17 @@ bad:
                      heads, heads, dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
   return SHAPE_ERR(l, "expects q [B, S, %d*D], k and v [Bk, %d, A, D] with B a multiple of Bk; got q %s, k %s, v %s", heads,
                    heads, dstr(q, a, sizeof a), dstr(k, b, sizeof b), dstr(v, c, sizeof c));
+}
+
+/* QUANTIZE_INT8: x [..., D] -> codes [..., D], scales [...]. */
+static kiln_status infer_quantize(const kiln_layer_def *l, const kiln_dims *in, kiln_dims *out) {
+  if (l->n_in != 1 || l->n_out != 2) return SHAPE_ERR(l, "takes 1 input and makes 2 outputs (has %d and %d)", l->n_in, l->n_out);
+  if (in[0].rank < 1) return SHAPE_ERR(l, "needs a tensor of rank >= 1 (rows of its last dim)");
+  out[0] = in[0];
+  out[1] = in[0];
+  out[1].rank--;
+  out[1].d[out[1].rank] = 0;
+  return KILN_OK;
 }
 
 static kiln_status infer_plugin(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in,
@@ -321,6 +360,7 @@ kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const
     case KILN_OP_PLUGIN: return infer_plugin(g, l, in, out);
     case KILN_OP_KV_ATTENTION: return infer_kv_attention(g, l, in, out);
     case KILN_OP_MATMUL_WQ: return infer_matmul(g, l, in, out);
+    case KILN_OP_QUANTIZE_INT8: return infer_quantize(l, in, out);
     default: return SHAPE_ERR(l, "unknown op %d", (int)l->op);
   }
 }

@@ -98,6 +98,7 @@ kiln_status kiln_engine_describe(const kiln_engine *e, char **out) {
       else put(&t, " [%s, per row]", kiln_dtype_name(g->tensors[l->in[1]].dtype));
     }
     if (l->op == KILN_OP_PLUGIN) put(&t, " [%s v%d]", g->plugins[l->p.plugin].name, g->plugins[l->p.plugin].version);
+    if (l->op == KILN_OP_KV_ATTENTION && l->p.cache_dtype == KILN_DTYPE_INT8) put(&t, " [int8 cache]");
     put(&t, "  in:");
     for (int32_t j = 0; j < l->n_in; j++) put(&t, " %s", g->tensors[l->in[j]].name);
     put(&t, "  tactic: ");

@@ -191,6 +191,8 @@ static kiln_status check_layer(const kiln_graph *g, int32_t i) {
     return bad("layer \"%s\" has unknown activation %d", l->name, l->p.activation);
   if (l->p.dims.rank < 0 || l->p.dims.rank > KILN_MAX_DIMS)
     return bad("layer \"%s\" has a dims parameter of rank %d", l->name, l->p.dims.rank);
+  if (l->p.cache_dtype != 0 && !(l->op == KILN_OP_KV_ATTENTION && l->p.cache_dtype == KILN_DTYPE_INT8))
+    return bad("layer \"%s\" has cache dtype %d (only kv_attention layers have one: 0 or int8)", l->name, l->p.cache_dtype);
   if (l->op == KILN_OP_PLUGIN && (l->p.plugin < 0 || l->p.plugin >= g->n_plugins))
     return bad("plugin layer \"%s\" names plugin %d of %d", l->name, l->p.plugin, g->n_plugins);
   if (l->p.fuse && l->op != KILN_OP_MATMUL && l->op != KILN_OP_MATMUL_WQ)
@@ -283,6 +285,7 @@ static void write_layer(kiln_wr *w, const kiln_layer_def *l) {
   kiln_wr_i32(w, p->heads);
   kiln_wr_i32(w, p->group);
   kiln_wr_i32(w, p->fuse);
+  kiln_wr_i32(w, p->cache_dtype);
   kiln_wr_i32(w, l->tactic.kind);
   kiln_wr_i32(w, l->tactic.index);
   kiln_wr_f32(w, l->tactic.time_ms);
@@ -571,6 +574,7 @@ static kiln_status read_layer(parser *ps, kiln_layer_def *l) {
   kiln_rd_i32(r, &p->heads);
   kiln_rd_i32(r, &p->group);
   kiln_rd_i32(r, &p->fuse);
+  kiln_rd_i32(r, &p->cache_dtype);
   kiln_rd_i32(r, &l->tactic.kind);
   kiln_rd_i32(r, &l->tactic.index);
   kiln_rd_f32(r, &l->tactic.time_ms);

@@ -54,6 +54,7 @@
  *              n_out x i32 tensor ids,
  *              params: i32 activation, f32 eps, f32 scale, i32 causal, i32 stride, i32 axis,
  *                      i64 start, i64 end, dims dims, i32 plugin, i32 heads, i32 group, i32 fuse,
+ *                      i32 cache_dtype (0, or KILN_DTYPE_INT8 on kv_attention layers),
  *              tactic: i32 kind, i32 index, f32 time_ms, u64 workspace, u8[64] data
  *     u32    plugin count, then per plugin: str name, i32 version, u64 size, size bytes
  *     u32    profile count, then per profile: i32 n, then n x (i32 input tensor id,
@@ -69,6 +70,8 @@
  * reader accepts exactly its own version and tells the user to rebuild the engine otherwise
  * (engines are build artefacts, cheap to rebuild, so there is no compatibility layer). New enum
  * values (ops, dtypes) also bump the version. The magic's trailing "1" never changes.
+ * Version 3 added the layer parameter cache_dtype and the op quantize_int8 (int8 KV caches);
+ * version 2 engines are refused with the message to rebuild them.
  *
  * ---- What the reader checks (in this order; the first failure is reported) -----------------------
  *   magic ("not a kiln engine file"), version, header size, header CRC, flags, target,

@@ -11,34 +11,8 @@
 #include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "cpu/cpu_test_util.h"
+#include "cpu/kv_ref.h"
 #include "kiln/kiln.h"
-
-/* want [B, S, H*D] for self-attention: keys of row b are the cache (already appended to). */
-static void reference(const float *q, int64_t ldq, const float *k, const float *v, const int32_t *len, int64_t B,
-                      int64_t S, int64_t H, int64_t D, int64_t cap, int64_t rep, float scale, int self, double *want) {
-  double *p = malloc(sizeof(double) * (size_t)(cap + 1));
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t s = 0; s < S; s++) {
-        const float *qr = q + (b * S + s) * ldq + h * D;
-        const float *kb = k + ((b / rep) * H + h) * cap * D, *vb = v + ((b / rep) * H + h) * cap * D;
-        int64_t n = self ? len[b] + s + 1 : cap;
-        double m = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < n; j++) {
-          double dot = 0;
-          for (int64_t d = 0; d < D; d++) dot += (double)qr[d] * kb[j * D + d];
-          p[j] = dot * scale;
-          if (p[j] > m) m = p[j];
-        }
-        for (int64_t j = 0; j < n; j++) sum += (p[j] = exp(p[j] - m));
-        for (int64_t d = 0; d < D; d++) {
-          double acc = 0;
-          for (int64_t j = 0; j < n; j++) acc += p[j] * vb[j * D + d];
-          want[(b * S + s) * H * D + h * D + d] = n ? acc / sum : 0.0;
-        }
-      }
-  free(p);
-}
 
 static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_t S, int64_t H, int64_t D, int64_t cap) {
   char what[128];
@@ -63,7 +37,7 @@ static void self_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bc, int64_
         }
   double *want = malloc(sizeof(double) * (size_t)y.n);
   float scale = 1.0f / sqrtf((float)D);
-  reference(qkv.val, 3 * H * D, ek, ev, L, B, S, H, D, cap, 1, scale, 1, want);
+  kv_reference(qkv.val, 3 * H * D, ek, ev, L, B, S, H, D, cap, 1, scale, 1, want);
   kiln_tensor in[4] = {qkv.t, ck.t, cv.t, len.t};
   CHECK_OK(kiln_cpu_kv_attention(4, in, (int32_t)H, scale, 1, &y.t));
   tt_read(&ck);
@@ -84,7 +58,7 @@ static void cross_case(check_rng *r, kiln_dtype dt, int64_t B, int64_t Bk, int64
   ttensor v = tt_rand(r, dt, 4, kd, -1.0f, 1.0f), y = tt_alloc(dt, 3, qd);
   double *want = malloc(sizeof(double) * (size_t)y.n);
   float scale = 0.3f;
-  reference(q.val, H * D, k.val, v.val, NULL, B, S, H, D, A, B / Bk, scale, 0, want);
+  kv_reference(q.val, H * D, k.val, v.val, NULL, B, S, H, D, A, B / Bk, scale, 0, want);
   kiln_tensor in[3] = {q.t, k.t, v.t};
   CHECK_OK(kiln_cpu_kv_attention(3, in, (int32_t)H, scale, 0, &y.t));
   CHECK(tt_check(what, &y, want, 1.0));

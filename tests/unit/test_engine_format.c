@@ -61,6 +61,7 @@ static void compare_layers(const kiln_graph *a, const kiln_graph *b) {
     CHECK_EQ_INT(x->p.plugin, y->p.plugin);
     CHECK_EQ_INT(x->p.heads, y->p.heads);
     CHECK_EQ_INT(x->p.group, y->p.group);
+    CHECK_EQ_INT(x->p.cache_dtype, y->p.cache_dtype);
     CHECK_EQ_INT(x->tactic.kind, y->tactic.kind);
     CHECK_EQ_INT(x->tactic.index, y->tactic.index);
     CHECK(x->tactic.time_ms == y->tactic.time_ms);
@@ -431,6 +432,19 @@ int main(void) {
   test_round_trip(&g, &m_cpu, img_cpu, size_cpu);
   free(img_cpu);
   g.target = KILN_TARGET_CUDA;
+  /* cache_dtype: int8 on kv_attention only */
+  kiln_layer_def *l0 = &g.layers[0];
+  l0->p.cache_dtype = KILN_DTYPE_INT8;
+  CHECK_STATUS(kiln_engine_validate_graph(&g), KILN_ERR_FORMAT);
+  CHECK_MSG("cache dtype");
+  l0->p.cache_dtype = 0;
+  for (int32_t i = 0; i < g.n_layers; i++)
+    if (g.layers[i].op == KILN_OP_KV_ATTENTION) {
+      g.layers[i].p.cache_dtype = KILN_DTYPE_FP16;
+      CHECK_STATUS(kiln_engine_validate_graph(&g), KILN_ERR_FORMAT);
+      g.layers[i].p.cache_dtype = KILN_DTYPE_INT8;
+    }
+  CHECK_OK(kiln_engine_validate_graph(&g));
   test_truncated(img, size);
   test_magic_and_version(img, size);
   test_flips(img, size);

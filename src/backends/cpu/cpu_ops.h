@@ -51,9 +51,12 @@ kiln_status kiln_cpu_slice(const kiln_tensor *x, int32_t axis, int64_t start, in
 kiln_status kiln_cpu_attention(const kiln_tensor *q, const kiln_tensor *k, const kiln_tensor *v,
                                float scale, int32_t causal, kiln_tensor *y);
 /* KILN_OP_KV_ATTENTION (network.h): self = 1: in qkv, cache_k, cache_v (written in place),
- * lengths (int32, host); self = 0: in q, k, v. */
+ * lengths (int32, host); self = 0: in q, k, v. Int8 caches: two more inputs, k_scale and
+ * v_scale [rows, H, T] (written in place too by self-attention); n_in says which form. */
 kiln_status kiln_cpu_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale, int32_t self,
                                   kiln_tensor *y);
+/* KILN_OP_QUANTIZE_INT8 (network.h): x [..., D] float -> codes [..., D] int8, scales [...]. */
+kiln_status kiln_cpu_quantize_int8(const kiln_tensor *x, kiln_tensor *codes, kiln_tensor *scales);
 
 /* Run one graph layer on the CPU (dispatch on l->op). in/out are the layer's tensors. */
 kiln_status kiln_cpu_run_layer(const kiln_graph *g, const kiln_layer_def *l, const kiln_tensor *in,

@@ -142,8 +142,11 @@ static kiln_status dispatch(const kiln_graph *g, const kiln_layer_def *l, const 
       KILN_TRY(check_io(l, 3, 3, 1));
       return kiln_cpu_attention(&in[0], &in[1], &in[2], l->p.scale, l->p.causal, &out[0]);
     case KILN_OP_KV_ATTENTION:
-      KILN_TRY(check_io(l, 3, 4, 1));
+      KILN_TRY(check_io(l, 3, 6, 1));
       return kiln_cpu_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0]);
+    case KILN_OP_QUANTIZE_INT8:
+      KILN_TRY(check_io(l, 1, 1, 2));
+      return kiln_cpu_quantize_int8(&in[0], &out[0], &out[1]);
     case KILN_OP_PLUGIN:
       return run_plugin(g, l, in, out, workspace);
     default:

@@ -150,10 +150,16 @@ kiln_status kiln_cuda_slice(const kiln_tensor *x, int32_t axis, int64_t start, i
 kiln_status kiln_cuda_attention(const kiln_tensor *q, const kiln_tensor *k, const kiln_tensor *v,
                                 float scale, int32_t causal, kiln_tensor *y, void *stream);
 /* KILN_OP_KV_ATTENTION (kiln/network.h): self = 1: in qkv, cache_k, cache_v (written in place),
- * lengths (int32, device); self = 0: in q, k, v. */
+ * lengths (int32, device); self = 0: in q, k, v. Int8 caches: two more inputs, k_scale and
+ * v_scale [rows, H, T] in the queries' dtype (written in place too by self-attention); n_in
+ * says which form. */
 kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
                                    int32_t self, kiln_tensor *y, void *workspace,
                                    size_t workspace_bytes, void *stream);
+/* KILN_OP_QUANTIZE_INT8 (kiln/network.h): x [..., D] -> codes [..., D] int8, scales [...] in
+ * x's dtype; bit for bit the CPU backend's result. */
+kiln_status kiln_cuda_quantize_int8(const kiln_tensor *x, kiln_tensor *codes, kiln_tensor *scales,
+                                    void *stream);
 /* Workspace that lets kiln_cuda_kv_attention take its fast (split keys) path for q/qkv dims q
  * and key dims k (without it, or with less, the general kernel runs). */
 size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, int32_t heads);

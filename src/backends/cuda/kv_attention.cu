@@ -16,8 +16,15 @@
  * size, no workspace) is one block per (query, head, row): the threads score one key each (q
  * scaled in shared memory), the block takes max and sum, then thread groups accumulate value
  * pairs over the keys and are summed in shared memory.
- * Every tensor has the same dtype (fp32, fp16 or bf16). Not here: long-query prefill tiles
- * (the fused attention plugin), quantized caches.
+ * Every float tensor has the same dtype T (fp32, fp16 or bf16).
+ * Int8 caches (cache_dtype INT8: two more inputs, k_scale / v_scale [rows, H, T] in T): the
+ * append kernel quantizes each new key/value vector with one warp (max |x| -> scale rounded to
+ * T -> codes, the rule of network.h and of the CPU backend's quantize_row, bit for bit), and
+ * both attention kernels read the codes with the same loads (8 codes per 8 bytes) and
+ * dequantize in registers: score = (q . codes) * k_scale, and the softmax weight of key j is
+ * multiplied by v_scale[j] before it weighs the value codes. kiln_cuda_quantize_int8 (the
+ * quantize_int8 op, which makes int8 cross-attention caches) shares the warp quantizer.
+ * Not here: long-query prefill tiles (the fused attention plugin).
  */
 #include "backends/cuda/cuda_common.cuh"
 
@@ -67,6 +74,64 @@ template <> struct kva_vec<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
 };
 
+/* Int8 cache codes: 8 per 8-byte load (a thread of the split kernel reads 8 codes where it
+ * reads 8 fp16 values), pairs as char2. */
+template <> struct kva_vec<int8_t> {
+  static constexpr int n = 8;
+  static __device__ __forceinline__ void load(const int8_t *p, float *o) {
+    uint2 u = *(const uint2 *)p;
+    const char4 *c = (const char4 *)&u;
+#pragma unroll
+    for (int i = 0; i < 2; i++) o[4 * i] = c[i].x, o[4 * i + 1] = c[i].y, o[4 * i + 2] = c[i].z, o[4 * i + 3] = c[i].w;
+  }
+  static __device__ __forceinline__ float2 pair(const int8_t *p) {
+    char2 c = *(const char2 *)p;
+    return make_float2((float)c.x, (float)c.y);
+  }
+  static __device__ __forceinline__ float one(int8_t v) { return (float)v; }
+};
+
+/* One warp quantizes x[D] (T) into codes[D] and *scale (T), as network.h says: s = max|x| / 127
+ * rounded to T, codes = round(x / s) clamped to [-127, 127] (0 when s is 0). IEEE division and
+ * roundf, as the CPU backend does, so codes and scales agree with it bit for bit. */
+template <typename T>
+static __device__ __forceinline__ void kva_quantize_warp(const T *x, int D, int8_t *codes, T *scale) {
+  typedef kva_vec<T> V;
+  int lane = threadIdx.x & 31;
+  float m = 0.0f;
+  for (int d = lane; d < D; d += 32) m = fmaxf(m, fabsf(V::one(x[d])));
+  m = kiln_warp_max(m);
+  T st = V::from(m / 127.0f);
+  float s = V::one(st);
+  if (lane == 0) *scale = st;
+  for (int d = lane; d < D; d += 32)
+    codes[d] = s > 0.0f ? (int8_t)fminf(fmaxf(roundf(V::one(x[d]) / s), -127.0f), 127.0f) : (int8_t)0;
+}
+
+/* New keys/values into int8 caches: grid (S, B), KVA_THREADS threads; each warp quantizes
+ * vectors (head, key or value) of token s of row b into position len[b] + s. */
+template <typename T>
+static __global__ void kv_append_int8_kernel(const T *qkv, int8_t *ck, int8_t *cv, T *ks, T *vs, const int32_t *len,
+                                             int S, int H, int D, int64_t cap) {
+  int s = blockIdx.x, b = blockIdx.y, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int64_t pos = (int64_t)len[b] + s, hd = (int64_t)H * D;
+  if (len[b] < 0 || pos >= cap) return;
+  const T *src = qkv + ((int64_t)b * S + s) * 3 * hd;
+  for (int t = warp; t < 2 * H; t += warps) {
+    int h = t >> 1, is_v = t & 1;
+    int64_t at = ((int64_t)b * H + h) * cap + pos;
+    kva_quantize_warp<T>(src + (1 + is_v) * hd + (int64_t)h * D, D, (is_v ? cv : ck) + at * D, (is_v ? vs : ks) + at);
+  }
+}
+
+/* quantize_int8: rows of D values, one warp each (grid-stride over rows). */
+template <typename T>
+static __global__ void kva_quantize_kernel(const T *x, int8_t *codes, T *scales, int64_t rows, int D) {
+  int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+  for (int64_t r = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps)
+    kva_quantize_warp<T>(x + r * D, D, codes + r * D, scales + r);
+}
+
 /* New keys/values into the caches: grid (S, B), threads over H*D. Rows whose new tokens do not
  * fit are skipped (the host checks lengths before it launches). */
 template <typename T>
@@ -83,14 +148,17 @@ static __global__ void kv_append_kernel(const T *qkv, T *ck, T *cv, const int32_
   }
 }
 
-/* grid (S, H, B). q rows ldq apart (3HD for self, HD for cross); k/v rows [.., H, cap, D];
- * y [B, S, HD]. Self: keys 0 .. len[b] + s; cross (len NULL): all `cap` keys of row b / rep.
+/* grid (S, H, B). q rows ldq apart (3HD for self, HD for cross); k/v rows [.., H, cap, D] of C
+ * (T, or int8 codes with scales ks / vs [.., H, cap] of T); y [B, S, HD]. Self: keys
+ * 0 .. len[b] + s; cross (len NULL): all `cap` keys of row b / rep.
  * Shared memory: D (q) + cap (scores) + blockDim (partial sums) floats. */
-template <typename T>
-static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, const T *v, const int32_t *len,
-                                           int64_t cap, int rep, T *y, int S, int H, int D, float scale, int vec,
-                                           int pairs_ok) {
+template <typename T, typename C>
+static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, const C *v, const T *ks, const T *vs,
+                                           const int32_t *len, int64_t cap, int rep, T *y, int S, int H, int D,
+                                           float scale, int vec, int pairs_ok) {
   typedef kva_vec<T> V;
+  typedef kva_vec<C> CV;
+  constexpr bool Q8 = sizeof(C) == 1;
   extern __shared__ float kva_sh[];
   __shared__ float red[32];
   int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -102,24 +170,26 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
     if (n_keys < 0) n_keys = 0;
   }
   const T *qr = q + ((int64_t)b * S + s) * ldq + (int64_t)h * D;
-  int64_t kv_off = ((int64_t)(b / rep) * H + h) * cap * D;
-  const T *kb = k + kv_off, *vb = v + kv_off;
+  int64_t row = (int64_t)(b / rep) * H + h, kv_off = row * cap * D;
+  const C *kb = k + kv_off, *vb = v + kv_off;
+  const T *ksr = Q8 ? ks + row * cap : NULL, *vsr = Q8 ? vs + row * cap : NULL;
   for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = V::one(qr[d]) * scale;
   __syncthreads();
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
-    const T *kr = kb + j * D;
+    const C *kr = kb + j * D;
     float acc = 0.0f;
     if (vec) {
-      for (int d = 0; d < D; d += V::n) {
-        float f[V::n];
-        V::load(kr + d, f);
+      for (int d = 0; d < D; d += CV::n) {
+        float f[CV::n];
+        CV::load(kr + d, f);
 #pragma unroll
-        for (int i = 0; i < V::n; i++) acc += qs[d + i] * f[i];
+        for (int i = 0; i < CV::n; i++) acc += qs[d + i] * f[i];
       }
     } else {
-      for (int d = 0; d < D; d++) acc += qs[d] * V::one(kr[d]);
+      for (int d = 0; d < D; d++) acc += qs[d] * CV::one(kr[d]);
     }
+    if (Q8) acc *= V::one(ksr[j]);
     sc[j] = acc;
     m = fmaxf(m, acc);
   }
@@ -127,7 +197,7 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
   float l = 0.0f;
   for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
     float p = __expf(sc[j] - m);
-    sc[j] = p;
+    sc[j] = Q8 ? p * V::one(vsr[j]) : p; /* int8: the value's scale joins its weight */
     l += p;
   }
   l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
@@ -138,7 +208,7 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
     float2 acc = make_float2(0.0f, 0.0f);
     if (g < groups)
       for (int64_t j = g; j < n_keys; j += groups) {
-        float2 f = V::pair(vb + j * D + 2 * dp);
+        float2 f = CV::pair(vb + j * D + 2 * dp);
         acc.x += sc[j] * f.x;
         acc.y += sc[j] * f.y;
       }
@@ -154,7 +224,7 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
     int groups = blockDim.x / D, g = threadIdx.x / D, d = threadIdx.x % D;
     float acc = 0.0f;
     if (g < groups)
-      for (int64_t j = g; j < n_keys; j += groups) acc += sc[j] * V::one(vb[j * D + d]);
+      for (int64_t j = g; j < n_keys; j += groups) acc += sc[j] * CV::one(vb[j * D + d]);
     part[threadIdx.x] = acc;
     __syncthreads();
     if (g == 0) {
@@ -166,18 +236,22 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const T *k, 
 }
 
 /* ---- split keys (flash-decoding): the fast path for the decode shape ----------------------------
- * grid (splits, H, B*S), KVA_SPLIT_THREADS threads. TPK threads share a key (16 bytes each, so a
- * warp reads 32 / TPK whole key rows, contiguous), their partial dot products summed by shuffles;
+ * grid (splits, H, B*S), KVA_SPLIT_THREADS threads. TPK threads share a key (one vector load
+ * each: 16 bytes of fp32/fp16/bf16, or 8 int8 codes; so a warp reads 32 / TPK whole key rows,
+ * contiguous), their partial dot products summed by shuffles;
  * each block scores its chunk of keys, takes the chunk's max and sum, accumulates value pairs and
  * writes (acc[D], max, sum) to part[(bs * H + h) * splits + split]. kva_combine_kernel merges the
  * splits of each (row, head). */
 #define KVA_SPLIT_THREADS 128
 
-template <typename T, int TPK>
-static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, const T *v, const int32_t *len, int64_t cap,
-                                        int rep, int S, int H, float scale, int chunk, int splits, float *part) {
+template <typename T, typename C, int TPK>
+static __global__ void kva_split_kernel(const T *q, int64_t ldq, const C *k, const C *v, const T *ks, const T *vs,
+                                        const int32_t *len, int64_t cap, int rep, int S, int H, float scale, int chunk,
+                                        int splits, float *part) {
   typedef kva_vec<T> V;
-  constexpr int N = V::n, D = TPK * N;
+  typedef kva_vec<C> CV;
+  constexpr bool Q8 = sizeof(C) == 1;
+  constexpr int N = CV::n, D = TPK * N;
   extern __shared__ float kvs_sh[]; /* chunk scores, then KVA_SPLIT_THREADS * 2 partial sums */
   __shared__ float red[32];
   int split = blockIdx.x, h = blockIdx.y, bs = blockIdx.z, b = bs / S, s = bs % S;
@@ -191,8 +265,9 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, con
   int n = j1 > j0 ? (int)(j1 - j0) : 0;
   float *out = part + (((int64_t)bs * H + h) * splits + split) * (D + 2);
   const T *qr = q + ((int64_t)b * S + s) * ldq + (int64_t)h * D;
-  int64_t kv_off = ((int64_t)(b / rep) * H + h) * cap * D;
-  const T *kb = k + kv_off + j0 * D, *vb = v + kv_off + j0 * D;
+  int64_t row = (int64_t)(b / rep) * H + h, kv_off = row * cap * D;
+  const C *kb = k + kv_off + j0 * D, *vb = v + kv_off + j0 * D;
+  const T *ksr = Q8 ? ks + row * cap + j0 : NULL, *vsr = Q8 ? vs + row * cap + j0 : NULL;
   int sub = threadIdx.x % TPK, slot = threadIdx.x / TPK, per_iter = blockDim.x / TPK;
   float qf[N];
 #pragma unroll
@@ -203,13 +278,13 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, con
     int j = base + slot;
     float f[N], dot = 0.0f;
     if (j < n) {
-      V::load(kb + (int64_t)j * D + sub * N, f);
+      CV::load(kb + (int64_t)j * D + sub * N, f);
 #pragma unroll
       for (int i = 0; i < N; i++) dot += qf[i] * f[i];
     }
 #pragma unroll
     for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    if (j < n && sub == 0) sc[j] = dot;
+    if (j < n && sub == 0) sc[j] = Q8 ? dot * V::one(ksr[j]) : dot;
   }
   __syncthreads();
   for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
@@ -217,7 +292,7 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, con
   float l = 0.0f;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     float p = __expf(sc[j] - m);
-    sc[j] = p;
+    sc[j] = Q8 ? p * V::one(vsr[j]) : p; /* int8: the value's scale joins its weight */
     l += p;
   }
   l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
@@ -226,7 +301,7 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const T *k, con
   float2 acc = make_float2(0.0f, 0.0f);
   if (g < groups)
     for (int j = g; j < n; j += groups) {
-      float2 f = V::pair(vb + (int64_t)j * D + 2 * dp);
+      float2 f = CV::pair(vb + (int64_t)j * D + 2 * dp);
       acc.x += sc[j] * f.x;
       acc.y += sc[j] * f.y;
     }
@@ -272,61 +347,90 @@ static void kva_plan(int64_t rows, int64_t cap, int *splits, int *chunk) {
   *splits = (int)((cap + c - 1) / c);
 }
 
-/* Threads per key for the split kernel (head size / 16-byte vector), 0 when it does not apply. */
-template <typename T>
+/* Threads per key for the split kernel (head size / vector of C), 0 when it does not apply. */
+template <typename C>
 static int kva_tpk(int64_t D) {
-  int64_t t = D % kva_vec<T>::n == 0 ? D / kva_vec<T>::n : 0;
+  int64_t t = D % kva_vec<C>::n == 0 ? D / kva_vec<C>::n : 0;
   return t == 4 || t == 8 || t == 16 ? (int)t : 0;
 }
 
-template <typename T, int TPK>
-static kiln_status launch_split(const kiln_tensor *in, int self, int heads, float scale, kiln_tensor *y, int64_t B,
-                                int64_t S, int64_t D, int64_t cap, int rep, float *part, int splits, int chunk,
-                                cudaStream_t st) {
-  int64_t hd = (int64_t)heads * D;
+/* The layer's tensors for one launch: caches of C (T, or int8 with scales of T). */
+template <typename T, typename C>
+struct kva_args {
+  const T *q;
+  const C *k, *v;
+  const T *ks, *vs; /* int8 caches' scales, else NULL */
+  const int32_t *len; /* self-attention, else NULL */
+  T *y;
+  int64_t ldq, B, S, D, cap;
+  int heads, rep;
+  float scale;
+};
+
+template <typename T, typename C, int TPK>
+static kiln_status launch_split(const kva_args<T, C> &a, float *part, int splits, int chunk, cudaStream_t st) {
   size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
-  kva_split_kernel<T, TPK><<<dim3((unsigned)splits, (unsigned)heads, (unsigned)(B * S)), KVA_SPLIT_THREADS, smem, st>>>(
-      (const T *)in[0].data, self ? 3 * hd : hd, (const T *)in[1].data, (const T *)in[2].data,
-      self ? (const int32_t *)in[3].data : NULL, cap, rep, (int)S, heads, scale, chunk, splits, part);
+  kva_split_kernel<T, C, TPK><<<dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)), KVA_SPLIT_THREADS, smem, st>>>(
+      a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep, (int)a.S, a.heads, a.scale, chunk, splits, part);
   KILN_CUDA_CHECK_LAUNCH();
-  kva_combine_kernel<T><<<dim3((unsigned)(B * S), (unsigned)heads), (unsigned)((D + 31) / 32 * 32), 0, st>>>(
-      part, splits, heads, (int)D, (T *)y->data);
+  kva_combine_kernel<T><<<dim3((unsigned)(a.B * a.S), (unsigned)a.heads), (unsigned)((a.D + 31) / 32 * 32), 0, st>>>(
+      part, splits, a.heads, (int)a.D, a.y);
   KILN_CUDA_CHECK_LAUNCH();
   return KILN_OK;
 }
 
-template <typename T>
-static kiln_status launch(const kiln_tensor *in, int self, int heads, float scale, kiln_tensor *y, int64_t B, int64_t S,
-                          int64_t D, int64_t cap, int rep, size_t smem, void *workspace, size_t workspace_bytes,
-                          cudaStream_t st) {
-  int64_t hd = (int64_t)heads * D;
-  int splits = 0, chunk = 0, tpk = kva_tpk<T>(D);
-  kva_plan(B * S * heads, cap, &splits, &chunk);
-  size_t need = (size_t)(B * S * heads) * (size_t)splits * (size_t)(D + 2) * sizeof(float);
-  int split_path = tpk && workspace && need <= workspace_bytes && ((uintptr_t)in[1].data | (uintptr_t)in[2].data) % 16 == 0 &&
-                   chunk <= 8192 && S * B <= 65535;
-  const int32_t *len = self ? (const int32_t *)in[3].data : NULL;
-  if (self) {
-    kv_append_kernel<T><<<dim3((unsigned)S, (unsigned)B), KVA_THREADS, 0, st>>>(
-        (const T *)in[0].data, (T *)in[1].data, (T *)in[2].data, len, (int)S, heads, (int)D, cap);
+template <typename T, typename C>
+static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> &a, size_t smem, void *workspace,
+                          size_t workspace_bytes, cudaStream_t st) {
+  constexpr bool Q8 = sizeof(C) == 1;
+  constexpr size_t LOAD = sizeof(C) * kva_vec<C>::n; /* bytes of one vector load of the caches */
+  int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D);
+  kva_plan(a.B * a.S * a.heads, a.cap, &splits, &chunk);
+  size_t need = (size_t)(a.B * a.S * a.heads) * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
+  uintptr_t kp = (uintptr_t)a.k, vp = (uintptr_t)a.v;
+  int split_path = tpk && workspace && need <= workspace_bytes && (kp | vp) % LOAD == 0 && chunk <= 8192 &&
+                   a.S * a.B <= 65535;
+  if (self && Q8) {
+    kv_append_int8_kernel<T><<<dim3((unsigned)a.S, (unsigned)a.B), KVA_THREADS, 0, st>>>(
+        a.q, (int8_t *)in[1].data, (int8_t *)in[2].data, (T *)a.ks, (T *)a.vs, a.len, (int)a.S, a.heads, (int)a.D, a.cap);
+    KILN_CUDA_CHECK_LAUNCH();
+  } else if (self) {
+    kv_append_kernel<T><<<dim3((unsigned)a.S, (unsigned)a.B), KVA_THREADS, 0, st>>>(
+        a.q, (T *)in[1].data, (T *)in[2].data, a.len, (int)a.S, a.heads, (int)a.D, a.cap);
     KILN_CUDA_CHECK_LAUNCH();
   }
   if (split_path) {
     float *part = (float *)workspace;
     switch (tpk) {
-      case 4: return launch_split<T, 4>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
-      case 8: return launch_split<T, 8>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
-      default: return launch_split<T, 16>(in, self, heads, scale, y, B, S, D, cap, rep, part, splits, chunk, st);
+      case 4: return launch_split<T, C, 4>(a, part, splits, chunk, st);
+      case 8: return launch_split<T, C, 8>(a, part, splits, chunk, st);
+      default: return launch_split<T, C, 16>(a, part, splits, chunk, st);
     }
   }
-  uintptr_t kp = (uintptr_t)in[1].data, vp = (uintptr_t)in[2].data;
-  int vec = D % kva_vec<T>::n == 0 && kp % 16 == 0;
-  int pairs_ok = D % 2 == 0 && vp % (2 * sizeof(T)) == 0;
-  kv_attention_kernel<T><<<dim3((unsigned)S, (unsigned)heads, (unsigned)B), KVA_THREADS, smem, st>>>(
-      (const T *)in[0].data, self ? 3 * hd : hd, (const T *)in[1].data, (const T *)in[2].data, len, cap, rep,
-      (T *)y->data, (int)S, heads, (int)D, scale, vec, pairs_ok);
+  int vec = a.D % kva_vec<C>::n == 0 && kp % LOAD == 0;
+  int pairs_ok = a.D % 2 == 0 && vp % (2 * sizeof(C)) == 0;
+  kv_attention_kernel<T, C><<<dim3((unsigned)a.S, (unsigned)a.heads, (unsigned)a.B), KVA_THREADS, smem, st>>>(
+      a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep, a.y, (int)a.S, a.heads, (int)a.D, a.scale, vec, pairs_ok);
   KILN_CUDA_CHECK_LAUNCH();
   return KILN_OK;
+}
+
+template <typename T>
+static kiln_status launch_dtype(const kiln_tensor *in, int self, int q8, int heads, float scale, kiln_tensor *y, int64_t B,
+                                int64_t S, int64_t D, int64_t cap, int rep, size_t smem, void *workspace,
+                                size_t workspace_bytes, cudaStream_t st) {
+  int n_in = (self ? 4 : 3) + (q8 ? 2 : 0);
+  const T *ks = q8 ? (const T *)in[n_in - 2].data : NULL, *vs = q8 ? (const T *)in[n_in - 1].data : NULL;
+  const int32_t *len = self ? (const int32_t *)in[3].data : NULL;
+  int64_t ldq = (self ? 3 : 1) * (int64_t)heads * D;
+  if (q8) {
+    kva_args<T, int8_t> a = {(const T *)in[0].data, (const int8_t *)in[1].data, (const int8_t *)in[2].data, ks, vs, len,
+                             (T *)y->data, ldq, B, S, D, cap, heads, rep, scale};
+    return launch<T, int8_t>(in, self, a, smem, workspace, workspace_bytes, st);
+  }
+  kva_args<T, T> a = {(const T *)in[0].data, (const T *)in[1].data, (const T *)in[2].data, NULL, NULL, len,
+                      (T *)y->data, ldq, B, S, D, cap, heads, rep, scale};
+  return launch<T, T>(in, self, a, smem, workspace, workspace_bytes, st);
 }
 
 extern "C" size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, int32_t heads) {
@@ -335,17 +439,40 @@ extern "C" size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kil
   return (size_t)(rows + 2048) * (size_t)(k->d[3] + 2) * sizeof(float);
 }
 
+/* Int8 caches: codes int8, scales in the queries' dtype, [rows, H, T] (the caches' first dims). */
+static kiln_status check_int8(const kiln_tensor *in, int32_t n_in, const char *op) {
+  if (in[1].dtype != KILN_DTYPE_INT8 || in[2].dtype != KILN_DTYPE_INT8)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: int8 caches must be int8 (got %s and %s)", op, kiln_dtype_name(in[1].dtype),
+                      kiln_dtype_name(in[2].dtype));
+  for (int32_t i = n_in - 2; i < n_in; i++) {
+    const kiln_dims *c = &in[1].shape, *s = &in[i].shape;
+    if (in[i].dtype != in[0].dtype)
+      return kiln_error(KILN_ERR_UNSUPPORTED, "%s: the caches' scales must have the queries' dtype %s (got %s)", op,
+                        kiln_dtype_name(in[0].dtype), kiln_dtype_name(in[i].dtype));
+    if (c->rank != 4 || s->rank != 3 || s->d[0] != c->d[0] || s->d[1] != c->d[1] || s->d[2] != c->d[2])
+      return kiln_error(KILN_ERR_SHAPE, "%s: scales must be [rows, H, T] of the int8 caches [rows, H, T, D]", op);
+  }
+  return KILN_OK;
+}
+
 extern "C" kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *in, int32_t heads, float scale,
                                               int32_t self, kiln_tensor *y, void *workspace, size_t workspace_bytes,
                                               void *stream) {
   const char *op = "kiln_cuda_kv_attention";
-  if (n_in != (self ? 4 : 3)) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %d inputs; expected %d", op, n_in, self ? 4 : 3);
+  int32_t base = self ? 4 : 3, q8 = n_in == base + 2;
+  if (n_in != base && !q8)
+    return kiln_error(KILN_ERR_INVALID_ARG, "%s: %d inputs; expected %d (float caches) or %d (int8)", op, n_in, base, base + 2);
   KILN_TRY(kiln_check_float(&in[0], op, self ? "qkv" : "q"));
-  KILN_TRY(kiln_check_float(&in[1], op, "keys"));
-  KILN_TRY(kiln_check_float(&in[2], op, "values"));
   KILN_TRY(kiln_check_float(y, op, "y"));
-  if (in[1].dtype != in[0].dtype || in[2].dtype != in[0].dtype || y->dtype != in[0].dtype)
-    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: queries, keys, values and output must share one dtype", op);
+  if (q8) {
+    KILN_TRY(check_int8(in, n_in, op));
+  } else {
+    KILN_TRY(kiln_check_float(&in[1], op, "keys"));
+    KILN_TRY(kiln_check_float(&in[2], op, "values"));
+    if (in[1].dtype != in[0].dtype || in[2].dtype != in[0].dtype)
+      return kiln_error(KILN_ERR_UNSUPPORTED, "%s: queries, keys, values and output must share one dtype", op);
+  }
+  if (y->dtype != in[0].dtype) return kiln_error(KILN_ERR_UNSUPPORTED, "%s: the output must have the queries' dtype", op);
   if (in[0].shape.rank != 3 || in[1].shape.rank != 4 || !kiln_dims_equal(&in[1].shape, &in[2].shape) ||
       in[1].shape.d[1] != heads)
     return kiln_error(KILN_ERR_SHAPE, "%s: expects q [B, S, H*D] and k, v [Bk, H, T, D]", op);
@@ -365,8 +492,45 @@ extern "C" kiln_status kiln_cuda_kv_attention(int32_t n_in, const kiln_tensor *i
   int rep = self ? 1 : (int)(B / Bk);
   cudaStream_t st = kiln_stream(stream);
   switch (in[0].dtype) {
-    case KILN_DTYPE_FP32: return launch<float>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
-    case KILN_DTYPE_FP16: return launch<__half>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
-    default: return launch<__nv_bfloat16>(in, self, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
+    case KILN_DTYPE_FP32:
+      return launch_dtype<float>(in, self, q8, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
+    case KILN_DTYPE_FP16:
+      return launch_dtype<__half>(in, self, q8, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes, st);
+    default:
+      return launch_dtype<__nv_bfloat16>(in, self, q8, heads, scale, y, B, S, D, cap, rep, smem, workspace, workspace_bytes,
+                                         st);
   }
+}
+
+extern "C" kiln_status kiln_cuda_quantize_int8(const kiln_tensor *x, kiln_tensor *codes, kiln_tensor *scales, void *stream) {
+  const char *op = "kiln_cuda_quantize_int8";
+  KILN_TRY(kiln_check_float(x, op, "x"));
+  if (codes->dtype != KILN_DTYPE_INT8 || scales->dtype != x->dtype)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "%s: codes must be int8 and scales %s (got %s and %s)", op,
+                      kiln_dtype_name(x->dtype), kiln_dtype_name(codes->dtype), kiln_dtype_name(scales->dtype));
+  int32_t r = x->shape.rank;
+  int64_t n = kiln_dims_count(&x->shape), D = r ? x->shape.d[r - 1] : 0, rows = D ? n / D : 0;
+  if (r < 1 || !kiln_dims_equal(&codes->shape, &x->shape) || scales->shape.rank != r - 1 ||
+      kiln_dims_count(&scales->shape) != rows || D > INT32_MAX)
+    return kiln_error(KILN_ERR_SHAPE, "%s: x [..., D] needs codes [..., D] and scales [...]", op);
+  if (n == 0) return KILN_OK;
+  int64_t blocks = (rows + KVA_THREADS / 32 - 1) / (KVA_THREADS / 32);
+  unsigned grid = (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
+  cudaStream_t st = kiln_stream(stream);
+  switch (x->dtype) {
+    case KILN_DTYPE_FP32:
+      kva_quantize_kernel<float><<<grid, KVA_THREADS, 0, st>>>((const float *)x->data, (int8_t *)codes->data,
+                                                               (float *)scales->data, rows, (int)D);
+      break;
+    case KILN_DTYPE_FP16:
+      kva_quantize_kernel<__half><<<grid, KVA_THREADS, 0, st>>>((const __half *)x->data, (int8_t *)codes->data,
+                                                                (__half *)scales->data, rows, (int)D);
+      break;
+    default:
+      kva_quantize_kernel<__nv_bfloat16><<<grid, KVA_THREADS, 0, st>>>(
+          (const __nv_bfloat16 *)x->data, (int8_t *)codes->data, (__nv_bfloat16 *)scales->data, rows, (int)D);
+      break;
+  }
+  KILN_CUDA_CHECK_LAUNCH();
+  return KILN_OK;
 }

@@ -137,6 +137,12 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
       st = kiln_cuda_kv_attention(l->n_in, in, l->p.heads, l->p.scale, l->p.causal, &out[0], workspace,
                                   workspace_bytes, stream);
       break;
+    case KILN_OP_QUANTIZE_INT8:
+      if (l->n_out != 2)
+        return kiln_error(KILN_ERR_INTERNAL, "layer %s (quantize_int8) has %d outputs; it makes 2", l->name ? l->name : "?",
+                          (int)l->n_out);
+      st = kiln_cuda_quantize_int8(&in[0], &out[0], &out[1], stream);
+      break;
     case KILN_OP_PLUGIN: st = run_plugin(g, l, in, out, workspace, stream); break;
     default:
       return kiln_error(KILN_ERR_UNSUPPORTED, "layer %s: op %d has no CUDA implementation",

@@ -4,6 +4,7 @@
  * Manifest (whisper.json): {"format": "kiln-whisper", "version": 2, "encoder": "encoder.engine",
  * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N, "max_beams": K,
  * "weight_only": "none"|"int8"|"int4" (and "group_size" for int4; informative, not read back),
+ * "kv_cache": "int8" or the precision's name (informative: the runtime reads the engines' dtypes),
  * the geometry under config.json's key names (d_model, encoder_layers, ..., vocab_size,
  * max_source_positions, max_target_positions, eos_token_id, decoder_start_token_id),
  * "suppress_tokens": [...], "begin_suppress_tokens": [...]}.
@@ -75,6 +76,7 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
   static const char *const wo_names[] = {"none", "int8", "int4"};
   cJSON_AddStringToObject(m, "weight_only", p->weight_only >= 0 && p->weight_only <= 2 ? wo_names[p->weight_only] : "?");
   if (p->weight_only == KILN_WEIGHT_ONLY_INT4) cJSON_AddNumberToObject(m, "group_size", p->group_size);
+  cJSON_AddStringToObject(m, "kv_cache", p->kv_cache == KILN_DTYPE_INT8 ? "int8" : kiln_dtype_name(p->precision));
   const struct { const char *key; int32_t v; } f[] = {
       {"d_model", c->d_model},           {"encoder_layers", c->encoder_layers}, {"encoder_attention_heads", c->encoder_heads},
       {"encoder_ffn_dim", c->encoder_ffn}, {"decoder_layers", c->decoder_layers}, {"decoder_attention_heads", c->decoder_heads},
@@ -100,11 +102,10 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
 static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p, int decoder, const char *path) {
   kiln_network *net = NULL;
   /* the fused attention plugin serves fp16/bf16 CUDA encoders when kiln has it */
-  int fmha = p->target == KILN_TARGET_CUDA && p->precision != KILN_DTYPE_FP32 &&
+  int fmha = !decoder && p->target == KILN_TARGET_CUDA && p->precision != KILN_DTYPE_FP32 &&
              kiln_plugin_registry_find(kiln_plugin_registry_default(), "fmha", 1) != NULL;
-  kiln_status s = decoder ? kiln_whisper_decoder_network(dir, p->max_batch * p->max_beams, &net)
-                  : fmha  ? kiln_whisper_encoder_network_fmha(dir, p->max_batch, &net)
-                          : kiln_whisper_encoder_network(dir, p->max_batch, &net);
+  kiln_status s = kiln_whisper_network(dir, decoder ? p->max_batch * p->max_beams : p->max_batch, decoder, fmha,
+                                       p->kv_cache == KILN_DTYPE_INT8, &net);
   if (s != KILN_OK) return s;
   kiln_build_params b = kiln_build_default_params();
   b.target = p->target;
@@ -119,8 +120,9 @@ static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p
   s = kiln_build_to_file(net, &b, path, &r);
   kiln_network_destroy(net);
   if (s == KILN_OK)
-    kiln_log(KILN_LOG_INFO, "%s: weights %zu B, %d matmuls quantized, %d left in %s", path, r.weight_bytes,
-             (int)r.num_quantized, (int)r.num_quantize_skipped, kiln_dtype_name(p->precision));
+    kiln_log(KILN_LOG_INFO, "%s: weights %zu B, %d matmuls quantized, %d left in %s; KV cache %s", path, r.weight_bytes,
+             (int)r.num_quantized, (int)r.num_quantize_skipped, kiln_dtype_name(p->precision),
+             p->kv_cache == KILN_DTYPE_INT8 ? "int8" : kiln_dtype_name(p->precision));
   return s == KILN_OK ? s : kiln_error_context(s, "building %s: ", path);
 }
 
@@ -129,6 +131,10 @@ kiln_status kiln_whisper_build(const char *checkpoint_dir, const kiln_whisper_bu
   kiln_whisper_build_params p = params ? *params : kiln_whisper_build_default_params();
   if (!kiln_dtype_is_float(p.precision))
     return kiln_error(KILN_ERR_UNSUPPORTED, "whisper engines compute in fp32, fp16 or bf16 (got %s)",
+                      kiln_dtype_name(p.precision));
+  if (p.kv_cache != KILN_DTYPE_INVALID && p.kv_cache != KILN_DTYPE_INT8 && p.kv_cache != p.precision)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "whisper build: a %s KV cache with %s engines; the KV cache is int8 or in the engines' "
+                      "precision (--kv-cache int8 or %s)", kiln_dtype_name(p.kv_cache), kiln_dtype_name(p.precision),
                       kiln_dtype_name(p.precision));
   if (p.max_batch < 1 || p.max_beams < 1 || (int64_t)p.max_batch * p.max_beams > 4096)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper build: max_batch (%d) and max_beams (%d) must be >= 1 with a product <= 4096",

@@ -20,8 +20,12 @@ kiln_status kiln_whisper_config_from_json(const cJSON *root, const char *what, k
 kiln_status kiln_whisper_json_ints(const cJSON *root, const char *key, const char *what, int32_t *out,
                                    int32_t *n);
 
-/* The encoder network with self-attention through the "fmha" plugin (packed qkv layout). */
-kiln_status kiln_whisper_encoder_network_fmha(const char *checkpoint_dir, int32_t max_batch, kiln_network **out);
+/* The encoder (decoder = 0) or decoder network, as kiln_whisper_encoder_network /
+ * _decoder_network, with options: fmha, the encoder's self-attention through the "fmha" plugin
+ * (packed qkv layout); kv_int8, the KV cache in int8 (the encoder quantizes the cross-attention
+ * keys/values, the decoder reads and writes int8 caches with scales; whisper_net.c). */
+kiln_status kiln_whisper_network(const char *checkpoint_dir, int32_t max_batch, int decoder, int fmha, int kv_int8,
+                                 kiln_network **out);
 
 /* Longest token chunk a decoder run takes (the decoder profile's S): longer prompts are decoded
  * in chunks, so the activation arena stays bounded for max_rows sequences. */

@@ -9,9 +9,15 @@
  *   cache_v.i inputs [Bc, H, n_text_ctx, Dh], written at lengths[b] by the layer itself),
  *   cross-attention over cross_k.i / cross_v.i (rows shared by the beams of a window), MLP ->
  *   LayerNorm -> logits = x embed_tokens^T [B, S, vocab]. S is at most kiln_whisper_max_chunk().
+ * With an int8 KV cache (kv_int8), the encoder quantizes cross_k.i / cross_v.i into int8 codes
+ * with cross_k_scale.i / cross_v_scale.i [B, H, 1500] (quantize_int8 layers: the encoder
+ * network is the quantizing step, no extra kernel in the runtime), and the decoder takes int8
+ * cache_k.i / cache_v.i with cache_k_scale.i / cache_v_scale.i [Bc, H, n_text_ctx] and the
+ * cross ones likewise, its attention layers the _int8 forms (kiln/network.h: one scale per
+ * cached vector, max|x| / 127, computed when the vector is written).
  * Only kiln's generic layers are used, so the same networks build for the CPU and CUDA; the
  * encoder can instead run its self-attention through the "fmha" plugin (fp16/bf16 on CUDA:
- * kiln_whisper_encoder_network_fmha), its q, k, v projections fused into one matmul.
+ * kiln_whisper_network's fmha), its q, k, v projections fused into one matmul.
  * Not here: building the engines (whisper_build.c) and running them (whisper_runtime.c).
  */
 #include <math.h>
@@ -30,6 +36,7 @@ typedef struct wnet {
   const char *dir;
   kiln_status s; /* first error; every helper returns -1 once it is set */
   int fmha;      /* encoder self-attention through the "fmha" plugin (packed qkv layout) */
+  int kv_int8;   /* int8 KV cache: cross-attention keys/values quantized by the encoder */
 } wnet;
 
 static int32_t ok(wnet *w, int32_t id) {
@@ -208,6 +215,15 @@ static void encoder_graph(wnet *w, int32_t max_batch) {
     int32_t k, v;
     snprintf(prefix, sizeof prefix, "model.decoder.layers.%d.encoder_attn", i);
     project_kv(w, prefix, x, c->decoder_heads, &k, &v);
+    if (w->kv_int8) {
+      char name[192];
+      snprintf(name, sizeof name, "%s.k_quantize", prefix);
+      k = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_quantize_int8(w->net, name, k));
+      snprintf(name, sizeof name, "%s.v_quantize", prefix);
+      v = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_quantize_int8(w->net, name, v));
+      mark(w, k + 1, "cross_k_scale.%d", i);
+      mark(w, v + 1, "cross_v_scale.%d", i);
+    }
     mark(w, k, "cross_k.%d", i);
     mark(w, v, "cross_v.%d", i);
   }
@@ -266,11 +282,19 @@ static int32_t decoder_block(wnet *w, int32_t i, int32_t x, int32_t lengths) {
   int64_t cache_dims[4] = {-1, H, c->n_text_ctx, dh}, cross_dims[4] = {-1, H, c->n_audio_ctx, dh};
   float scale = (float)(1.0 / sqrt((double)dh));
   char prefix[128], name[192];
+  kiln_dtype kv = w->kv_int8 ? KILN_DTYPE_INT8 : KILN_DTYPE_FP32;
   snprintf(prefix, sizeof prefix, "model.decoder.layers.%d", i);
-  int32_t cache_k = decoder_input(w, "cache_k.%d", i, KILN_DTYPE_FP32, 4, cache_dims);
-  int32_t cache_v = decoder_input(w, "cache_v.%d", i, KILN_DTYPE_FP32, 4, cache_dims);
-  int32_t cross_k = decoder_input(w, "cross_k.%d", i, KILN_DTYPE_FP32, 4, cross_dims);
-  int32_t cross_v = decoder_input(w, "cross_v.%d", i, KILN_DTYPE_FP32, 4, cross_dims);
+  int32_t cache_k = decoder_input(w, "cache_k.%d", i, kv, 4, cache_dims);
+  int32_t cache_v = decoder_input(w, "cache_v.%d", i, kv, 4, cache_dims);
+  int32_t cross_k = decoder_input(w, "cross_k.%d", i, kv, 4, cross_dims);
+  int32_t cross_v = decoder_input(w, "cross_v.%d", i, kv, 4, cross_dims);
+  int32_t cache_ks = -1, cache_vs = -1, cross_ks = -1, cross_vs = -1; /* int8: scales [B, H, T] */
+  if (w->kv_int8) {
+    cache_ks = decoder_input(w, "cache_k_scale.%d", i, KILN_DTYPE_FP32, 3, cache_dims);
+    cache_vs = decoder_input(w, "cache_v_scale.%d", i, KILN_DTYPE_FP32, 3, cache_dims);
+    cross_ks = decoder_input(w, "cross_k_scale.%d", i, KILN_DTYPE_FP32, 3, cross_dims);
+    cross_vs = decoder_input(w, "cross_v_scale.%d", i, KILN_DTYPE_FP32, 3, cross_dims);
+  }
 
   snprintf(name, sizeof name, "%s.self_attn_layer_norm", prefix);
   int32_t h = layernorm(w, name, x);
@@ -278,8 +302,10 @@ static int32_t decoder_block(wnet *w, int32_t i, int32_t x, int32_t lengths) {
   int32_t qkv = qkv_linear(w, name, h);
   snprintf(name, sizeof name, "%s.self_attn.attention", prefix);
   int32_t a = w->s != KILN_OK ? -1
-                              : ok(w, kiln_network_add_cached_self_attention(w->net, name, qkv, cache_k, cache_v, lengths,
-                                                                             (int32_t)H, scale));
+              : w->kv_int8 ? ok(w, kiln_network_add_cached_self_attention_int8(w->net, name, qkv, cache_k, cache_v, cache_ks,
+                                                                                cache_vs, lengths, (int32_t)H, scale))
+                           : ok(w, kiln_network_add_cached_self_attention(w->net, name, qkv, cache_k, cache_v, lengths,
+                                                                           (int32_t)H, scale));
   snprintf(name, sizeof name, "%s.self_attn", prefix);
   x = out_proj(w, name, x, a);
 
@@ -288,7 +314,10 @@ static int32_t decoder_block(wnet *w, int32_t i, int32_t x, int32_t lengths) {
   snprintf(name, sizeof name, "%s.encoder_attn.q_proj", prefix);
   int32_t q = linear(w, name, h, c->d_model, c->d_model, 1);
   snprintf(name, sizeof name, "%s.encoder_attn.attention", prefix);
-  a = w->s != KILN_OK ? -1 : ok(w, kiln_network_add_cross_attention(w->net, name, q, cross_k, cross_v, (int32_t)H, scale));
+  a = w->s != KILN_OK ? -1
+      : w->kv_int8 ? ok(w, kiln_network_add_cross_attention_int8(w->net, name, q, cross_k, cross_v, cross_ks, cross_vs,
+                                                                  (int32_t)H, scale))
+                   : ok(w, kiln_network_add_cross_attention(w->net, name, q, cross_k, cross_v, (int32_t)H, scale));
   snprintf(name, sizeof name, "%s.encoder_attn", prefix);
   x = out_proj(w, name, x, a);
   return mlp(w, prefix, x, c->decoder_ffn);
@@ -318,6 +347,11 @@ static void decoder_profile(wnet *w, int32_t rows) {
     set_profile(w, p, "cache_v.%d", i, kmn, kmx, kmx);
     set_profile(w, p, "cross_k.%d", i, cmn, cmx, cmx);
     set_profile(w, p, "cross_v.%d", i, cmn, cmx, cmx);
+    if (!w->kv_int8) continue;
+    set_profile(w, p, "cache_k_scale.%d", i, kmn, kmx, kmx); /* the first three dims of the caches' */
+    set_profile(w, p, "cache_v_scale.%d", i, kmn, kmx, kmx);
+    set_profile(w, p, "cross_k_scale.%d", i, cmn, cmx, cmx);
+    set_profile(w, p, "cross_v_scale.%d", i, cmn, cmx, cmx);
   }
 }
 
@@ -342,7 +376,7 @@ static void decoder_graph(wnet *w, int32_t rows) {
   decoder_profile(w, rows);
 }
 
-static kiln_status make_network(const char *dir, int32_t max_batch, int decoder, int fmha, kiln_network **out) {
+kiln_status kiln_whisper_network(const char *dir, int32_t max_batch, int decoder, int fmha, int kv_int8, kiln_network **out) {
   if (!dir || !out) return kiln_error(KILN_ERR_INVALID_ARG, "whisper network: NULL argument");
   if (max_batch < 1 || max_batch > 4096)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper network: max_batch must be 1..4096 (got %d)", max_batch);
@@ -350,6 +384,7 @@ static kiln_status make_network(const char *dir, int32_t max_batch, int decoder,
   memset(&w, 0, sizeof w);
   w.dir = dir;
   w.fmha = fmha;
+  w.kv_int8 = kv_int8;
   KILN_TRY(kiln_whisper_config_load(dir, &w.c));
   w.s = kiln_weight_source_open(dir, NULL, &w.ws);
   if (w.s != KILN_OK) return kiln_error_context(w.s, "whisper checkpoint '%s': ", dir);
@@ -368,13 +403,9 @@ static kiln_status make_network(const char *dir, int32_t max_batch, int decoder,
 }
 
 kiln_status kiln_whisper_encoder_network(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
-  return make_network(checkpoint_dir, max_batch, 0, 0, out);
-}
-
-kiln_status kiln_whisper_encoder_network_fmha(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
-  return make_network(checkpoint_dir, max_batch, 0, 1, out);
+  return kiln_whisper_network(checkpoint_dir, max_batch, 0, 0, 0, out);
 }
 
 kiln_status kiln_whisper_decoder_network(const char *checkpoint_dir, int32_t max_batch, kiln_network **out) {
-  return make_network(checkpoint_dir, max_batch, 1, 0, out);
+  return kiln_whisper_network(checkpoint_dir, max_batch, 1, 0, 0, out);
 }

@@ -3,10 +3,12 @@
  * a KV cache kept by the host, and decodes greedily (suppressed tokens as openai-whisper applies
  * them at temperature 0 without timestamps).
  *
- * KV cache: per decoder layer two buffers [1, H, n_text_ctx, Dh] for keys and two for values.
- * A step binds the ones holding the past (T tokens) as past_k/past_v and the others as
- * present_k/present_v (the engine writes past + new there), then swaps them: no copies on the
- * host. The cross-attention keys/values stay where the encoder wrote them.
+ * KV cache: per decoder layer a key and a value buffer [rows, H, n_text_ctx, Dh], written in
+ * place by the decoder engine at each row's length (w->T); the cross-attention keys/values
+ * [max_batch, H, 1500, Dh] stay where the encoder wrote them. With an int8 KV cache (the
+ * engines' cache and cross-attention tensors are int8) each of these is codes plus a scale buffer
+ * [rows or max_batch, H, n_text_ctx or 1500] in the engine's precision, written by the engines
+ * too; copies of cache rows (beam reordering, KV save/load) copy the scales with the codes.
  * Buffers are host memory for CPU engines and device memory (cudaMalloc) for CUDA engines;
  * float tensors are in the engine's precision and converted at the edges (mel in, logits out).
  * Not here: batching several windows, timestamps, temperature fallback, long-form audio.
@@ -27,6 +29,12 @@
 #include "models/whisper/greedy_cuda.h"
 #endif
 
+/* Self-attention caches: 2 per decoder layer (k, v) [rows, H, n_text_ctx, Dh] of codes or
+ * floats, and for int8 caches their scales [rows, H, n_text_ctx] (else NULL). */
+typedef struct cache_set {
+  void **kv, **scale;
+} cache_set;
+
 struct kiln_whisper {
   kiln_whisper_config c;
   kiln_engine *enc, *dec;
@@ -38,12 +46,15 @@ struct kiln_whisper {
   int64_t dh;         /* decoder head size */
   int32_t max_batch;  /* windows the encoder takes at once */
   int32_t rows;       /* decoder rows: max_batch x max_beams */
+  int kv8;            /* int8 KV cache (codes + scales) */
+  size_t csz;         /* bytes per cached key/value element: 1 for int8, else esz */
   int32_t chunk;      /* most tokens per row in one decoder run */
   void *stream;       /* cudaStream_t for CUDA engines (graphs need one), else NULL */
   void *mel;          /* [max_batch, n_mels, 3000] */
   void *enc_out;      /* [max_batch, 1500, d] */
   void **cross;       /* 2 per decoder layer: k, v [max_batch, H, 1500, Dh] */
-  void **cache;       /* 2 per decoder layer: k, v [rows, H, n_text_ctx, Dh], kept in place */
+  void **cross_scale; /* int8: 2 per decoder layer: k, v scales [max_batch, H, 1500] */
+  cache_set cache;    /* 2 per decoder layer: k, v [rows, H, n_text_ctx, Dh], kept in place */
   int32_t *io;        /* engine memory: ids [rows * chunk], positions [rows * chunk], lengths [rows] */
   int32_t *io_host;   /* host staging of io (pinned for CUDA engines) */
   int io_pending;     /* an upload from io_host may still be running */
@@ -156,14 +167,19 @@ static kiln_status copy_2d(const kiln_whisper *w, void *dst, size_t dpitch, cons
   return KILN_OK;
 }
 
-/* One cache row's first T positions of every head, for every layer's k and v: from the row at
- * byte offset src_off of src[i] to the row at dst_off of dst[i] ([H, n_text_ctx, Dh] rows). */
-static kiln_status copy_cache(const kiln_whisper *w, void *const *dst, size_t dst_off, void *const *src, size_t src_off,
-                              int32_t T) {
-  size_t pitch = (size_t)w->c.n_text_ctx * (size_t)w->dh * w->esz, width = (size_t)T * (size_t)w->dh * w->esz;
-  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++)
-    KILN_TRY(copy_2d(w, (char *)dst[i] + dst_off, pitch, (const char *)src[i] + src_off, pitch, width,
-                     (size_t)w->c.decoder_heads));
+/* One cache row's first T positions of every head, for every layer's k and v (and their scales
+ * for int8 caches): from row src_row of src to row dst_row of dst. */
+static kiln_status copy_cache(const kiln_whisper *w, const cache_set *dst, int32_t dst_row, const cache_set *src,
+                              int32_t src_row, int32_t T) {
+  size_t n = (size_t)w->c.n_text_ctx, H = (size_t)w->c.decoder_heads, dh = (size_t)w->dh;
+  size_t kpitch = n * dh * w->csz, krow = H * kpitch, spitch = n * w->esz, srow = H * spitch;
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
+    KILN_TRY(copy_2d(w, (char *)dst->kv[i] + dst_row * krow, kpitch, (const char *)src->kv[i] + src_row * krow, kpitch,
+                     (size_t)T * dh * w->csz, H));
+    if (w->kv8)
+      KILN_TRY(copy_2d(w, (char *)dst->scale[i] + dst_row * srow, spitch, (const char *)src->scale[i] + src_row * srow,
+                       spitch, (size_t)T * w->esz, H));
+  }
   return KILN_OK;
 }
 
@@ -177,11 +193,20 @@ static kiln_status stage_reserve(kiln_whisper *w, size_t bytes) {
 }
 
 /* Sizes of the runtime's own buffers (alloc_buffers and kiln_whisper_device_bytes agree). */
-static size_t cross_bytes(const kiln_whisper *w) { /* one layer's k (or v), every window */
+static size_t enc_out_bytes(const kiln_whisper *w) {
   return (size_t)w->max_batch * (size_t)w->c.n_audio_ctx * (size_t)w->c.d_model * w->esz;
 }
+static size_t cross_bytes(const kiln_whisper *w) { /* one layer's k (or v), every window */
+  return (size_t)w->max_batch * (size_t)w->c.n_audio_ctx * (size_t)w->c.d_model * w->csz;
+}
+static size_t cross_scale_bytes(const kiln_whisper *w) { /* int8: its scales */
+  return w->kv8 ? (size_t)w->max_batch * (size_t)w->c.decoder_heads * (size_t)w->c.n_audio_ctx * w->esz : 0;
+}
 static size_t cache_row_bytes(const kiln_whisper *w) { /* one layer's k (or v), one row */
-  return (size_t)w->c.n_text_ctx * (size_t)w->c.d_model * w->esz;
+  return (size_t)w->c.n_text_ctx * (size_t)w->c.d_model * w->csz;
+}
+static size_t cache_scale_row_bytes(const kiln_whisper *w) { /* int8: its scales */
+  return w->kv8 ? (size_t)w->c.decoder_heads * (size_t)w->c.n_text_ctx * w->esz : 0;
 }
 static size_t io_count(const kiln_whisper *w) { return (size_t)w->rows * (size_t)(2 * w->chunk + 1); }
 static size_t logits_bytes(const kiln_whisper *w) {
@@ -190,8 +215,8 @@ static size_t logits_bytes(const kiln_whisper *w) {
 static size_t buffer_bytes(const kiln_whisper *w) {
   const kiln_whisper_config *c = &w->c;
   size_t mel = (size_t)w->max_batch * (size_t)c->n_mels * 2 * (size_t)c->n_audio_ctx * w->esz;
-  return mel + cross_bytes(w) + (size_t)2 * c->decoder_layers * (cross_bytes(w) + (size_t)w->rows * cache_row_bytes(w)) +
-         io_count(w) * 4 + logits_bytes(w);
+  size_t per_kv = cross_bytes(w) + cross_scale_bytes(w) + (size_t)w->rows * (cache_row_bytes(w) + cache_scale_row_bytes(w));
+  return mel + enc_out_bytes(w) + (size_t)2 * c->decoder_layers * per_kv + io_count(w) * 4 + logits_bytes(w);
 }
 
 /* ---- loading --------------------------------------------------------------------------------- */
@@ -239,20 +264,51 @@ static kiln_status read_manifest(kiln_whisper *w, const char *dir, char *enc, ch
   return s;
 }
 
+/* The dtype of engine tensor `name` (KILN_DTYPE_INVALID when the engine has none). */
+static kiln_dtype io_dtype(const kiln_engine *e, const char *name) {
+  kiln_io_info info;
+  for (int32_t i = 0; i < kiln_engine_num_io(e); i++)
+    if (kiln_engine_io(e, i, &info) == KILN_OK && strcmp(info.name, name) == 0) return info.dtype;
+  return KILN_DTYPE_INVALID;
+}
+
+/* The caches' buffers for `rows` rows (cache_free frees what was allocated, also after an error). */
+static kiln_status cache_alloc(const kiln_whisper *w, cache_set *c, int32_t rows) {
+  size_t n = (size_t)2 * w->c.decoder_layers;
+  c->kv = calloc(n, sizeof(void *));
+  c->scale = w->kv8 ? calloc(n, sizeof(void *)) : NULL;
+  if (!c->kv || (w->kv8 && !c->scale)) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  for (size_t i = 0; i < n; i++) {
+    KILN_TRY(mem_alloc(w, (size_t)rows * cache_row_bytes(w), &c->kv[i]));
+    if (w->kv8) KILN_TRY(mem_alloc(w, (size_t)rows * cache_scale_row_bytes(w), &c->scale[i]));
+  }
+  return KILN_OK;
+}
+
+static void cache_free(const kiln_whisper *w, cache_set *c) {
+  for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
+    if (c->kv) mem_free(w, c->kv[i]);
+    if (c->scale) mem_free(w, c->scale[i]);
+  }
+  free(c->kv), free(c->scale);
+  c->kv = c->scale = NULL;
+}
+
 static kiln_status alloc_buffers(kiln_whisper *w) {
   const kiln_whisper_config *c = &w->c;
   int32_t L = c->decoder_layers;
   w->cross = calloc((size_t)2 * L, sizeof(void *));
-  w->cache = calloc((size_t)2 * L, sizeof(void *));
+  w->cross_scale = calloc((size_t)2 * L, sizeof(void *));
   w->row = malloc((size_t)c->vocab_size * sizeof(float));
   w->T = calloc((size_t)w->rows, sizeof(int32_t));
-  if (!w->cross || !w->cache || !w->row || !w->T) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  if (!w->cross || !w->cross_scale || !w->row || !w->T) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
   KILN_TRY(mem_alloc(w, (size_t)w->max_batch * (size_t)c->n_mels * 2 * (size_t)c->n_audio_ctx * w->esz, &w->mel));
-  KILN_TRY(mem_alloc(w, cross_bytes(w), &w->enc_out));
+  KILN_TRY(mem_alloc(w, enc_out_bytes(w), &w->enc_out));
   for (int32_t i = 0; i < 2 * L; i++) {
     KILN_TRY(mem_alloc(w, cross_bytes(w), &w->cross[i]));
-    KILN_TRY(mem_alloc(w, (size_t)w->rows * cache_row_bytes(w), &w->cache[i]));
+    if (w->kv8) KILN_TRY(mem_alloc(w, cross_scale_bytes(w), &w->cross_scale[i]));
   }
+  KILN_TRY(cache_alloc(w, &w->cache, w->rows));
   KILN_TRY(mem_alloc(w, io_count(w) * 4, (void **)&w->io));
   KILN_TRY(host_alloc(w, io_count(w) * 4, (void **)&w->io_host));
   KILN_TRY(mem_alloc(w, logits_bytes(w), &w->logits));
@@ -274,12 +330,15 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   KILN_TRY(kiln_engine_load(dec, &lp, &w->dec));
   w->prec = kiln_engine_precision(w->enc);
   w->esz = kiln_dtype_bytes(w->prec, 1);
+  w->kv8 = io_dtype(w->dec, "cache_k.0") == KILN_DTYPE_INT8; /* the engines say how the KV cache is kept */
+  w->csz = w->kv8 ? 1 : w->esz;
   w->cuda = kiln_engine_target(w->enc) == KILN_TARGET_CUDA;
   w->dh = w->c.d_model / w->c.decoder_heads;
   w->chunk = kiln_whisper_max_chunk(w->rows, w->c.n_text_ctx);
   w->beams = 1;
   w->bound_r0 = -1;
-  if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda)
+  if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda ||
+      io_dtype(w->enc, "cross_k.0") != io_dtype(w->dec, "cross_k.0"))
     return kiln_error(KILN_ERR_FORMAT, "%s and %s were built with different settings; rebuild the folder", enc, dec);
 #ifdef KILN_HAVE_CUDA
   if (w->cuda && cudaSetDevice(p->device) != cudaSuccess)
@@ -317,12 +376,13 @@ void kiln_whisper_destroy(kiln_whisper *w) {
 #endif
   for (int32_t i = 0; i < 2 * w->c.decoder_layers; i++) {
     if (w->cross) mem_free(w, w->cross[i]);
-    if (w->cache) mem_free(w, w->cache[i]);
+    if (w->cross_scale) mem_free(w, w->cross_scale[i]);
   }
+  cache_free(w, &w->cache);
   mem_free(w, w->mel), mem_free(w, w->enc_out), mem_free(w, w->io), mem_free(w, w->logits);
   host_free(w, w->io_host), host_free(w, w->logits_host), host_free(w, w->picks_host);
   mem_free(w, w->sup_dev), mem_free(w, w->picks);
-  free(w->cross), free(w->cache), free(w->stage), free(w->row), free(w->T);
+  free(w->cross), free(w->cross_scale), free(w->stage), free(w->row), free(w->T);
   kiln_context_destroy(w->ectx);
   kiln_context_destroy(w->dctx);
   kiln_engine_destroy(w->enc);
@@ -368,6 +428,13 @@ static kiln_status shape4(kiln_context *ctx, const char *fmt, int32_t i, int64_t
   return kiln_context_set_input_shape(ctx, name, &d);
 }
 
+static kiln_status shape3(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t) {
+  char name[64];
+  kiln_dims d = {3, {b, h, t}};
+  snprintf(name, sizeof name, fmt, i);
+  return kiln_context_set_input_shape(ctx, name, &d);
+}
+
 /* Encode n windows mel [n, n_mels, 3000] (fp32, host) into cross-attention rows 0..n-1; every
  * decoder row's cache is emptied. */
 kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_t n, float *encoder_out) {
@@ -388,6 +455,9 @@ kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_
   for (int32_t i = 0; i < c->decoder_layers; i++) {
     KILN_TRY(bind(w->ectx, "cross_k.%d", i, w->cross[2 * i]));
     KILN_TRY(bind(w->ectx, "cross_v.%d", i, w->cross[2 * i + 1]));
+    if (!w->kv8) continue;
+    KILN_TRY(bind(w->ectx, "cross_k_scale.%d", i, w->cross_scale[2 * i]));
+    KILN_TRY(bind(w->ectx, "cross_v_scale.%d", i, w->cross_scale[2 * i + 1]));
   }
   KILN_TRY(kiln_context_enqueue(w->ectx, w->stream));
   memset(w->T, 0, (size_t)w->rows * sizeof *w->T);
@@ -413,7 +483,8 @@ static kiln_status decoder_bindings(kiln_whisper *w, int32_t r0, int32_t B) {
   if (w->bound_r0 == r0 && w->bound_b == B && w->bound_k0 == k0 && w->bound_bk == bk) return KILN_OK;
   w->bound_r0 = -1;
   int64_t H = c->decoder_heads;
-  size_t crow = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz, krow = cache_row_bytes(w);
+  size_t crow = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->csz, krow = cache_row_bytes(w);
+  size_t csrow = (size_t)H * (size_t)c->n_audio_ctx * w->esz, ksrow = cache_scale_row_bytes(w);
   KILN_TRY(kiln_context_set_tensor(w->dctx, "tokens", w->io));
   KILN_TRY(kiln_context_set_tensor(w->dctx, "positions", w->io + (size_t)w->rows * w->chunk));
   KILN_TRY(kiln_context_set_tensor(w->dctx, "lengths", w->io + (size_t)2 * w->rows * w->chunk));
@@ -423,10 +494,19 @@ static kiln_status decoder_bindings(kiln_whisper *w, int32_t r0, int32_t B) {
     KILN_TRY(shape4(w->dctx, "cache_v.%d", i, B, H, c->n_text_ctx, w->dh));
     KILN_TRY(shape4(w->dctx, "cross_k.%d", i, bk, H, c->n_audio_ctx, w->dh));
     KILN_TRY(shape4(w->dctx, "cross_v.%d", i, bk, H, c->n_audio_ctx, w->dh));
-    KILN_TRY(bind(w->dctx, "cache_k.%d", i, (char *)w->cache[2 * i] + (size_t)r0 * krow));
-    KILN_TRY(bind(w->dctx, "cache_v.%d", i, (char *)w->cache[2 * i + 1] + (size_t)r0 * krow));
+    KILN_TRY(bind(w->dctx, "cache_k.%d", i, (char *)w->cache.kv[2 * i] + (size_t)r0 * krow));
+    KILN_TRY(bind(w->dctx, "cache_v.%d", i, (char *)w->cache.kv[2 * i + 1] + (size_t)r0 * krow));
     KILN_TRY(bind(w->dctx, "cross_k.%d", i, (char *)w->cross[2 * i] + (size_t)k0 * crow));
     KILN_TRY(bind(w->dctx, "cross_v.%d", i, (char *)w->cross[2 * i + 1] + (size_t)k0 * crow));
+    if (!w->kv8) continue;
+    KILN_TRY(shape3(w->dctx, "cache_k_scale.%d", i, B, H, c->n_text_ctx));
+    KILN_TRY(shape3(w->dctx, "cache_v_scale.%d", i, B, H, c->n_text_ctx));
+    KILN_TRY(shape3(w->dctx, "cross_k_scale.%d", i, bk, H, c->n_audio_ctx));
+    KILN_TRY(shape3(w->dctx, "cross_v_scale.%d", i, bk, H, c->n_audio_ctx));
+    KILN_TRY(bind(w->dctx, "cache_k_scale.%d", i, (char *)w->cache.scale[2 * i] + (size_t)r0 * ksrow));
+    KILN_TRY(bind(w->dctx, "cache_v_scale.%d", i, (char *)w->cache.scale[2 * i + 1] + (size_t)r0 * ksrow));
+    KILN_TRY(bind(w->dctx, "cross_k_scale.%d", i, (char *)w->cross_scale[2 * i] + (size_t)k0 * csrow));
+    KILN_TRY(bind(w->dctx, "cross_v_scale.%d", i, (char *)w->cross_scale[2 * i + 1] + (size_t)k0 * csrow));
   }
   w->bound_r0 = r0, w->bound_b = B, w->bound_k0 = k0, w->bound_bk = bk;
   return KILN_OK;
@@ -546,7 +626,7 @@ kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src) {
   if (!w || dst < 0 || src < 0 || dst >= w->rows || src >= w->rows)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper: row copy %d <- %d outside 0..%d", dst, src, w ? w->rows - 1 : -1);
   if (dst == src) return KILN_OK;
-  KILN_TRY(copy_cache(w, w->cache, (size_t)dst * cache_row_bytes(w), w->cache, (size_t)src * cache_row_bytes(w), w->T[src]));
+  KILN_TRY(copy_cache(w, &w->cache, dst, &w->cache, src, w->T[src]));
   w->T[dst] = w->T[src];
   return KILN_OK;
 }
@@ -683,22 +763,19 @@ kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out) {
 }
 
 struct kiln_whisper_kv {
-  void **buf; /* 2 per decoder layer: k, v [H, n_text_ctx, Dh] (the first T of each head hold the cache) */
+  cache_set buf; /* one row: the first T positions of each head hold the cache */
   int32_t T;
 };
 
 void kiln_whisper_kv_destroy(kiln_whisper *w, kiln_whisper_kv *kv) {
   if (!kv) return;
-  for (int32_t i = 0; kv->buf && i < 2 * w->c.decoder_layers; i++) mem_free(w, kv->buf[i]);
-  free(kv->buf);
+  cache_free(w, &kv->buf);
   free(kv);
 }
 
 kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
   kiln_whisper_kv *kv = calloc(1, sizeof *kv);
-  if (kv) kv->buf = calloc((size_t)2 * w->c.decoder_layers, sizeof(void *));
-  kiln_status s = kv && kv->buf ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  for (int32_t i = 0; s == KILN_OK && i < 2 * w->c.decoder_layers; i++) s = mem_alloc(w, cache_row_bytes(w), &kv->buf[i]);
+  kiln_status s = kv ? cache_alloc(w, &kv->buf, 1) : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
   if (s != KILN_OK) {
     kiln_whisper_kv_destroy(w, kv);
     return s;
@@ -710,10 +787,10 @@ kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
 /* Row 0's cache <-> kv->buf. */
 kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
   kv->T = w->T[0];
-  return copy_cache(w, kv->buf, 0, w->cache, 0, kv->T);
+  return copy_cache(w, &kv->buf, 0, &w->cache, 0, kv->T);
 }
 
 kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv) {
   w->T[0] = kv->T;
-  return copy_cache(w, w->cache, 0, kv->buf, 0, kv->T);
+  return copy_cache(w, &w->cache, 0, &kv->buf, 0, kv->T);
 }
