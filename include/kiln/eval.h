@@ -126,8 +126,10 @@ typedef struct kiln_eval_run_params {
   kiln_whisper_decode_params decode; /* default: kiln_whisper_default_decode_params() */
   const char *const *group_keys;     /* manifest fields to report WER by (may be NULL) */
   int32_t n_group_keys;
-  int32_t batch_size;                /* >= 1 (default 1). Accepted for the future: the runtime
-                                      * decodes one 30 s window at a time whatever it is */
+  int32_t batch_size;                /* >= 1 (default 1): utterances decoded together as one
+                                      * batch (kiln_whisper_transcribe_batch), at most the
+                                      * engines' kiln_whisper_max_windows() (the metric
+                                      * "batch_size" reports the one used) */
   kiln_eval_utterance_fn on_utterance; /* may be NULL */
   void *user_data;
 } kiln_eval_run_params;

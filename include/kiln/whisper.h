@@ -185,6 +185,13 @@ int32_t kiln_whisper_max_rows(const kiln_whisper *w);
 kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out);
 /* kiln_whisper_encode for n windows mel [n x n_mels x 3000] (encoder_out [n x 1500 x d]). */
 kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_t n, float *encoder_out);
+/* In-flight batching: encode one window mel [n_mels x 3000] (fp32, host) into window slot
+ * `slot` (0 .. kiln_whisper_max_windows() - 1). The other slots keep their cross-attention
+ * keys/values and their decoder rows' caches; the slot's own decoder rows (slot x R .. with R
+ * decoder rows per window: 1 after kiln_whisper_encode / _encode_batch) are emptied.
+ * KILN_ERR_INVALID_ARG when the slot or its rows do not fit the engines (--max-batch,
+ * --max-beam). kiln_whisper_transcribe_files() runs on it. */
+kiln_status kiln_whisper_encode_slot(kiln_whisper *w, int32_t slot, const float *mel);
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits);
 /* Tokens in the KV cache. */
 int32_t kiln_whisper_cache_length(const kiln_whisper *w);
@@ -198,16 +205,23 @@ int32_t kiln_whisper_cache_length(const kiln_whisper *w);
  *   max_initial_timestamp, and only timestamps when their total probability beats every text
  *   token); greedy (T = 0), sampling (T > 0, best_of samples ranked by
  *   MaximumLikelihoodRanker), or beam search (beam_size, patience, length_penalty as
- *   BeamSearchDecoder). Beams run one after the other with a copy of the KV cache each (not as
- *   a batch). The no-speech probability is read at <|startoftranscript|> of the first step.
+ *   BeamSearchDecoder). The beams (or the best_of samples) are decoder rows stepped together as
+ *   one batch when the engines have the rows (kiln build whisper --max-beam >= beam_size /
+ *   best_of), else they take turns through the rows there are, each kept in a copy of the KV
+ *   cache (same results, slower). The no-speech probability is read at <|startoftranscript|>
+ *   of the first step.
  * kiln_whisper_transcribe_audio: long-form, as openai-whisper's transcribe(): the log-mel of
  *   the whole file padded with 30 s of zeros (one global floor), 30 s windows advanced by the
  *   last timestamp, temperature fallback (compression ratio, average log-probability,
  *   no-speech), the previous text as the prompt (<|startofprev|>, at most 223 tokens),
  *   initial_prompt, segments from the timestamp tokens. Not done: word timestamps,
  *   clip_timestamps, carry_initial_prompt, hallucination_silence_threshold.
+ * kiln_whisper_transcribe_files: kiln_whisper_transcribe_audio for many files at once, their
+ *   windows decoded together (below).
  * Sampling uses kiln's own seeded generator (splitmix64), not PyTorch's: samples differ from
- * openai-whisper's, decisions made on them follow the same rules. */
+ *   openai-whisper's, decisions made on them follow the same rules. Each best_of sample draws
+ *   from its own stream (the generator's state advanced by j x 2^32 draws for sample j), so
+ *   the samples do not depend on how they are batched; the seed restarts at every file. */
 
 #define KILN_WHISPER_MAX_TEMPERATURES 16
 
@@ -233,6 +247,14 @@ typedef struct kiln_whisper_options {
   int32_t suppress_blank;    /* 1 (default) */
   int32_t sample_len;        /* at most this many tokens per window (default 224) */
   uint64_t seed;             /* sampling generator seed (default 0) */
+  int32_t batch_size;        /* kiln_whisper_transcribe_files: windows (files) decoded together;
+                                0 (default): kiln_whisper_max_windows(). Each window takes
+                                max(beam_size, best_of) decoder rows when it may need them
+                                (beam search at T = 0, sampling at T > 0 in the temperatures), and
+                                the engines have max_batch x max_beams rows: build with --max-beam
+                                of that to decode max_batch windows together */
+  int32_t cpu_mel;           /* 1: compute the log-mel on the CPU also for CUDA engines (default 0:
+                                on the GPU for CUDA engines in a CUDA build) */
 } kiln_whisper_options;
 
 kiln_whisper_options kiln_whisper_default_options(void);
@@ -292,6 +314,34 @@ void kiln_whisper_transcript_free(kiln_whisper_transcript *t);
 kiln_status kiln_whisper_transcribe_audio(kiln_whisper *w, const float *samples, int64_t n,
                                           const kiln_whisper_options *o,
                                           kiln_whisper_transcript **out);
+
+/* Many files, in-flight batching: up to o->batch_size files are transcribed at once, one window
+ * each in a window slot; their windows advance together, one token per decoder step. A file's
+ * windows stay sequential (the next window's seek and prompt come from the previous one); when
+ * a slot's window finishes, the slot encodes its file's next window (or, once the file is done,
+ * starts the next file) while the others go on. Each file's transcript is the same as
+ * kiln_whisper_transcribe_audio() gives for it alone (rows of a batch do not mix; on the GPU
+ * the matmul algorithm may differ with the batch size, so logits may differ in the last bits).
+ * Callbacks, all called from this thread during the call:
+ *   load(user_data, i, &samples, &n): file i's audio (16 kHz mono), asked for in file order when
+ *     a slot is free. An error fails file i only (done() gets it). The library reads the samples
+ *     once (for the log-mel) and then calls unload(user_data, samples) (may be NULL: no call).
+ *   done(user_data, i, status, t): file i finished: KILN_OK with its transcript (the callee's:
+ *     kiln_whisper_transcript_free), or an error (t NULL; kiln_last_error() says why). Called
+ *     once per file, in the order files finish (not file order).
+ * Returns KILN_OK when every file was attempted (some may have failed: see done); an error that
+ * stops everything (out of memory, a CUDA error) is returned after done() got it for the files
+ * in flight; files not started then get no done() call. */
+typedef struct kiln_whisper_files {
+  int64_t n;
+  kiln_status (*load)(void *user_data, int64_t i, float **samples, int64_t *n_samples);
+  void (*unload)(void *user_data, float *samples);
+  void (*done)(void *user_data, int64_t i, kiln_status status, kiln_whisper_transcript *t);
+  void *user_data;
+} kiln_whisper_files;
+
+kiln_status kiln_whisper_transcribe_files(kiln_whisper *w, const kiln_whisper_files *files,
+                                          const kiln_whisper_options *o);
 
 typedef enum kiln_whisper_format {
   KILN_WHISPER_FORMAT_TXT = 0, KILN_WHISPER_FORMAT_SRT, KILN_WHISPER_FORMAT_VTT,

@@ -116,10 +116,17 @@ static void transcribe_help(FILE *f) {
           "Transcribes each audio file (WAV, FLAC, OGG, ...; resampled to 16 kHz mono) with the Whisper\n"
           "engines in ENGINE_DIR (from `kiln build whisper`) as openai-whisper's transcribe() does: the\n"
           "whole file in 30 s windows, timestamps, temperature fallback, the previous text as the prompt.\n"
-          "Prints the text of each file (\"FILE: text\" when there are several); with --output-format the\n"
-          "transcripts are also written to --output-dir as FILE_BASENAME.FORMAT. A file that fails is\n"
-          "reported and the others go on. A summary (audio seconds, wall time, real-time factor) goes to\n"
-          "stderr.\n"
+          "Prints the text of each file (\"FILE: text\" when there are several, in the order given); with\n"
+          "--output-format the transcripts are also written to --output-dir as FILE_BASENAME.FORMAT. A\n"
+          "file that fails is reported and the others go on. A summary (audio seconds, wall time,\n"
+          "real-time factor) goes to stderr.\n"
+          "Several files are decoded together: up to --batch-size files at once, one 30 s window each,\n"
+          "their windows stepped as one decoder batch; when a file's window ends, its next window (or the\n"
+          "next file) takes the place while the others go on. Each file's output is the same as alone.\n"
+          "A window takes R = max(--beam-size, --best-of) decoder rows when it may beam or sample (the\n"
+          "fallback samples at temperatures above 0), and engines built with --max-batch N --max-beam K\n"
+          "have N x K rows: min(N, N x K / R) windows go together (build with --max-beam 5 for the\n"
+          "defaults; with fewer rows than R, one window at a time and its rows take turns).\n"
           "\n"
           "options:\n"
           "  --language CODE|auto  spoken language (default auto: detected from the first 30 s;\n"
@@ -136,6 +143,9 @@ static void transcribe_help(FILE *f) {
           "  --output-format txt|srt|vtt|json|tsv|all   also write these files\n"
           "  --output-dir DIR      where to write them (default .)\n"
           "  --tokens              also print the token ids of every segment (a line after the text)\n"
+          "  --batch-size N        files decoded together (default: the engines' --max-batch; 1: one\n"
+          "                        file at a time)\n"
+          "  --cpu-mel             compute the log-mel on the CPU (default: on the GPU for CUDA engines)\n"
           "  --device N            GPU (default 0)\n");
 }
 
@@ -170,28 +180,66 @@ static kiln_status write_outputs(const kiln_whisper_transcript *t, const char *p
   return KILN_OK;
 }
 
-/* One file: audio -> transcript. *seconds receives the audio length. */
-static kiln_status transcribe_file(kiln_whisper *w, const char *path, const kiln_whisper_options *o, const out_opts *oo,
-                                   double *seconds) {
-  float *pcm = NULL;
-  int64_t n = 0;
-  kiln_status s = kiln_audio_load(path, KILN_WHISPER_SAMPLE_RATE, &pcm, &n);
+/* kiln_whisper_transcribe_files' callbacks: audio from the files, transcripts printed and
+ * written in file order (a finished file waits for the ones before it). */
+typedef struct cli_file {
+  double seconds;               /* audio length */
+  int finished;
+  kiln_status status;
+  kiln_whisper_transcript *t;   /* finished, not printed yet */
+  char *error;                  /* the message of a failed file */
+} cli_file;
+
+typedef struct cli_files {
+  const char **paths;
+  const out_opts *oo;
+  cli_file *f;
+  int n, printed, failed;
+  double audio;                 /* seconds of the files transcribed */
+} cli_files;
+
+static kiln_status cli_load(void *user, int64_t i, float **samples, int64_t *n) {
+  cli_files *c = user;
+  kiln_status s = kiln_audio_load(c->paths[i], KILN_WHISPER_SAMPLE_RATE, samples, n);
   if (s != KILN_OK) return s;
-  *seconds = (double)n / KILN_WHISPER_SAMPLE_RATE;
-  kiln_whisper_transcript *t = NULL;
-  s = kiln_whisper_transcribe_audio(w, pcm, n, o, &t);
-  kiln_audio_free(pcm);
-  if (s != KILN_OK) return s;
-  const char *text = t->text[0] == ' ' ? t->text + 1 : t->text;
-  if (oo->many) printf("%s: %s\n", path, text);
-  else printf("%s\n", text);
-  for (int32_t i = 0, first = 1; oo->tokens && i < t->n_segments; i++)
-    for (int32_t k = 0; k < t->segments[i].n_tokens; k++, first = 0) printf("%s%d", first ? "" : " ", t->segments[i].tokens[k]);
-  if (oo->tokens) printf("\n");
-  fflush(stdout);
-  s = write_outputs(t, path, oo);
-  kiln_whisper_transcript_free(t);
-  return s;
+  c->f[i].seconds = (double)*n / KILN_WHISPER_SAMPLE_RATE;
+  return KILN_OK;
+}
+
+static void cli_unload(void *user, float *samples) {
+  (void)user;
+  kiln_audio_free(samples);
+}
+
+static void print_file(cli_files *c, int i) {
+  const out_opts *oo = c->oo;
+  cli_file *f = &c->f[i];
+  kiln_status s = f->status;
+  if (s == KILN_OK) {
+    const kiln_whisper_transcript *t = f->t;
+    const char *text = t->text[0] == ' ' ? t->text + 1 : t->text;
+    if (oo->many) printf("%s: %s\n", c->paths[i], text);
+    else printf("%s\n", text);
+    for (int32_t k = 0, first = 1; oo->tokens && k < t->n_segments; k++)
+      for (int32_t m = 0; m < t->segments[k].n_tokens; m++, first = 0) printf("%s%d", first ? "" : " ", t->segments[k].tokens[m]);
+    if (oo->tokens) printf("\n");
+    fflush(stdout);
+    s = write_outputs(t, c->paths[i], oo);
+    if (s == KILN_OK) c->audio += f->seconds;
+  }
+  if (s != KILN_OK) {
+    fprintf(stderr, "kiln transcribe: %s: %s\n", c->paths[i], f->error ? f->error : kiln_last_error());
+    c->failed++;
+  }
+  kiln_whisper_transcript_free(f->t);
+  f->t = NULL;
+}
+
+static void cli_done(void *user, int64_t i, kiln_status s, kiln_whisper_transcript *t) {
+  cli_files *c = user;
+  c->f[i].finished = 1, c->f[i].status = s, c->f[i].t = t;
+  if (s != KILN_OK) c->f[i].error = strdup(kiln_last_error());
+  while (c->printed < c->n && c->f[c->printed].finished) print_file(c, c->printed++);
 }
 
 static int parse_double(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -258,6 +306,11 @@ static int parse_transcribe(int argc, char **argv, kiln_whisper_options *o, kiln
       if (!(oo->dir = v)) return CLI_USAGE;
     } else if (strcmp(argv[i], "--tokens") == 0) {
       oo->tokens = 1;
+    } else if (cli_flag_value(argc, argv, &i, "--batch-size", &v)) {
+      if (cli_parse_int("transcribe", "--batch-size", v, 1, 4096, &n)) return CLI_USAGE;
+      o->batch_size = (int32_t)n;
+    } else if (strcmp(argv[i], "--cpu-mel") == 0) {
+      o->cpu_mel = 1;
     } else if (cli_flag_value(argc, argv, &i, "--device", &v)) {
       if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return CLI_USAGE;
       lp->device = (int32_t)n;
@@ -293,17 +346,14 @@ int cli_transcribe(int argc, char **argv) {
   kiln_status s = kiln_whisper_load(dir, &lp, &w);
   if (s != KILN_OK) return free(files), cli_fail("transcribe", dir, s);
   double t1 = now_s();
-  int failed = 0;
-  for (int i = 0; i < n_files; i++) {
-    double sec = 0;
-    s = transcribe_file(w, files[i], &o, &oo, &sec);
-    if (s != KILN_OK) {
-      fprintf(stderr, "kiln transcribe: %s: %s\n", files[i], kiln_last_error());
-      failed++;
-      continue;
-    }
-    audio += sec;
-  }
+  cli_files c = {files, &oo, calloc((size_t)n_files, sizeof(cli_file)), n_files, 0, 0, 0.0};
+  kiln_whisper_files io = {n_files, cli_load, cli_unload, cli_done, &c};
+  s = c.f ? kiln_whisper_transcribe_files(w, &io, &o) : KILN_ERR_OUT_OF_MEMORY;
+  if (s != KILN_OK) fprintf(stderr, "kiln transcribe: %s\n", c.f ? kiln_last_error() : "out of memory");
+  int failed = c.f ? c.failed + (n_files - c.printed) : n_files; /* not printed: stopped by a fatal error */
+  for (int i = 0; c.f && i < n_files; i++) kiln_whisper_transcript_free(c.f[i].t), free(c.f[i].error);
+  free(c.f);
+  audio = c.audio;
   double t2 = now_s();
   fprintf(stderr, "kiln transcribe: %d of %d files, %.1f s of audio in %.2f s (load %.2f s): RTF %.4f\n",
           n_files - failed, n_files, audio, t2 - t1, t1 - t0, audio > 0 ? (t2 - t1) / audio : 0.0);

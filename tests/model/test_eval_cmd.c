@@ -7,7 +7,8 @@
  * does not exist, and checks against tests/data/eval_mini_whisper_base.json (written by
  * tools/make_eval_mini_ref.py: transformers' greedy transcripts of the same audio and checkpoint,
  * normalized by openai-whisper's EnglishTextNormalizer and scored by jiwer):
- *   - every readable utterance is transcribed, with exactly transformers' text;
+ *   - every readable utterance is transcribed, with exactly transformers' text, four utterances
+ *     decoded together as one batch (engines built with --max-batch 4);
  *   - the missing file is one per-utterance error (callback + stats), and the run goes on;
  *   - per utterance, kiln's normalized texts and S/D/I counts are jiwer's on the same texts;
  *   - overall and per-group (synth, voice) WER in the report and in the written summary.json equal
@@ -177,6 +178,7 @@ int main(void) {
   kiln_whisper_build_params bp = kiln_whisper_build_default_params();
   bp.target = KILN_TARGET_CPU;
   bp.precision = KILN_DTYPE_FP32;
+  bp.max_batch = 4;
   CHECK_OK(kiln_whisper_build(CKPT, &bp, ENGINES));
   kiln_whisper *w = NULL;
   kiln_textnorm *tn = NULL;
@@ -196,7 +198,7 @@ int main(void) {
   if (w && m && r) {
     p.batch_size = 0;
     CHECK_STATUS(kiln_eval_run(w, m, &p, r, &st), KILN_ERR_INVALID_ARG);
-    p.batch_size = 4; /* accepted; one window at a time */
+    p.batch_size = 4; /* utterances decoded 4 at a time as one batch (the missing one last, alone) */
     CHECK_OK(kiln_eval_run(w, m, &p, r, &st));
     CHECK_EQ_INT(st.transcribed, 12);
     CHECK_EQ_INT(st.failed, 1);

@@ -1,8 +1,10 @@
 /* src/models/whisper/beam.c - beam search over one window as openai-whisper's BeamSearchDecoder
  * (beam_size, patience) with MaximumLikelihoodRanker (length_penalty) does it, for one audio.
- * The beams run one after the other: each beam's KV cache is kept in its own copy
- * (kiln_whisper_kv), loaded before its step and saved after it, so reordering the beams is
- * choosing which copy a new beam starts from. Not here: batching the beams through the engine. */
+ * The beams are the storage rows of a dec_task (decode_internal.h): decoder rows stepped
+ * together as one batch (or KV copies when the engines have fewer rows). Reordering the beams
+ * relabels rows: a new beam keeps its source's row when it is the first to claim it, and the
+ * others get a copy of their source into a row that no new beam comes from, so no copy ever
+ * overwrites a source still needed. Not here: the stepping (decode.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,31 +18,33 @@ typedef struct cand {
   float score;
 } cand;
 
-typedef struct beam_state {
+struct beam_state {
   dec_ctx *d;
   int32_t B, max_cand, L;  /* beams, finished candidates wanted, tokens per beam */
   int32_t *tok, *ntok;     /* [B, n_ctx + 2] current and next beams' tokens */
-  float *sum, *rows;       /* [B], [B, vocab] */
-  kiln_whisper_kv **cur, **nxt; /* [B] each */
-  int32_t *slot;           /* [B]: the cache copy each beam's row came from */
+  float *sum;              /* [B] */
+  float *logits;           /* [B storage rows, vocab] (the task's) */
+  int32_t map[DEC_MAX_BEAMS]; /* the storage row of each beam */
   cand *c;                 /* [B * (B + 1)] */
   int32_t *fin;            /* [cap, n_ctx + 2] finished sequences */
   int32_t *fin_n;          /* their lengths */
   float *fin_sum;
   int32_t n_fin, cap;
-} beam_state;
+};
 
 #define STRIDE(d) ((size_t)(d)->n_ctx + 2)
+#define ROW(b, j) ((b)->logits + (size_t)(b)->map[j] * (size_t)(b)->d->vocab)
 
-static void beam_free(beam_state *b) {
-  for (int32_t j = 0; b->cur && j < b->B; j++) kiln_whisper_kv_destroy(b->d->w, b->cur[j]);
-  for (int32_t j = 0; b->nxt && j < b->B; j++) kiln_whisper_kv_destroy(b->d->w, b->nxt[j]);
-  free(b->tok), free(b->ntok), free(b->sum), free(b->rows), free(b->cur), free(b->nxt), free(b->slot), free(b->c);
+void dec_beam_free(dec_task *t) {
+  beam_state *b = t->beam;
+  if (!b) return;
+  free(b->tok), free(b->ntok), free(b->sum), free(b->c);
   free(b->fin), free(b->fin_n), free(b->fin_sum);
+  free(b);
+  t->beam = NULL;
 }
 
 static kiln_status beam_alloc(beam_state *b, dec_ctx *d) {
-  memset(b, 0, sizeof *b);
   b->d = d;
   b->B = d->o->beam_size;
   b->max_cand = (int32_t)nearbyint(b->B * (d->o->patience > 0 ? d->o->patience : 1.0));
@@ -51,21 +55,12 @@ static kiln_status beam_alloc(beam_state *b, dec_ctx *d) {
   b->tok = malloc(sizeof(int32_t) * B * STRIDE(d));
   b->ntok = malloc(sizeof(int32_t) * B * STRIDE(d));
   b->sum = calloc(B, sizeof(float));
-  b->rows = malloc(sizeof(float) * B * (size_t)d->vocab);
-  b->cur = calloc(B, sizeof(void *));
-  b->nxt = calloc(B, sizeof(void *));
-  b->slot = calloc(B, sizeof(int32_t));
   b->c = malloc(sizeof(cand) * B * (B + 1));
   b->fin = malloc(sizeof(int32_t) * (size_t)b->cap * STRIDE(d));
   b->fin_n = malloc(sizeof(int32_t) * (size_t)b->cap);
   b->fin_sum = malloc(sizeof(float) * (size_t)b->cap);
-  if (!b->tok || !b->ntok || !b->sum || !b->rows || !b->cur || !b->nxt || !b->slot || !b->c || !b->fin || !b->fin_n ||
-      !b->fin_sum)
+  if (!b->tok || !b->ntok || !b->sum || !b->c || !b->fin || !b->fin_n || !b->fin_sum)
     return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for beam search");
-  for (int32_t j = 0; j < b->B; j++) {
-    KILN_TRY(kiln_whisper_kv_create(d->w, &b->cur[j]));
-    KILN_TRY(kiln_whisper_kv_create(d->w, &b->nxt[j]));
-  }
   return KILN_OK;
 }
 
@@ -90,7 +85,7 @@ static int32_t candidates(beam_state *b) {
   int32_t n = 0, idx[64];
   int32_t k = b->B + 1 < 64 ? b->B + 1 : 64;
   for (int32_t j = 0; j < b->B; j++) {
-    const float *row = b->rows + (size_t)j * d->vocab;
+    const float *row = ROW(b, j);
     double lse = dec_logsumexp(row, 0, d->vocab);
     topk(row, d->vocab, k, idx);
     for (int32_t t = 0; t < k; t++) {
@@ -141,27 +136,35 @@ static int update(beam_state *b, int32_t *src) {
     b->sum[saved] = c->score;
     src[saved++] = c->src;
   }
+  for (; saved < b->B; saved++) { /* cannot happen (B x B candidates are not <|endoftext|>): a guard */
+    memcpy(b->ntok + (size_t)saved * STRIDE(d), b->ntok, sizeof(int32_t) * ((size_t)b->L + 1));
+    b->sum[saved] = b->sum[0];
+    src[saved] = src[0];
+  }
   int32_t *t = b->tok;
   b->tok = b->ntok, b->ntok = t;
   b->L++;
   return b->n_fin >= b->max_cand;
 }
 
-/* The next step of every beam, from the cache copy of its source. */
-static kiln_status advance(beam_state *b, const int32_t *src) {
-  dec_ctx *d = b->d;
+/* New beam j continues old beam src[j]: it keeps its source's storage row when it is the first
+ * to claim it; the others take rows no new beam comes from (so no source is overwritten) and
+ * get a copy of their source's cache. */
+static kiln_status reorder(dec_task *t, beam_state *b, const int32_t *src) {
+  int32_t claimed[DEC_MAX_BEAMS] = {0}, map[DEC_MAX_BEAMS], free_row = 0;
   for (int32_t j = 0; j < b->B; j++) {
-    int32_t tok = b->tok[(size_t)j * STRIDE(d) + (size_t)b->L - 1];
-    KILN_TRY(kiln_whisper_kv_load(d->w, b->cur[b->slot[src[j]]]));
-    KILN_TRY(kiln_whisper_decode(d->w, &tok, 1, NULL));
-    KILN_TRY(kiln_whisper_last_logits(d->w, 0, b->rows + (size_t)j * d->vocab));
-    KILN_TRY(kiln_whisper_kv_save(d->w, b->nxt[j]));
+    int32_t r = b->map[src[j]];
+    map[j] = claimed[r] ? -1 : r;
+    claimed[r] = 1;
   }
   for (int32_t j = 0; j < b->B; j++) {
-    kiln_whisper_kv *t = b->cur[j];
-    b->cur[j] = b->nxt[j], b->nxt[j] = t;
-    b->slot[j] = j;
+    if (map[j] >= 0) continue;
+    while (claimed[free_row]) free_row++;
+    claimed[free_row] = 1;
+    KILN_TRY(dec_rows_copy(&t->r, free_row, b->map[src[j]]));
+    map[j] = free_row;
   }
+  memcpy(b->map, map, sizeof(int32_t) * (size_t)b->B);
   return KILN_OK;
 }
 
@@ -187,37 +190,45 @@ static int32_t finalize(beam_state *b) {
   return best;
 }
 
-static kiln_status search(beam_state *b, double *no_speech) {
-  dec_ctx *d = b->d;
-  int32_t src[64];
-  KILN_TRY(dec_first_step(d, no_speech));
-  KILN_TRY(kiln_whisper_kv_save(d->w, b->cur[0]));
+/* The search starts with every beam on the prompt (storage row 0, its logits). */
+kiln_status dec_beam_begin(dec_task *t) {
+  dec_ctx *d = &t->d;
+  beam_state *b = calloc(1, sizeof *b);
+  if (!b) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for beam search");
+  t->beam = b;
+  KILN_TRY(beam_alloc(b, d));
+  b->logits = t->logits;
   for (int32_t j = 0; j < b->B; j++) {
     memcpy(b->tok + (size_t)j * STRIDE(d), d->init, sizeof(int32_t) * (size_t)d->n_init);
-    memcpy(b->rows + (size_t)j * d->vocab, d->row, sizeof(float) * (size_t)d->vocab);
-    b->slot[j] = 0;
+    b->map[j] = 0;
   }
   b->L = d->n_init;
-  for (int32_t i = 0; i < d->sample_len; i++) {
-    for (int32_t j = 0; j < b->B; j++)
-      dec_apply_filters(d, b->rows + (size_t)j * d->vocab, b->tok + (size_t)j * STRIDE(d), b->L);
-    int done = update(b, src);
-    if (done || b->L > d->n_ctx || i + 1 == d->sample_len) break;
-    KILN_TRY(advance(b, src));
-  }
   return KILN_OK;
 }
 
-kiln_status dec_beam_search(dec_ctx *d, const char *language, kiln_whisper_decoding **out) {
-  if (d->o->beam_size > 63) return kiln_error(KILN_ERR_INVALID_ARG, "whisper: beam size %d is above 63", d->o->beam_size);
-  beam_state b;
-  double no_speech = NAN;
-  kiln_status s = beam_alloc(&b, d);
-  if (s == KILN_OK) s = search(&b, &no_speech);
-  if (s == KILN_OK) {
-    int32_t best = finalize(&b);
-    s = dec_fill_result(d, b.fin + (size_t)best * STRIDE(d), b.fin_n[best], b.fin_sum[best], 0.0, no_speech, language, out);
+/* One step of BeamSearchDecoder: filters, update, and the rows of the next step. */
+kiln_status dec_beam_choose(dec_task *t) {
+  dec_ctx *d = &t->d;
+  beam_state *b = t->beam;
+  int32_t src[DEC_MAX_BEAMS];
+  for (int32_t j = 0; j < b->B; j++)
+    if (j == 0 || b->map[j] != b->map[0] || t->step > 0) /* the first step's beams share one row */
+      dec_apply_filters(d, ROW(b, j), b->tok + (size_t)j * STRIDE(d), b->L);
+  int done = update(b, src);
+  t->step++;
+  for (int32_t j = 0; j < t->n; j++) t->next[j] = -1;
+  if (done || b->L > d->n_ctx || t->step == d->sample_len) {
+    t->done = 1;
+    return KILN_OK;
   }
-  beam_free(&b);
-  return s;
+  KILN_TRY(reorder(t, b, src));
+  for (int32_t j = 0; j < b->B; j++) t->next[b->map[j]] = b->tok[(size_t)j * STRIDE(d) + (size_t)b->L - 1];
+  return KILN_OK;
+}
+
+kiln_status dec_beam_result(dec_task *t, kiln_whisper_decoding **out) {
+  beam_state *b = t->beam;
+  int32_t best = finalize(b);
+  return dec_fill_result(&t->d, b->fin + (size_t)best * STRIDE(b->d), b->fin_n[best], b->fin_sum[best], 0.0, t->no_speech,
+                         t->language, out);
 }

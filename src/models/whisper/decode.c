@@ -1,9 +1,10 @@
 /* src/models/whisper/decode.c - decoding of one 30 s window as openai-whisper's decoding.py does
  * it: the logit filters (SuppressBlank, SuppressTokens, ApplyTimestampRules), greedy decoding and
- * seeded sampling with best_of (GreedyDecoder + MaximumLikelihoodRanker), beam search
- * (BeamSearchDecoder: beams run one after the other, each with its own copy of the KV cache),
- * the no-speech probability, language detection, and the fallback rule of transcribe().
- * Not here: the long-form loop (transcribe.c) and the output writers (writers.c).
+ * seeded sampling with best_of (GreedyDecoder + MaximumLikelihoodRanker: the samples are decoder
+ * rows stepped together), the no-speech probability, language detection, the fallback rule of
+ * transcribe(), and the task/step machinery (decode_internal.h) that advances the windows of
+ * several slots as one batch. Not here: beam search's rules (beam.c), the long-form loop and
+ * the slot scheduling (transcribe.c), the output writers (writers.c).
  * Sums of log-probabilities are kept in float as openai-whisper's float32 tensors keep them. */
 #include <math.h>
 #include <stdio.h>
@@ -153,7 +154,7 @@ void dec_apply_filters(const dec_ctx *d, float *row, const int32_t *toks, int32_
 
 void dec_ctx_free(dec_ctx *d) {
   free(d->init);
-  free(d->row);
+  d->init = NULL;
 }
 
 static kiln_status sot_sequence(dec_ctx *d, const char *language, int32_t *sot, int32_t *n) {
@@ -191,8 +192,7 @@ kiln_status dec_ctx_init(dec_ctx *d, kiln_whisper *w, const kiln_whisper_options
   int32_t sot[4], n_sot = 0, keep = n_prompt > d->n_ctx / 2 - 1 ? d->n_ctx / 2 - 1 : n_prompt;
   KILN_TRY(sot_sequence(d, language, sot, &n_sot));
   d->init = malloc(sizeof(int32_t) * ((size_t)d->n_ctx + 2));
-  d->row = malloc(sizeof(float) * (size_t)d->vocab);
-  if (!d->init || !d->row) return dec_ctx_free(d), kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  if (!d->init) return dec_ctx_free(d), kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
   if (prompt && keep > 0) {
     d->init[d->n_init++] = kiln_tokenizer_special(d->tok, KILN_TOKEN_PREV);
     memcpy(d->init + d->n_init, prompt + n_prompt - keep, sizeof(int32_t) * (size_t)keep);
@@ -202,48 +202,6 @@ kiln_status dec_ctx_init(dec_ctx *d, kiln_whisper *w, const kiln_whisper_options
   memcpy(d->init + d->n_init, sot, sizeof(int32_t) * (size_t)n_sot);
   d->n_init += n_sot;
   d->sample_begin = d->n_init;
-  return KILN_OK;
-}
-
-/* Run the initial tokens: no-speech probability from the <|startoftranscript|> row, the last row
- * into d->row. */
-kiln_status dec_first_step(dec_ctx *d, double *no_speech) {
-  /* up to <|startoftranscript|> first when its row is needed: the decoder keeps only the rows of
-   * a call's last chunk */
-  int32_t first = d->no_speech >= 0 ? d->sot_index + 1 : d->n_init;
-  kiln_whisper_cache_reset(d->w);
-  KILN_TRY(kiln_whisper_decode(d->w, d->init, first, NULL));
-  *no_speech = NAN;
-  if (d->no_speech >= 0) {
-    KILN_TRY(kiln_whisper_last_logits(d->w, first - 1, d->row));
-    *no_speech = exp((double)d->row[d->no_speech] - dec_logsumexp(d->row, 0, d->vocab));
-  }
-  if (first == d->n_init) return kiln_whisper_last_logits(d->w, first - 1, d->row);
-  KILN_TRY(kiln_whisper_decode(d->w, d->init + first, d->n_init - first, NULL));
-  return kiln_whisper_last_logits(d->w, d->n_init - first - 1, d->row);
-}
-
-/* ---- greedy decoding and sampling ------------------------------------------------------------ */
-
-/* One sequence: seq [n_ctx + 2] receives the initial and sampled tokens, *n their count; the
- * sum of the sampled tokens' log-probabilities (<|endoftext|>'s included) in *sum. */
-static kiln_status run_one(dec_ctx *d, double T, uint64_t *rng, int32_t *seq, int32_t *n_seq, float *sum,
-                           double *no_speech) {
-  KILN_TRY(dec_first_step(d, no_speech));
-  memcpy(seq, d->init, sizeof(int32_t) * (size_t)d->n_init);
-  int32_t n = d->n_init;
-  float s = 0;
-  for (int32_t i = 0; i < d->sample_len; i++) {
-    dec_apply_filters(d, d->row, seq, n);
-    int32_t t = T == 0 ? argmax(d->row, d->vocab) : sample(d->row, d->vocab, T, rng);
-    s += (float)((double)d->row[t] - dec_logsumexp(d->row, 0, d->vocab));
-    seq[n++] = t;
-    if (t == d->eot || n > d->n_ctx) break;
-    KILN_TRY(kiln_whisper_decode(d->w, &t, 1, NULL));
-    KILN_TRY(kiln_whisper_last_logits(d->w, 0, d->row));
-  }
-  *n_seq = n;
-  *sum = s;
   return KILN_OK;
 }
 
@@ -286,36 +244,245 @@ kiln_status dec_fill_result(dec_ctx *d, const int32_t *seq, int32_t n, float sum
   return KILN_OK;
 }
 
-static kiln_status run_sampling(dec_ctx *d, double T, uint64_t *rng, const char *language, kiln_whisper_decoding **out) {
-  int32_t groups = T > 0 && d->o->best_of > 1 ? d->o->best_of : 1;
-  int32_t *seq = malloc(sizeof(int32_t) * ((size_t)d->n_ctx + 2) * 2), n = 0, best_n = 0;
-  if (!seq) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  int32_t *best = seq + d->n_ctx + 2;
-  float sum = 0, best_sum = 0;
-  double no_speech = NAN, best_score = -INFINITY;
-  kiln_status s = KILN_OK;
-  for (int32_t g = 0; g < groups && s == KILN_OK; g++) {
-    s = run_one(d, T, rng, seq, &n, &sum, &no_speech);
-    double score = dec_rank_score(d->o, sum, dec_sampled_length(d, seq, n));
-    if (s == KILN_OK && (g == 0 || score > best_score)) { /* np.argmax: the first maximum */
-      best_score = score, best_sum = sum, best_n = n;
-      memcpy(best, seq, sizeof(int32_t) * (size_t)n);
-    }
+
+/* ---- storage rows ---------------------------------------------------------------------------- */
+
+int32_t dec_rows_needed(const kiln_whisper_options *o, const double *temperatures, int32_t n_temperatures) {
+  int32_t need = 1;
+  for (int32_t i = 0; i < n_temperatures; i++) {
+    if (temperatures[i] == 0 && o->beam_size > need) need = o->beam_size;
+    if (temperatures[i] > 0 && o->best_of > need) need = o->best_of;
   }
-  if (s == KILN_OK) s = dec_fill_result(d, best, best_n, best_sum, T, no_speech, language, out);
-  free(seq);
+  return need;
+}
+
+kiln_status dec_rows_copy(dec_rows *r, int32_t dst, int32_t src) {
+  if (r->kv) return kiln_whisper_kv_copy(r->w, r->kv[dst], r->kv[src]);
+  return kiln_whisper_row_copy(r->w, r->first + dst, r->first + src);
+}
+
+/* The decoder row a task's prompt is decoded into: its first row, or row 0 for KV-copy rows. */
+static int32_t prompt_row(const dec_rows *r) { return r->kv ? 0 : r->first; }
+
+/* Decode the initial tokens into the prompt row: the no-speech probability from the
+ * <|startoftranscript|> row, the last row's logits into storage row 0's logits; then storage
+ * rows 0 .. count - 1 hold the prompt's cache. */
+static kiln_status decode_prompt(dec_task *t, int32_t count) {
+  dec_ctx *d = &t->d;
+  int32_t p = prompt_row(&t->r);
+  /* up to <|startoftranscript|> first when its row is needed: the decoder keeps only the rows of
+   * a call's last chunk */
+  int32_t first = d->no_speech >= 0 ? d->sot_index + 1 : d->n_init;
+  kiln_whisper_row_reset(d->w, p, 0);
+  KILN_TRY(kiln_whisper_row_decode(d->w, p, d->init, first));
+  t->no_speech = NAN;
+  if (d->no_speech >= 0) {
+    KILN_TRY(kiln_whisper_last_logits(d->w, first - 1, t->logits));
+    t->no_speech = exp((double)t->logits[d->no_speech] - dec_logsumexp(t->logits, 0, d->vocab));
+  }
+  if (first < d->n_init) {
+    KILN_TRY(kiln_whisper_row_decode(d->w, p, d->init + first, d->n_init - first));
+    KILN_TRY(kiln_whisper_last_logits(d->w, d->n_init - first - 1, t->logits));
+  } else {
+    KILN_TRY(kiln_whisper_last_logits(d->w, first - 1, t->logits));
+  }
+  for (int32_t j = 0; j < count; j++) {
+    if (t->r.kv) KILN_TRY(kiln_whisper_kv_save(d->w, p, t->r.kv[j]));
+    else KILN_TRY(kiln_whisper_row_copy(d->w, t->r.first + j, p));
+  }
+  return KILN_OK;
+}
+
+/* ---- tasks: greedy decoding and sampling ----------------------------------------------------- */
+
+#define GOLDEN 0x9E3779B97F4A7C15ull
+
+void dec_task_free(dec_task *t) {
+  if (t->beam) dec_beam_free(t);
+  free(t->next), free(t->logits), free(t->seq), free(t->len), free(t->sum), free(t->rng);
+  t->next = NULL, t->logits = NULL, t->seq = NULL, t->len = NULL, t->sum = NULL, t->rng = NULL;
+  dec_ctx_free(&t->d);
+}
+
+kiln_status dec_task_begin(dec_task *t, kiln_whisper *w, const kiln_whisper_options *o, const char *language,
+                           const int32_t *prompt, int32_t n_prompt, double T, uint64_t rng, dec_rows r) {
+  memset(t, 0, sizeof *t);
+  int beam = T == 0 && o->beam_size > 0;
+  if (beam && o->beam_size > DEC_MAX_BEAMS)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: beam size %d is above %d", o->beam_size, DEC_MAX_BEAMS);
+  if (!beam && T > 0 && o->best_of > DEC_MAX_ROWS)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: best_of %d is above %d", o->best_of, DEC_MAX_ROWS);
+  KILN_TRY(dec_ctx_init(&t->d, w, o, language, prompt, n_prompt));
+  dec_ctx *d = &t->d;
+  t->T = T, t->language = language, t->r = r;
+  t->n = beam ? o->beam_size : T > 0 && o->best_of > 1 ? o->best_of : 1;
+  t->r.n = t->n;
+  t->rng_after = rng;
+  size_t n = (size_t)t->n, stride = (size_t)d->n_ctx + 2;
+  kiln_status s = KILN_OK;
+  if (!t->r.kv && t->n > r.phys)
+    s = kiln_error(KILN_ERR_INTERNAL, "whisper: a window needs %d decoder rows but has %d", t->n, r.phys);
+  t->next = malloc(n * sizeof *t->next);
+  t->logits = malloc(n * (size_t)d->vocab * sizeof *t->logits);
+  if (s == KILN_OK && !beam) {
+    t->seq = malloc(n * stride * sizeof *t->seq);
+    t->len = malloc(n * sizeof *t->len);
+    t->sum = calloc(n, sizeof *t->sum);
+    t->rng = malloc(n * sizeof *t->rng);
+    if (!t->seq || !t->len || !t->sum || !t->rng) s = kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  }
+  if (s == KILN_OK && (!t->next || !t->logits)) s = kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  if (s == KILN_OK) s = decode_prompt(t, beam ? 1 : t->n);
+  if (s == KILN_OK && beam) s = dec_beam_begin(t);
+  for (int32_t j = 0; s == KILN_OK && !beam && j < t->n; j++) {
+    /* the samples: one splitmix64 stream each, 2^32 draws apart (sample 0 continues the
+     * caller's generator as one sequential decode would) */
+    t->rng[j] = rng + (uint64_t)j * (GOLDEN << 32);
+    memcpy(t->seq + (size_t)j * stride, d->init, sizeof(int32_t) * (size_t)d->n_init);
+    t->len[j] = d->n_init;
+    t->next[j] = 0;
+    if (j > 0) memcpy(t->logits + (size_t)j * d->vocab, t->logits, sizeof(float) * (size_t)d->vocab);
+  }
+  if (s == KILN_OK) s = dec_task_choose(t);
+  if (s != KILN_OK) dec_task_free(t);
   return s;
 }
 
-/* ---- public entry points --------------------------------------------------------------------- */
+/* One step of every live sample: filters, choice, log-probability (run sequentially, as
+ * openai-whisper's GreedyDecoder does for each of best_of sequences). */
+static void choose_samples(dec_task *t) {
+  dec_ctx *d = &t->d;
+  size_t stride = (size_t)d->n_ctx + 2;
+  int live = 0;
+  for (int32_t j = 0; j < t->n; j++) {
+    if (t->next[j] < 0) continue;
+    float *row = t->logits + (size_t)j * d->vocab;
+    int32_t *seq = t->seq + (size_t)j * stride, n = t->len[j];
+    dec_apply_filters(d, row, seq, n);
+    int32_t tok = t->T == 0 ? argmax(row, d->vocab) : sample(row, d->vocab, t->T, &t->rng[j]);
+    t->sum[j] += (float)((double)row[tok] - dec_logsumexp(row, 0, d->vocab));
+    seq[n++] = tok;
+    t->len[j] = n;
+    t->next[j] = tok == d->eot || n > d->n_ctx || t->step + 1 == d->sample_len ? -1 : tok;
+    live |= t->next[j] >= 0;
+  }
+  t->step++;
+  if (live) return;
+  t->done = 1;
+  t->rng_after = t->n == 1 ? t->rng[0] : t->rng_after + (uint64_t)t->n * (GOLDEN << 32);
+}
 
-kiln_status dec_decode_encoded(kiln_whisper *w, const int32_t *prompt, int32_t n_prompt, double T,
-                               const kiln_whisper_options *o, const char *language, uint64_t *rng,
-                               kiln_whisper_decoding **out) {
-  dec_ctx d;
-  KILN_TRY(dec_ctx_init(&d, w, o, language, prompt, n_prompt));
-  kiln_status s = T == 0 && o->beam_size > 0 ? dec_beam_search(&d, language, out) : run_sampling(&d, T, rng, language, out);
-  dec_ctx_free(&d);
+kiln_status dec_task_choose(dec_task *t) {
+  if (t->done) return KILN_OK;
+  if (t->beam) return dec_beam_choose(t);
+  choose_samples(t);
+  return KILN_OK;
+}
+
+kiln_status dec_task_result(dec_task *t, kiln_whisper_decoding **out) {
+  if (!t->done) return kiln_error(KILN_ERR_INTERNAL, "whisper: a window's decoding is not finished");
+  if (t->beam) return dec_beam_result(t, out);
+  dec_ctx *d = &t->d;
+  size_t stride = (size_t)d->n_ctx + 2;
+  int32_t best = 0;
+  double best_score = -INFINITY;
+  for (int32_t j = 0; j < t->n; j++) {
+    const int32_t *seq = t->seq + (size_t)j * stride;
+    double score = dec_rank_score(d->o, t->sum[j], dec_sampled_length(d, seq, t->len[j]));
+    if (j == 0 || score > best_score) best = j, best_score = score; /* np.argmax: the first maximum */
+  }
+  return dec_fill_result(d, t->seq + (size_t)best * stride, t->len[best], t->sum[best], t->T, t->no_speech, t->language, out);
+}
+
+/* ---- the step -------------------------------------------------------------------------------- */
+
+/* A task with KV-copy rows: its live rows in turns of G decoder rows (rows 0 .. G - 1). */
+static kiln_status step_kv(kiln_whisper *w, dec_task *t, int32_t G, int32_t *tokens, float *logits) {
+  int32_t V = t->d.vocab, eot = t->d.eot, live[DEC_MAX_ROWS], n_live = 0;
+  for (int32_t j = 0; j < t->n && n_live < DEC_MAX_ROWS; j++)
+    if (t->next[j] >= 0) live[n_live++] = j;
+  for (int32_t i0 = 0; i0 < n_live; i0 += G) {
+    int32_t c = n_live - i0 < G ? n_live - i0 : G;
+    for (int32_t q = 0; q < G; q++) {
+      if (q < c) KILN_TRY(kiln_whisper_kv_load(w, q, t->r.kv[live[i0 + q]]));
+      else kiln_whisper_row_reset(w, q, 0);
+      tokens[q] = q < c ? t->next[live[i0 + q]] : eot;
+    }
+    KILN_TRY(kiln_whisper_batch_step(w, G, tokens, logits));
+    for (int32_t q = 0; q < c; q++) {
+      memcpy(t->logits + (size_t)live[i0 + q] * V, logits + (size_t)q * V, sizeof(float) * (size_t)V);
+      KILN_TRY(kiln_whisper_kv_save(w, q, t->r.kv[live[i0 + q]]));
+    }
+  }
+  return KILN_OK;
+}
+
+kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, int32_t G) {
+  const kiln_whisper_config *c = kiln_whisper_get_config(w);
+  int32_t V = c->vocab_size, slots = 0;
+  for (int32_t s = 0; s < n_slots; s++)
+    if (tasks[s] && !tasks[s]->done) slots = s + 1;
+  if (slots == 0) return KILN_OK;
+  int32_t R = slots * G, kv = tasks[0] && !tasks[0]->done && tasks[0]->r.kv;
+  int32_t *tokens = malloc(sizeof(int32_t) * (size_t)R);
+  float *logits = kv ? malloc(sizeof(float) * (size_t)R * (size_t)V) : NULL;
+  kiln_status st = tokens && (logits || !kv) ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for a decoding step");
+  if (st == KILN_OK && kv) {
+    st = step_kv(w, tasks[0], G, tokens, logits);
+  } else if (st == KILN_OK) {
+    for (int32_t r = 0; r < R; r++) tokens[r] = -1;
+    for (int32_t s = 0; s < slots; s++) {
+      const dec_task *t = tasks[s];
+      for (int32_t j = 0; t && !t->done && j < t->n; j++) tokens[t->r.first + j] = t->next[j];
+    }
+    for (int32_t r = 0; r < R; r++)
+      if (tokens[r] < 0) { /* an idle row: a dummy token over an empty cache */
+        tokens[r] = c->eot;
+        kiln_whisper_row_reset(w, r, 0);
+      }
+    st = kiln_whisper_batch_step(w, R, tokens, NULL);
+    for (int32_t s = 0; st == KILN_OK && s < slots; s++) { /* each task's rows up to its last live one */
+      dec_task *t = tasks[s];
+      int32_t n = 0;
+      for (int32_t j = 0; t && !t->done && j < t->n; j++)
+        if (t->next[j] >= 0) n = j + 1;
+      if (n > 0) st = kiln_whisper_step_logits(w, t->r.first, n, t->logits);
+    }
+  }
+  for (int32_t s = 0; st == KILN_OK && s < slots; s++)
+    if (tasks[s] && !tasks[s]->done) st = dec_task_choose(tasks[s]);
+  free(tokens), free(logits);
+  return st;
+}
+
+/* ---- one window: public entry points --------------------------------------------------------- */
+
+/* Decode the window encoded in slot 0 at temperature T, with as many rows as it needs (KV copies
+ * when the engines have fewer rows). */
+static kiln_status decode_encoded(kiln_whisper *w, const int32_t *prompt, int32_t n_prompt, double T,
+                                  const kiln_whisper_options *o, const char *language, uint64_t *rng,
+                                  kiln_whisper_decoding **out) {
+  int32_t need = dec_rows_needed(o, &T, 1), rows = kiln_whisper_max_rows(w);
+  int32_t G = need < rows ? need : rows;
+  KILN_TRY(kiln_whisper_set_beams(w, G));
+  dec_rows r = {w, 0, 0, G, NULL};
+  kiln_status s = KILN_OK;
+  if (need > G) {
+    r.kv = calloc((size_t)need, sizeof *r.kv);
+    if (!r.kv) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+    for (int32_t j = 0; s == KILN_OK && j < need; j++) s = kiln_whisper_kv_create(w, &r.kv[j]);
+  }
+  dec_task t;
+  if (s == KILN_OK) s = dec_task_begin(&t, w, o, language, prompt, n_prompt, T, *rng, r);
+  if (s == KILN_OK) {
+    dec_task *tp = &t;
+    while (s == KILN_OK && !t.done) s = dec_step(w, &tp, 1, G);
+    if (s == KILN_OK) s = dec_task_result(&t, out);
+    if (s == KILN_OK) *rng = t.rng_after;
+    dec_task_free(&t);
+  }
+  for (int32_t j = 0; r.kv && j < need; j++) kiln_whisper_kv_destroy(w, r.kv[j]);
+  free(r.kv);
   return s;
 }
 
@@ -327,33 +494,33 @@ kiln_status kiln_whisper_decode_window(kiln_whisper *w, const float *mel, const 
   uint64_t rng = opt.seed;
   const char *language = opt.language;
   KILN_TRY(kiln_whisper_encode(w, mel, NULL));
-  if (!language && kiln_tokenizer_is_multilingual(kiln_whisper_tokenizer(w))) KILN_TRY(dec_detect_encoded(w, NULL, &language));
-  return dec_decode_encoded(w, prompt, n_prompt, temperature, &opt, language, &rng, out);
+  if (!language && kiln_tokenizer_is_multilingual(kiln_whisper_tokenizer(w))) KILN_TRY(dec_detect_row(w, 0, NULL, &language));
+  return decode_encoded(w, prompt, n_prompt, temperature, &opt, language, &rng, out);
 }
 
-kiln_status dec_detect_encoded(kiln_whisper *w, float *probs, const char **code) {
+kiln_status dec_detect_row(kiln_whisper *w, int32_t row, float *probs, const char **code) {
   kiln_tokenizer *tok = kiln_whisper_tokenizer(w);
   const kiln_whisper_config *c = kiln_whisper_get_config(w);
   int32_t nl = kiln_tokenizer_num_languages(tok), sot = c->sot;
   if (!kiln_tokenizer_is_multilingual(tok) || nl <= 0)
     return kiln_error(KILN_ERR_UNSUPPORTED, "whisper: this model is English-only and has no language tokens; give no language");
-  float *row = malloc(sizeof(float) * (size_t)c->vocab_size);
-  if (!row) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
-  kiln_whisper_cache_reset(w);
-  kiln_status s = kiln_whisper_decode(w, &sot, 1, NULL);
-  if (s == KILN_OK) s = kiln_whisper_last_logits(w, 0, row);
+  float *row_logits = malloc(sizeof(float) * (size_t)c->vocab_size);
+  if (!row_logits) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  kiln_whisper_row_reset(w, row, 0);
+  kiln_status s = kiln_whisper_row_decode(w, row, &sot, 1);
+  if (s == KILN_OK) s = kiln_whisper_last_logits(w, 0, row_logits);
   if (s == KILN_OK) { /* language tokens follow <|startoftranscript|> */
-    double lse = dec_logsumexp(row, sot + 1, sot + 1 + nl);
-    int32_t best = sot + 1 + argmax(row + sot + 1, nl);
-    for (int32_t i = 0; probs && i < nl; i++) probs[i] = (float)exp((double)row[sot + 1 + i] - lse);
+    double lse = dec_logsumexp(row_logits, sot + 1, sot + 1 + nl);
+    int32_t best = sot + 1 + argmax(row_logits + sot + 1, nl);
+    for (int32_t i = 0; probs && i < nl; i++) probs[i] = (float)exp((double)row_logits[sot + 1 + i] - lse);
     *code = kiln_tokenizer_language_code(tok, best);
   }
-  free(row);
+  free(row_logits);
   return s;
 }
 
 kiln_status kiln_whisper_detect_language(kiln_whisper *w, const float *mel, float *probs, const char **code) {
   if (!w || !mel || !code) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_detect_language: NULL argument");
   KILN_TRY(kiln_whisper_encode(w, mel, NULL));
-  return dec_detect_encoded(w, probs, code);
+  return dec_detect_row(w, 0, probs, code);
 }

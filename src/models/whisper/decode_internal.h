@@ -1,5 +1,13 @@
 /* src/models/whisper/decode_internal.h - shared by the decoding files (decode.c, beam.c,
- * transcribe.c): the state of one window's decoding. Not a public header. */
+ * transcribe.c): the state of one window's decoding as a task over decoder rows, and the step
+ * that advances the tasks of several window slots together. Not a public header.
+ *
+ * A window's decoding (greedy, best_of samples, or beam search) is a dec_task that owns n
+ * "storage rows": decoder rows of its slot (slot x G .. slot x G + G - 1 with G rows per slot,
+ * kiln_whisper_set_beams / slots_reset) or, when n > G (only with one slot), KV copies stepped
+ * through the G decoder rows in turns. dec_task_begin decodes the prompt, dec_step feeds every
+ * task's next tokens (dec_task.next, -1: idle row) as one batch and dec_task_choose picks the
+ * next tokens from the logits; a task is finished when dec_task.done is set. */
 #ifndef KILN_DECODE_INTERNAL_H
 #define KILN_DECODE_INTERNAL_H
 
@@ -8,7 +16,11 @@
 #include "kiln/tokenizer.h"
 #include "kiln/whisper.h"
 
+typedef struct kiln_whisper_kv kiln_whisper_kv; /* whisper_internal.h */
+
 #define DEC_MAX_SUPPRESS (KILN_WHISPER_MAX_SUPPRESS + 8)
+#define DEC_MAX_BEAMS 63
+#define DEC_MAX_ROWS 64 /* rows of one window: beams or best_of samples */
 
 typedef struct dec_ctx {
   kiln_whisper *w;
@@ -21,7 +33,6 @@ typedef struct dec_ctx {
   int32_t sample_len;
   int32_t *init, n_init;    /* [<|startofprev|> prompt] sot sequence */
   int32_t sot_index, sample_begin;
-  float *row;               /* [vocab] logits of the current step */
 } dec_ctx;
 
 kiln_status dec_ctx_init(dec_ctx *d, kiln_whisper *w, const kiln_whisper_options *o, const char *language,
@@ -31,19 +42,73 @@ void dec_ctx_free(dec_ctx *d);
 double dec_logsumexp(const float *row, int32_t from, int32_t to);
 /* Logit filters on row [vocab], given the n tokens so far (initial ones included). */
 void dec_apply_filters(const dec_ctx *d, float *row, const int32_t *toks, int32_t n);
-/* Decode the initial tokens from an empty cache: no-speech probability, last row in d->row. */
-kiln_status dec_first_step(dec_ctx *d, double *no_speech);
 int32_t dec_sampled_length(const dec_ctx *d, const int32_t *seq, int32_t n);
 /* MaximumLikelihoodRanker's score. */
 double dec_rank_score(const kiln_whisper_options *o, double sum, int32_t length);
-kiln_status dec_beam_search(dec_ctx *d, const char *language, kiln_whisper_decoding **out);
-/* Decode the window the runtime holds (encoded already) at temperature T. */
-kiln_status dec_decode_encoded(kiln_whisper *w, const int32_t *prompt, int32_t n_prompt, double T,
-                               const kiln_whisper_options *o, const char *language, uint64_t *rng,
-                               kiln_whisper_decoding **out);
-kiln_status dec_detect_encoded(kiln_whisper *w, float *probs, const char **code);
 /* Fill a decoding result from a finished sequence (decode.c). */
 kiln_status dec_fill_result(dec_ctx *d, const int32_t *seq, int32_t n, float sum, double T, double no_speech,
                             const char *language, kiln_whisper_decoding **out);
+/* Language detection on the window encoded for decoder row `row` (its cache is emptied). */
+kiln_status dec_detect_row(kiln_whisper *w, int32_t row, float *probs, const char **code);
+
+/* Decoder rows each window decoding of options o needs: beam_size for beam search at T = 0,
+ * best_of for sampling at T > 0 (over every temperature of the fallback), else 1. */
+int32_t dec_rows_needed(const kiln_whisper_options *o, const double *temperatures, int32_t n_temperatures);
+
+/* The storage rows of a task: decoder rows first .. first + n - 1 (kv NULL), or KV copies
+ * kv[0 .. n - 1] stepped through decoder rows 0 .. phys - 1 (one slot only). */
+typedef struct dec_rows {
+  kiln_whisper *w;
+  int32_t first, n, phys;
+  kiln_whisper_kv **kv;
+} dec_rows;
+
+typedef struct beam_state beam_state;
+
+typedef struct dec_task {
+  dec_ctx d;
+  dec_rows r;
+  double T;
+  const char *language;
+  int32_t n;                /* storage rows used: beams, samples, or 1 */
+  int32_t *next;            /* [n]: token storage row j feeds at the next step, -1: idle */
+  float *logits;            /* [n, vocab]: storage rows' logits of the last step (fp32) */
+  int32_t step;             /* tokens chosen so far per live row */
+  double no_speech;
+  int done;
+  /* sampling and greedy: sample j lives in storage row j */
+  int32_t *seq, *len;       /* [n, n_ctx + 2] initial and sampled tokens, their counts */
+  float *sum;               /* [n] sums of log-probabilities */
+  uint64_t *rng;            /* [n] one splitmix64 stream per sample */
+  uint64_t rng_after;       /* the caller's generator state once the window is decoded */
+  beam_state *beam;         /* beam search (T = 0 and beam_size > 0), else NULL */
+} dec_task;
+
+/* Begin decoding the window encoded for rows r (r.first / r.kv set by the caller; r.n is set
+ * here) at temperature T: the prompt's last logits are chosen from at once, so the task may be
+ * done on return. *rng: the caller's sampling generator (read here, advanced with rng_after by
+ * the caller when the task is done). On error the task holds nothing (dec_task_free is fine). */
+kiln_status dec_task_begin(dec_task *t, kiln_whisper *w, const kiln_whisper_options *o, const char *language,
+                           const int32_t *prompt, int32_t n_prompt, double T, uint64_t rng, dec_rows r);
+/* Choose the next tokens from t->logits (after a dec_step). */
+kiln_status dec_task_choose(dec_task *t);
+/* The finished task's decoding result. */
+kiln_status dec_task_result(dec_task *t, kiln_whisper_decoding **out);
+void dec_task_free(dec_task *t);
+
+/* One step of the tasks[0 .. n_slots - 1] (NULL or done: the slot idles) whose slot s holds
+ * decoder rows s x G .. s x G + G - 1: their live rows' tokens as one batch (idle rows step a
+ * dummy token with an empty cache), logits into each task; then dec_task_choose for each. A task
+ * with KV-copy rows (only as the one slot) steps in turns of G rows. */
+kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, int32_t G);
+
+/* Beam search (beam.c) over a task's storage rows. */
+kiln_status dec_beam_begin(dec_task *t);
+kiln_status dec_beam_choose(dec_task *t);
+kiln_status dec_beam_result(dec_task *t, kiln_whisper_decoding **out);
+void dec_beam_free(dec_task *t);
+
+/* Rows: copy storage row src to dst (decoder rows or KV copies). */
+kiln_status dec_rows_copy(dec_rows *r, int32_t dst, int32_t src);
 
 #endif

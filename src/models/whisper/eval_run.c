@@ -2,12 +2,15 @@
  * into an evaluation report (kiln/eval.h).
  *
  * What it is: per utterance, audio file -> 16 kHz mono (kiln_audio_load) -> log-mel of the first
- * 30 s (kiln_mel_compute_window) -> greedy transcript (kiln_whisper_transcribe) ->
- * kiln_eval_report_add_from_manifest; a file that cannot be read or decoded is reported through
- * the callback and skipped. Times the whole chain (RTF = wall / audio seconds, front end
- * included) and sets the report's perf and metrics.
- * What it is not: batched (the runtime decodes one window at a time), long-form (> 30 s audio is
- * truncated, as kiln transcribe does), nor a writer of files (the report writes them).
+ * 30 s (kiln_mel_compute_window); batch_size utterances at a time (at most the engines'
+ * max_windows) -> greedy transcripts decoded as one batch (kiln_whisper_transcribe_batch) ->
+ * kiln_eval_report_add_from_manifest in manifest order; a file that cannot be read is reported
+ * through the callback and skipped (a batch that cannot be decoded: each of its files). Times
+ * the whole chain (RTF = wall / audio seconds, front end included) and sets the report's perf
+ * and metrics.
+ * What it is not: in-flight batching (a batch waits for its longest transcript; the long-form
+ * decoding of kiln transcribe does it), long-form (> 30 s audio is truncated), nor a writer of
+ * files (the report writes them).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,21 +55,6 @@ static kiln_status front_end(const char *path, int32_t n_mels, float *mel, doubl
   return KILN_OK;
 }
 
-/* One utterance: transcribe it into *result (NULL on error). Errors of the utterance itself. */
-static kiln_status transcribe_one(kiln_whisper *w, const char *path, const kiln_eval_run_params *p, float *mel,
-                                  kiln_eval_run_stats *st, kiln_whisper_result **result) {
-  double t0 = now_s(), seconds = 0;
-  int truncated = 0;
-  kiln_status s = front_end(path, kiln_whisper_get_config(w)->n_mels, mel, &seconds, &truncated);
-  st->frontend_seconds += now_s() - t0;
-  if (s != KILN_OK) return s;
-  KILN_TRY(kiln_whisper_transcribe(w, mel, &p->decode, result));
-  st->audio_seconds += seconds;
-  st->truncated += truncated;
-  st->tokens += (*result)->n_tokens;
-  return KILN_OK;
-}
-
 static void notify(const kiln_eval_run_params *p, int64_t i, int64_t total, const char *audio, kiln_status s,
                    const char *text) {
   if (p->on_utterance) p->on_utterance(i, total, audio, s, text, p->user_data);
@@ -87,30 +75,70 @@ static kiln_status finish(kiln_whisper *w, const kiln_eval_run_params *p, const 
   return kiln_eval_report_set_metric(report, "batch_size", (double)p->batch_size);
 }
 
-static kiln_status run_all(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *p,
-                           kiln_eval_report *report, float *mel, kiln_eval_run_stats *st) {
+/* One utterance of a batch. */
+typedef struct utt {
+  int64_t i;
+  double seconds;
+  int truncated;
+} utt;
+
+/* Utterances i0 .. i0 + n - 1: their front ends into mels, then the ones read decoded as one
+ * batch (results r) and added to the report in order. */
+static kiln_status run_batch(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *p, kiln_eval_report *report,
+                             int64_t i0, int32_t n, float *mels, utt *u, kiln_whisper_result **r, kiln_eval_run_stats *st) {
   int64_t total = kiln_manifest_count(m);
-  double t0 = now_s();
-  for (int64_t i = 0; i < total; i++) {
-    const char *id = kiln_manifest_audio_raw(m, i);
-    kiln_whisper_result *r = NULL;
-    kiln_status s = transcribe_one(w, kiln_manifest_audio(m, i), p, mel, st, &r);
-    if (s == KILN_ERR_OUT_OF_MEMORY || s == KILN_ERR_OUT_OF_DEVICE_MEMORY || s == KILN_ERR_CUDA) return s;
-    if (s != KILN_OK) {
-      st->failed++;
-      notify(p, i, total, id, s, kiln_last_error());
+  int32_t n_mels = kiln_whisper_get_config(w)->n_mels, nb = 0;
+  for (int32_t k = 0; k < n; k++) {
+    double t0 = now_s();
+    kiln_status s = front_end(kiln_manifest_audio(m, i0 + k), n_mels, mels + (size_t)nb * n_mels * KILN_WHISPER_CHUNK_FRAMES,
+                              &u[nb].seconds, &u[nb].truncated);
+    st->frontend_seconds += now_s() - t0;
+    if (s == KILN_ERR_OUT_OF_MEMORY) return s;
+    if (s == KILN_OK) {
+      u[nb++].i = i0 + k;
       continue;
     }
-    const char *text = r->text[0] == ' ' ? r->text + 1 : r->text;
-    s = kiln_eval_report_add_from_manifest(report, m, i, text, p->group_keys, p->n_group_keys);
-    if (s == KILN_OK) notify(p, i, total, id, KILN_OK, text);
-    kiln_whisper_result_free(r);
-    if (s != KILN_OK) return s;
+    st->failed++;
+    notify(p, i0 + k, total, kiln_manifest_audio_raw(m, i0 + k), s, kiln_last_error());
+  }
+  if (nb == 0) return KILN_OK;
+  kiln_status s = kiln_whisper_transcribe_batch(w, mels, nb, &p->decode, r);
+  if (s == KILN_ERR_OUT_OF_MEMORY || s == KILN_ERR_OUT_OF_DEVICE_MEMORY || s == KILN_ERR_CUDA) return s;
+  for (int32_t k = 0; s != KILN_OK && k < nb; k++) {
+    st->failed++;
+    notify(p, u[k].i, total, kiln_manifest_audio_raw(m, u[k].i), s, kiln_last_error());
+  }
+  for (int32_t k = 0; s == KILN_OK && k < nb; k++) {
+    const char *text = r[k]->text[0] == ' ' ? r[k]->text + 1 : r[k]->text;
+    kiln_status a = kiln_eval_report_add_from_manifest(report, m, u[k].i, text, p->group_keys, p->n_group_keys);
+    if (a != KILN_OK) {
+      kiln_whisper_results_free(r + k, nb - k);
+      return a;
+    }
+    notify(p, u[k].i, total, kiln_manifest_audio_raw(m, u[k].i), KILN_OK, text);
     st->transcribed++;
+    st->audio_seconds += u[k].seconds;
+    st->truncated += u[k].truncated;
+    st->tokens += r[k]->n_tokens;
+    kiln_whisper_result_free(r[k]);
+  }
+  return KILN_OK;
+}
+
+static kiln_status run_all(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *p,
+                           kiln_eval_report *report, int32_t batch, kiln_eval_run_stats *st) {
+  int64_t total = kiln_manifest_count(m);
+  float *mels = malloc(sizeof(float) * (size_t)batch * (size_t)kiln_whisper_get_config(w)->n_mels * KILN_WHISPER_CHUNK_FRAMES);
+  utt *u = malloc(sizeof *u * (size_t)batch);
+  kiln_whisper_result **r = malloc(sizeof *r * (size_t)batch);
+  kiln_status s = mels && u && r ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "kiln_eval_run: out of memory for the mel spectrograms");
+  double t0 = now_s();
+  for (int64_t i = 0; s == KILN_OK && i < total; i += batch) {
+    s = run_batch(w, m, p, report, i, total - i < batch ? (int32_t)(total - i) : batch, mels, u, r, st);
     st->wall_seconds = now_s() - t0;
   }
-  st->wall_seconds = now_s() - t0;
-  return KILN_OK;
+  free(mels), free(u), free(r);
+  return s;
 }
 
 kiln_status kiln_eval_run(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *params,
@@ -119,12 +147,10 @@ kiln_status kiln_eval_run(kiln_whisper *w, const kiln_manifest *m, const kiln_ev
   kiln_eval_run_params p = params ? *params : kiln_eval_run_default_params();
   if (p.batch_size < 1 || p.n_group_keys < 0 || (p.n_group_keys > 0 && !p.group_keys))
     return kiln_error(KILN_ERR_INVALID_ARG, "kiln_eval_run: batch_size must be >= 1 and group_keys must hold n_group_keys >= 0 names");
-  float *mel = malloc(sizeof(float) * (size_t)kiln_whisper_get_config(w)->n_mels * KILN_WHISPER_CHUNK_FRAMES);
-  if (!mel) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "kiln_eval_run: out of memory for the mel spectrogram");
+  if (p.batch_size > kiln_whisper_max_windows(w)) p.batch_size = kiln_whisper_max_windows(w); /* the engines' max */
   kiln_eval_run_stats st;
   memset(&st, 0, sizeof st);
-  kiln_status s = run_all(w, m, &p, report, mel, &st);
-  free(mel);
+  kiln_status s = run_all(w, m, &p, report, p.batch_size, &st);
   if (s == KILN_OK) s = finish(w, &p, &st, report);
   if (stats) *stats = st;
   return s;

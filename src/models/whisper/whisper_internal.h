@@ -50,16 +50,40 @@ kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out);
 kiln_status kiln_whisper_set_beams(kiln_whisper *w, int32_t beams);
 kiln_status kiln_whisper_row_decode(kiln_whisper *w, int32_t row, const int32_t *tokens, int32_t n);
 kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t *tokens, float *logits);
+/* Logits rows row0 .. row0 + rows - 1 of the last batch_step (fp32), e.g. after one with logits
+ * NULL: read only the rows needed. */
+kiln_status kiln_whisper_step_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out);
 int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row);
 void kiln_whisper_row_reset(kiln_whisper *w, int32_t row, int32_t length);
 kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src);
 
-/* A copy of the KV cache (self-attention keys/values and length), for beam search: save after a
- * beam's step, load before the next step of the beams that continue it. */
+/* Window slots (in-flight batching, transcribe.c): slots_reset empties every row, forgets the
+ * encoded windows and sets the rows per window (beams); encode_slot_frames encodes the window
+ * mel[:, f0 : f0 + take] (zeros after it, as pad_or_trim) of a whole file's log-mel
+ * mel [n_mels x frames] held in engine memory (device memory for CUDA engines, host memory for
+ * CPU engines) in the engine precision, into slot `slot` (kiln_whisper_encode_slot's rules). */
+kiln_status kiln_whisper_slots_reset(kiln_whisper *w, int32_t beams);
+kiln_status kiln_whisper_encode_slot_frames(kiln_whisper *w, int32_t slot, const void *mel, int64_t frames, int64_t f0,
+                                            int64_t take);
+/* Engine memory (device memory for CUDA engines, host memory otherwise) for the decoding module;
+ * engine_free waits for the runtime's stream first. upload: host -> engine memory in stream order
+ * (host memory may be reused when it returns). */
+int kiln_whisper_is_cuda(const kiln_whisper *w);
+void *kiln_whisper_stream(const kiln_whisper *w); /* cudaStream_t of CUDA engines, else NULL */
+kiln_dtype kiln_whisper_precision(const kiln_whisper *w);
+int32_t kiln_whisper_device(const kiln_whisper *w);
+kiln_status kiln_whisper_engine_alloc(kiln_whisper *w, size_t bytes, void **p);
+void kiln_whisper_engine_free(kiln_whisper *w, void *p);
+kiln_status kiln_whisper_engine_upload(kiln_whisper *w, void *dst, const void *src, size_t bytes);
+
+/* A copy of one row's KV cache (self-attention keys/values and length): decoding keeps rows there
+ * when a window needs more rows than the engines have (beam search or best-of with engines built
+ * with a smaller --max-beam), stepping them through the decoder rows in turns. */
 typedef struct kiln_whisper_kv kiln_whisper_kv;
 kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out);
-kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv);
-kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv);
+kiln_status kiln_whisper_kv_save(kiln_whisper *w, int32_t row, kiln_whisper_kv *kv);
+kiln_status kiln_whisper_kv_load(kiln_whisper *w, int32_t row, const kiln_whisper_kv *kv);
+kiln_status kiln_whisper_kv_copy(kiln_whisper *w, kiln_whisper_kv *dst, const kiln_whisper_kv *src);
 void kiln_whisper_kv_destroy(kiln_whisper *w, kiln_whisper_kv *kv);
 
 #endif

@@ -11,7 +11,12 @@
  * too; copies of cache rows (beam reordering, KV save/load) copy the scales with the codes.
  * Buffers are host memory for CPU engines and device memory (cudaMalloc) for CUDA engines;
  * float tensors are in the engine's precision and converted at the edges (mel in, logits out).
- * Not here: batching several windows, timestamps, temperature fallback, long-form audio.
+ * Window slots (in-flight batching): kiln_whisper_encode_slot / _encode_slot_frames run the
+ * encoder for one window into its slot's cross-attention rows, leaving the other slots and their
+ * decoder rows as they are; _encode_slot_frames takes the window from a whole file's log-mel
+ * already in engine memory (on the GPU: written there by mel_cuda.cu), so no host round trip.
+ * Not here: timestamps, temperature fallback, beams, long-form audio (decode.c, beam.c,
+ * transcribe.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +78,7 @@ struct kiln_whisper {
   int32_t *picks;     /* CUDA: [rows] greedy choices (device) */
   int32_t *picks_host;/* CUDA: [rows] their host copy (pinned) */
   int encoded;
+  int32_t device;     /* CUDA device of the engines */
 };
 
 /* ---- memory for the engines' tensors --------------------------------------------------------- */
@@ -337,6 +343,7 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   w->chunk = kiln_whisper_max_chunk(w->rows, w->c.n_text_ctx);
   w->beams = 1;
   w->bound_r0 = -1;
+  w->device = p->device;
   if (kiln_engine_precision(w->dec) != w->prec || (kiln_engine_target(w->dec) == KILN_TARGET_CUDA) != w->cuda ||
       io_dtype(w->enc, "cross_k.0") != io_dtype(w->dec, "cross_k.0"))
     return kiln_error(KILN_ERR_FORMAT, "%s and %s were built with different settings; rebuild the folder", enc, dec);
@@ -435,6 +442,26 @@ static kiln_status shape3(kiln_context *ctx, const char *fmt, int32_t i, int64_t
   return kiln_context_set_input_shape(ctx, name, &d);
 }
 
+/* Run the encoder on n windows already in engine memory at mel ([n, n_mels, 3000], engine
+ * precision) into cross-attention rows (and encoder_out rows) slot .. slot + n - 1. */
+static kiln_status run_encoder(kiln_whisper *w, int32_t slot, int32_t n, const void *mel) {
+  const kiln_whisper_config *c = &w->c;
+  size_t orow = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->esz, crow = (size_t)c->n_audio_ctx * (size_t)c->d_model * w->csz;
+  size_t srow = (size_t)c->decoder_heads * (size_t)c->n_audio_ctx * w->esz;
+  kiln_dims md = {3, {n, c->n_mels, 2 * c->n_audio_ctx}};
+  KILN_TRY(kiln_context_set_input_shape(w->ectx, "mel", &md));
+  KILN_TRY(kiln_context_set_tensor(w->ectx, "mel", (void *)mel));
+  KILN_TRY(kiln_context_set_tensor(w->ectx, "encoder_out", (char *)w->enc_out + (size_t)slot * orow));
+  for (int32_t i = 0; i < c->decoder_layers; i++) {
+    KILN_TRY(bind(w->ectx, "cross_k.%d", i, (char *)w->cross[2 * i] + (size_t)slot * crow));
+    KILN_TRY(bind(w->ectx, "cross_v.%d", i, (char *)w->cross[2 * i + 1] + (size_t)slot * crow));
+    if (!w->kv8) continue;
+    KILN_TRY(bind(w->ectx, "cross_k_scale.%d", i, (char *)w->cross_scale[2 * i] + (size_t)slot * srow));
+    KILN_TRY(bind(w->ectx, "cross_v_scale.%d", i, (char *)w->cross_scale[2 * i + 1] + (size_t)slot * srow));
+  }
+  return kiln_context_enqueue(w->ectx, w->stream);
+}
+
 /* Encode n windows mel [n, n_mels, 3000] (fp32, host) into cross-attention rows 0..n-1; every
  * decoder row's cache is emptied. */
 kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_t n, float *encoder_out) {
@@ -444,22 +471,11 @@ kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d windows at once; the engines were built for 1..%d (--max-batch)", n,
                       w->max_batch);
   int64_t n_mel = (int64_t)n * c->n_mels * 2 * c->n_audio_ctx, n_out = (int64_t)n * c->n_audio_ctx * c->d_model;
-  kiln_dims md = {3, {n, c->n_mels, 2 * c->n_audio_ctx}};
   KILN_TRY(stage_reserve(w, (size_t)(n_mel > n_out ? n_mel : n_out) * w->esz));
   kiln_convert_floats(w->stage, w->prec, mels, KILN_DTYPE_FP32, n_mel);
   w->encoded = 0;
   KILN_TRY(mem_copy(w, w->mel, w->stage, (size_t)n_mel * w->esz, 1));
-  KILN_TRY(kiln_context_set_input_shape(w->ectx, "mel", &md));
-  KILN_TRY(kiln_context_set_tensor(w->ectx, "mel", w->mel));
-  KILN_TRY(kiln_context_set_tensor(w->ectx, "encoder_out", w->enc_out));
-  for (int32_t i = 0; i < c->decoder_layers; i++) {
-    KILN_TRY(bind(w->ectx, "cross_k.%d", i, w->cross[2 * i]));
-    KILN_TRY(bind(w->ectx, "cross_v.%d", i, w->cross[2 * i + 1]));
-    if (!w->kv8) continue;
-    KILN_TRY(bind(w->ectx, "cross_k_scale.%d", i, w->cross_scale[2 * i]));
-    KILN_TRY(bind(w->ectx, "cross_v_scale.%d", i, w->cross_scale[2 * i + 1]));
-  }
-  KILN_TRY(kiln_context_enqueue(w->ectx, w->stream));
+  KILN_TRY(run_encoder(w, 0, n, w->mel));
   memset(w->T, 0, (size_t)w->rows * sizeof *w->T);
   w->windows = n;
   w->beams = 1;
@@ -473,6 +489,83 @@ kiln_status kiln_whisper_encode_batch(kiln_whisper *w, const float *mels, int32_
 
 kiln_status kiln_whisper_encode(kiln_whisper *w, const float *mel, float *encoder_out) {
   return kiln_whisper_encode_batch(w, mel, 1, encoder_out);
+}
+
+/* ---- window slots (in-flight batching) ------------------------------------------------------- */
+
+kiln_status kiln_whisper_slots_reset(kiln_whisper *w, int32_t beams) {
+  if (!w || beams < 1 || beams > w->rows)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d rows per window; the decoder has %d rows (--max-batch x --max-beam)", beams,
+                      w ? w->rows : 0);
+  memset(w->T, 0, (size_t)w->rows * sizeof *w->T);
+  w->windows = 0;
+  w->beams = beams;
+  w->encoded = 0;
+  return KILN_OK;
+}
+
+/* The slot's checks and bookkeeping once its cross-attention rows hold a new window. */
+static kiln_status slot_check(const kiln_whisper *w, int32_t slot) {
+  if (slot < 0 || slot >= w->max_batch || (int64_t)(slot + 1) * w->beams > w->rows)
+    return kiln_error(KILN_ERR_INVALID_ARG,
+                      "whisper: window slot %d does not fit: the engines take %d windows and %d decoder rows (%d per window); "
+                      "rebuild with a larger --max-batch or use fewer windows",
+                      slot, w->max_batch, w->rows, w->beams);
+  return KILN_OK;
+}
+
+static void slot_encoded(kiln_whisper *w, int32_t slot) {
+  for (int32_t r = slot * w->beams; r < (slot + 1) * w->beams; r++) w->T[r] = 0;
+  if (!w->encoded) w->windows = 0;
+  if (w->windows < slot + 1) w->windows = slot + 1;
+  w->encoded = 1;
+}
+
+kiln_status kiln_whisper_encode_slot(kiln_whisper *w, int32_t slot, const float *mel) {
+  if (!w || !mel) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_encode_slot: NULL argument");
+  KILN_TRY(slot_check(w, slot));
+  const kiln_whisper_config *c = &w->c;
+  int64_t n_mel = (int64_t)c->n_mels * 2 * c->n_audio_ctx;
+  KILN_TRY(stage_reserve(w, (size_t)n_mel * w->esz));
+  kiln_convert_floats(w->stage, w->prec, mel, KILN_DTYPE_FP32, n_mel);
+  KILN_TRY(mem_copy(w, w->mel, w->stage, (size_t)n_mel * w->esz, 1));
+  KILN_TRY(run_encoder(w, slot, 1, w->mel));
+  slot_encoded(w, slot);
+  return KILN_OK;
+}
+
+/* Engine memory rows of height x width bytes (pitch apart) set to zero (stream order). */
+static kiln_status zero_2d(const kiln_whisper *w, void *dst, size_t pitch, size_t width, size_t height) {
+  if (!width || !height) return KILN_OK;
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda) {
+    if (cudaMemset2DAsync(dst, pitch, 0, width, height, (cudaStream_t)w->stream) != cudaSuccess)
+      return kiln_error(KILN_ERR_CUDA, "whisper: clearing a mel window on the GPU failed: %s", cudaGetErrorString(cudaGetLastError()));
+    return KILN_OK;
+  }
+#endif
+  (void)w;
+  for (size_t i = 0; i < height; i++) memset((char *)dst + i * pitch, 0, width);
+  return KILN_OK;
+}
+
+kiln_status kiln_whisper_encode_slot_frames(kiln_whisper *w, int32_t slot, const void *mel, int64_t frames, int64_t f0,
+                                            int64_t take) {
+  if (!w || !mel || f0 < 0 || take < 0 || f0 > frames)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_encode_slot_frames: NULL mel or frames %lld+%lld outside 0..%lld",
+                      (long long)f0, (long long)take, (long long)frames);
+  KILN_TRY(slot_check(w, slot));
+  const kiln_whisper_config *c = &w->c;
+  size_t width = (size_t)2 * (size_t)c->n_audio_ctx;
+  size_t n = (size_t)(take < frames - f0 ? take : frames - f0);
+  if (n > width) n = width;
+  /* pad_or_trim(mel[:, f0 : f0 + take]): the window's frames, zeros after */
+  KILN_TRY(copy_2d(w, w->mel, width * w->esz, (const char *)mel + (size_t)f0 * w->esz, (size_t)frames * w->esz, n * w->esz,
+                   (size_t)c->n_mels));
+  KILN_TRY(zero_2d(w, (char *)w->mel + n * w->esz, width * w->esz, (width - n) * w->esz, (size_t)c->n_mels));
+  KILN_TRY(run_encoder(w, slot, 1, w->mel));
+  slot_encoded(w, slot);
+  return KILN_OK;
 }
 
 /* Bind the decoder to rows r0 .. r0 + B - 1 (caches from row r0, cross-attention rows from
@@ -610,6 +703,10 @@ kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t
   KILN_TRY(run_decoder(w, 0, rows, 1, tokens));
   w->last_first = 0;
   return logits ? read_logits(w, 0, rows, logits) : KILN_OK;
+}
+
+kiln_status kiln_whisper_step_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out) {
+  return read_logits(w, row0, rows, out);
 }
 
 int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row) {
@@ -784,13 +881,38 @@ kiln_status kiln_whisper_kv_create(kiln_whisper *w, kiln_whisper_kv **out) {
   return KILN_OK;
 }
 
-/* Row 0's cache <-> kv->buf. */
-kiln_status kiln_whisper_kv_save(kiln_whisper *w, kiln_whisper_kv *kv) {
-  kv->T = w->T[0];
-  return copy_cache(w, &kv->buf, 0, &w->cache, 0, kv->T);
+/* Row `row`'s cache <-> kv->buf, and kv -> kv. */
+kiln_status kiln_whisper_kv_save(kiln_whisper *w, int32_t row, kiln_whisper_kv *kv) {
+  if (row < 0 || row >= w->rows) return kiln_error(KILN_ERR_INVALID_ARG, "whisper: KV save from row %d of %d", row, w->rows);
+  kv->T = w->T[row];
+  return copy_cache(w, &kv->buf, 0, &w->cache, row, kv->T);
 }
 
-kiln_status kiln_whisper_kv_load(kiln_whisper *w, const kiln_whisper_kv *kv) {
-  w->T[0] = kv->T;
-  return copy_cache(w, &w->cache, 0, &kv->buf, 0, kv->T);
+kiln_status kiln_whisper_kv_load(kiln_whisper *w, int32_t row, const kiln_whisper_kv *kv) {
+  if (row < 0 || row >= w->rows) return kiln_error(KILN_ERR_INVALID_ARG, "whisper: KV load into row %d of %d", row, w->rows);
+  w->T[row] = kv->T;
+  return copy_cache(w, &w->cache, row, &kv->buf, 0, kv->T);
+}
+
+kiln_status kiln_whisper_kv_copy(kiln_whisper *w, kiln_whisper_kv *dst, const kiln_whisper_kv *src) {
+  if (dst == src) return KILN_OK;
+  dst->T = src->T;
+  return copy_cache(w, &dst->buf, 0, &src->buf, 0, src->T);
+}
+
+/* ---- engine memory for the decoding module --------------------------------------------------- */
+
+int kiln_whisper_is_cuda(const kiln_whisper *w) { return w->cuda; }
+void *kiln_whisper_stream(const kiln_whisper *w) { return w->stream; }
+kiln_dtype kiln_whisper_precision(const kiln_whisper *w) { return w->prec; }
+int32_t kiln_whisper_device(const kiln_whisper *w) { return w->device; }
+kiln_status kiln_whisper_engine_alloc(kiln_whisper *w, size_t bytes, void **p) { return mem_alloc(w, bytes, p); }
+void kiln_whisper_engine_free(kiln_whisper *w, void *p) {
+#ifdef KILN_HAVE_CUDA
+  if (w->cuda && p && w->stream) cudaStreamSynchronize((cudaStream_t)w->stream); /* no use of p still queued */
+#endif
+  mem_free(w, p);
+}
+kiln_status kiln_whisper_engine_upload(kiln_whisper *w, void *dst, const void *src, size_t bytes) {
+  return mem_copy(w, dst, src, bytes, 1);
 }
