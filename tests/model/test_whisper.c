@@ -478,11 +478,11 @@ static void test_kv_int8(const ref_file *rf) {
   CHECK_OK(kiln_whisper_kv_create(w8, &kv));
   CHECK_OK(kiln_whisper_encode(w8, mel, NULL));
   CHECK_OK(kiln_whisper_decode(w8, tok, 4, NULL));
-  if (kv) CHECK_OK(kiln_whisper_kv_save(w8, kv));
+  if (kv) CHECK_OK(kiln_whisper_kv_save(w8, 0, kv));
   CHECK_OK(kiln_whisper_decode(w8, tok + 4, 1, a));
   kiln_whisper_cache_reset(w8);
   CHECK_OK(kiln_whisper_decode(w8, tok + 3, 4, NULL)); /* positions 0..3 hold other keys and scales now */
-  if (kv) CHECK_OK(kiln_whisper_kv_load(w8, kv));
+  if (kv) CHECK_OK(kiln_whisper_kv_load(w8, 0, kv));
   CHECK_EQ_INT(kiln_whisper_cache_length(w8), 4);
   CHECK_OK(kiln_whisper_decode(w8, tok + 4, 1, b));
   CHECK(memcmp(a, b, (size_t)V * 4) == 0);
