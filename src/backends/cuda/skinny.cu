@@ -171,11 +171,11 @@ static __device__ __forceinline__ void a_operands(const uint4 &lo, const uint4 &
 
 /* B operand: x[m, k .. k + 3] (k = the lane's range + 4s) as two pairs of T; with the layernorm
  * fused, normalized with the row's mean and 1/std and gamma/beta, rounded to T. */
-template <typename T, bool LN>
+template <typename T>
 static __device__ __forceinline__ uint2 x_operand(const T *__restrict__ xr, int k, const T *__restrict__ gamma,
                                                    const T *__restrict__ beta, float mean, float rstd) {
   uint2 v = __ldg(reinterpret_cast<const uint2 *>(xr + k));
-  if (!LN) return v;
+  if (!gamma) return v;
   typedef typename wq_type<T>::T2 T2;
   const uint2 gv = __ldg(reinterpret_cast<const uint2 *>(gamma + k));
   const uint2 bv = __ldg(reinterpret_cast<const uint2 *>(beta + k));
@@ -234,15 +234,16 @@ typedef struct skinny_args {
 } skinny_args;
 
 /* The kernel (see the top of the file). grid (ceil(N / (16 NT)), ceil(M / (8 MT))), block
- * WARPS * 32 threads. */
-template <typename T, int QBITS, int MT, int NT, int WARPS, int U, bool LN, bool RES>
+ * WARPS * 32 threads. The fusions are run-time choices (uniform branches), which keeps the
+ * number of instantiations (and the binary) small. */
+template <typename T, int QBITS, int MT, int NT, int WARPS, int U>
 __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a) {
   constexpr int KPT = 128 / QBITS; /* values per lane per chunk: one 16-byte load per row */
   constexpr int STEPS = KPT / 4;   /* k16 MMA steps per chunk */
   constexpr int KPC = 4 * KPT;     /* K per chunk (the 4 lanes of a quad) */
   constexpr int P = NT * MT * 4 * 32; /* partial sums per warp */
   __shared__ float red[WARPS * P];
-  __shared__ float s_mean[LN ? 8 * MT : 1], s_rstd[LN ? 8 * MT : 1];
+  __shared__ float s_mean[8 * MT], s_rstd[8 * MT];
   const T *__restrict__ x = (const T *)a.x;
   const uint8_t *__restrict__ wq = (const uint8_t *)a.w;
   const T *__restrict__ gamma = (const T *)a.gamma, *__restrict__ beta = (const T *)a.beta;
@@ -253,7 +254,8 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   const int n_chunks = (k_len + KPC - 1) / KPC;
   const int scales_per_row = group > 0 ? k_len / group : 1;
 
-  if (LN) {
+  const bool ln = gamma != NULL;
+  if (ln) {
     const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
     row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
     __syncthreads();
@@ -316,8 +318,8 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
           const int r = mt * 8 + g, m = m_base + r;
           uint2 xv = make_uint2(0u, 0u); /* B operand: x[m, k0 + 4s .. k0 + 4s + 3] */
           if (k_ok && m < m_rows)
-            xv = x_operand<T, LN>(x + (int64_t)m * k_len, k0 + 4 * s, gamma, beta, LN ? s_mean[r] : 0.0f,
-                                  LN ? s_rstd[r] : 0.0f);
+            xv = x_operand<T>(x + (int64_t)m * k_len, k0 + 4 * s, gamma, beta, ln ? s_mean[r] : 0.0f,
+                              ln ? s_rstd[r] : 0.0f);
 #pragma unroll
           for (int nt = 0; nt < NT; nt++) mma_16816<T>(acc[nt][mt], av[nt], xv.x, xv.y);
         }
@@ -347,7 +349,7 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
       if (QBITS < 16 && group == 0) v *= __ldg(a.scales + n);
       if (a.bias) v += kiln_ld(a.bias, a.bias_dt, n);
       v = kiln_act(v, a.act);
-      if (RES) v += wq_type<T>::to_float(res[(int64_t)m * n_cols + n]);
+      if (res) v += wq_type<T>::to_float(res[(int64_t)m * n_cols + n]);
       y[(int64_t)m * n_cols + n] = wq_type<T>::from_float(v);
     }
   }
@@ -362,15 +364,7 @@ static kiln_status launch(const skinny_args *a) {
     return kiln_error(KILN_ERR_UNSUPPORTED, "skinny matmul kernel: %d rows of x is too many for one launch; use a "
                       "cuBLASLt tactic (rebuild with a profile whose opt shape has more rows)", a->m);
   dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles), block(WARPS * 32);
-  const bool ln = a->gamma != NULL, res = a->residual != NULL;
-  if (ln && res)
-    skinny_kernel<T, QBITS, MT, NT, WARPS, U, true, true><<<grid, block, 0, a->stream>>>(*a);
-  else if (ln)
-    skinny_kernel<T, QBITS, MT, NT, WARPS, U, true, false><<<grid, block, 0, a->stream>>>(*a);
-  else if (res)
-    skinny_kernel<T, QBITS, MT, NT, WARPS, U, false, true><<<grid, block, 0, a->stream>>>(*a);
-  else
-    skinny_kernel<T, QBITS, MT, NT, WARPS, U, false, false><<<grid, block, 0, a->stream>>>(*a);
+  skinny_kernel<T, QBITS, MT, NT, WARPS, U><<<grid, block, 0, a->stream>>>(*a);
   KILN_CUDA_CHECK_LAUNCH();
   return KILN_OK;
 }
