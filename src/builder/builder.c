@@ -144,6 +144,7 @@ static kiln_status build_graph(const kiln_network *net, const kiln_build_params 
   KILN_TRY(kiln_builder_infer_all(g, &s));
   kiln_status st = size_workspaces(g, &s);
   if (st == KILN_OK) st = kiln_builder_choose_tactics(g, &s, p, r);
+  if (st == KILN_OK) st = size_workspaces(g, &s); /* again: a layer's workspace depends on its tactic */
   if (st == KILN_OK) st = kiln_builder_plan_memory(g, &s, &r->activation_naive_bytes);
   kiln_shape_set_free(&s);
   return st;
