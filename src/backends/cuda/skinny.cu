@@ -201,6 +201,7 @@ static __device__ __forceinline__ void row_stats(const T *__restrict__ x, int m_
     const T *xr = x + (int64_t)(m_base + r) * k_len;
     const float c = wq_type<T>::to_float(xr[0]);
     float s = 0.0f, q = 0.0f;
+#pragma unroll 4
     for (int k = lane * 8; k < k_len; k += 32 * 8) {
       const uint4 v = __ldg(reinterpret_cast<const uint4 *>(xr + k));
 #pragma unroll
@@ -254,13 +255,6 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   const int n_chunks = (k_len + KPC - 1) / KPC;
   const int scales_per_row = group > 0 ? k_len / group : 1;
 
-  const bool ln = gamma != NULL;
-  if (ln) {
-    const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
-    row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
-    __syncthreads();
-  }
-
   float acc[NT][MT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; nt++)
@@ -269,8 +263,8 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
 #pragma unroll
       for (int j = 0; j < 4; j++) acc[nt][mt][j] = 0.0f;
 
-  for (int c0 = warp * U; c0 < n_chunks; c0 += WARPS * U) {
-    uint4 wv[U][NT][2]; /* [chunk][row tile][rows g, g + 8] */
+  /* weights of chunks c0 .. c0 + U - 1 into w (zeros past N or K) */
+  auto load = [&](int c0, uint4 (&w)[U][NT][2]) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int k0 = (c0 + u) * KPC + t * KPT;
@@ -280,11 +274,30 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           const int n = n_base + nt * 16 + g + 8 * h;
-          wv[u][nt][h] = make_uint4(0u, 0u, 0u, 0u);
+          w[u][nt][h] = make_uint4(0u, 0u, 0u, 0u);
           if (k_ok && n < n_cols)
-            wv[u][nt][h] = __ldcs(reinterpret_cast<const uint4 *>(wq + (int64_t)n * row_bytes + k0 * QBITS / 8));
+            w[u][nt][h] = __ldcs(reinterpret_cast<const uint4 *>(wq + (int64_t)n * row_bytes + k0 * QBITS / 8));
         }
     }
+  };
+  /* software pipeline: the next chunks' loads are in flight while the current ones are used;
+   * the first ones also overlap the layernorm statistics */
+  uint4 wv[U][NT][2]; /* [chunk][row tile][rows g, g + 8] */
+  load(warp * U, wv);
+  const bool ln = gamma != NULL;
+  if (ln) {
+    const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
+    row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
+    __syncthreads();
+  }
+
+  for (int c0 = warp * U; c0 < n_chunks; c0 += WARPS * U) {
+    uint4 cur[U][NT][2];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) cur[u][nt][0] = wv[u][nt][0], cur[u][nt][1] = wv[u][nt][1];
+    if (c0 + WARPS * U < n_chunks) load(c0 + WARPS * U, wv);
 #pragma unroll
     for (int u = 0; u < U; u++) {
       if (c0 + u >= n_chunks) break; /* uniform over the warp: every lane reaches each mma */
@@ -305,7 +318,7 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
         uint32_t av[NT][4];
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-          a_operands<T, QBITS>(wv[u][nt][0], wv[u][nt][1], s, av[nt]);
+          a_operands<T, QBITS>(cur[u][nt][0], cur[u][nt][1], s, av[nt]);
           if (QBITS < 16 && group > 0) {
             av[nt][0] = scale_pair<T>(av[nt][0], s_lo[nt]);
             av[nt][2] = scale_pair<T>(av[nt][2], s_lo[nt]);
