@@ -23,16 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "common/test_whisper_base.h"
 #include "common/test_json.h"
 #include "kiln/eval.h"
 #include "kiln/kiln.h"
 #include "kiln/manifest.h"
 #include "kiln/whisper.h"
 
-#define CKPT KILN_SOURCE_DIR "/models/whisper-base"
 #define MINI_DIR KILN_SOURCE_DIR "/tests/data/testset-mini"
 #define REF_JSON KILN_SOURCE_DIR "/tests/data/eval_mini_whisper_base.json"
 #define SPELLING_JSON KILN_SHARED_DATA "/whisper/openai-assets/english.json"
@@ -174,16 +173,10 @@ static void write_and_check(const kiln_eval_report *r, const kiln_eval_run_stats
 }
 
 int main(void) {
-  if (access(CKPT "/model.safetensors", R_OK) != 0) SKIP_TEST("models/whisper-base not fetched (scripts/fetch_model.sh)");
-  kiln_whisper_build_params bp = kiln_whisper_build_default_params();
-  bp.target = KILN_TARGET_CPU;
-  bp.precision = KILN_DTYPE_FP32;
-  bp.max_batch = 4;
-  CHECK_OK(kiln_whisper_build(CKPT, &bp, ENGINES));
-  kiln_whisper *w = NULL;
+  WHISPER_BASE_REQUIRE();
+  kiln_whisper *w = whisper_base_build_load(ENGINES, 4, 1, KILN_DTYPE_INVALID);
   kiln_textnorm *tn = NULL;
   kiln_eval_report *r = NULL;
-  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &w));
   CHECK_OK(kiln_textnorm_create(SPELLING_JSON, &tn));
   CHECK_OK(kiln_eval_report_create(tn, &r));
   kiln_manifest *m = manifest_with_missing();

@@ -6,14 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "common/test_whisper_base.h"
 #include "kiln/audio.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
 
-#define CKPT KILN_SOURCE_DIR "/models/whisper-base"
 #define AUDIO KILN_SOURCE_DIR "/examples/audio/jfk.flac"
 #define REF KILN_SOURCE_DIR "/tests/data/jfk_whisper_base.txt"
 #define ENGINES "whisper_base_engines"
@@ -37,16 +36,11 @@ static int read_ref(char *text, size_t cap, int32_t *tokens, int32_t *n) {
 }
 
 int main(void) {
-  if (access(CKPT "/model.safetensors", R_OK) != 0) SKIP_TEST("models/whisper-base not fetched (scripts/fetch_model.sh)");
+  WHISPER_BASE_REQUIRE();
   char want_text[4096];
   int32_t want[256], n_want = 0;
   CHECK(read_ref(want_text, sizeof want_text, want, &n_want) == 0);
-  kiln_whisper_build_params bp = kiln_whisper_build_default_params();
-  bp.target = KILN_TARGET_CPU;
-  bp.precision = KILN_DTYPE_FP32;
-  CHECK_OK(kiln_whisper_build(CKPT, &bp, ENGINES));
-  kiln_whisper *w = NULL;
-  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &w));
+  kiln_whisper *w = whisper_base_build_load(ENGINES, 1, 1, KILN_DTYPE_INVALID);
   float *pcm = NULL;
   int64_t n = 0;
   CHECK_OK(kiln_audio_load(AUDIO, 16000, &pcm, &n));

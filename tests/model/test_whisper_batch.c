@@ -25,16 +25,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "common/test_whisper_base.h"
 #include "common/test_json.h"
 #include "kiln/audio.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
 #include "models/whisper/whisper_internal.h"
 
-#define CKPT KILN_SOURCE_DIR "/models/whisper-base"
 #define JFK KILN_SOURCE_DIR "/examples/audio/jfk.flac"
 #define LONG KILN_SOURCE_DIR "/tests/data/longform.flac"
 #define SHORT KILN_SOURCE_DIR "/tests/data/testset-mini/audio/0003_flite_kal.flac"
@@ -246,18 +245,11 @@ static void slot_tests(kiln_whisper *w, const float *mel, const float *other) {
 }
 
 static kiln_whisper *build_load(const char *dir, int32_t max_batch, int32_t max_beams) {
-  kiln_whisper_build_params bp = kiln_whisper_build_default_params();
-  bp.target = KILN_TARGET_CPU;
-  bp.precision = KILN_DTYPE_FP32;
-  bp.max_batch = max_batch, bp.max_beams = max_beams;
-  kiln_whisper *w = NULL;
-  CHECK_OK(kiln_whisper_build(CKPT, &bp, dir));
-  CHECK_OK(kiln_whisper_load(dir, NULL, &w));
-  return w;
+  return whisper_base_build_load(dir, max_batch, max_beams, KILN_DTYPE_INVALID);
 }
 
 int main(void) {
-  if (access(CKPT "/model.safetensors", R_OK) != 0) SKIP_TEST("models/whisper-base not fetched (scripts/fetch_model.sh)");
+  WHISPER_BASE_REQUIRE();
   kiln_whisper *rows = build_load(ROWS_ENGINES, 3, 5), *one = build_load(ONE_ENGINES, 1, 1);
   if (rows) CHECK_EQ_INT(kiln_whisper_max_rows(rows), 15);
   float *pcm = NULL, *pcm2 = NULL;

@@ -12,15 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
+#include "common/test_whisper_base.h"
 #include "common/test_json.h"
 #include "kiln/audio.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
 
-#define CKPT KILN_SOURCE_DIR "/models/whisper-base"
 #define JFK KILN_SOURCE_DIR "/examples/audio/jfk.flac"
 #define LONG KILN_SOURCE_DIR "/tests/data/longform.flac"
 #define REFS KILN_SOURCE_DIR "/tests/data/decode_refs/"
@@ -176,16 +175,11 @@ static void transcribe_tests(kiln_whisper *w, const cJSON *refs, const float *jf
 }
 
 int main(void) {
-  if (access(CKPT "/model.safetensors", R_OK) != 0) SKIP_TEST("models/whisper-base not fetched (scripts/fetch_model.sh)");
+  WHISPER_BASE_REQUIRE();
   char *text = read_text(REFS "whisper_base_decode.json");
   cJSON *refs = text ? cJSON_Parse(text) : NULL;
   CHECK(refs != NULL);
-  kiln_whisper_build_params bp = kiln_whisper_build_default_params();
-  bp.target = KILN_TARGET_CPU;
-  bp.precision = KILN_DTYPE_FP32;
-  CHECK_OK(kiln_whisper_build(CKPT, &bp, ENGINES));
-  kiln_whisper *w = NULL;
-  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &w));
+  kiln_whisper *w = whisper_base_build_load(ENGINES, 1, 1, KILN_DTYPE_INVALID);
   float *pcm = NULL;
   int64_t n = 0;
   CHECK_OK(kiln_audio_load(JFK, 16000, &pcm, &n));
