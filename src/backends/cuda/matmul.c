@@ -99,18 +99,11 @@ static kiln_status lt_heuristics(kiln_cuda_ctx *cu, const lt_problem *p, size_t 
   KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
                              pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
                          st, done);
-  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align),
-                         st, done);
-  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align),
-                         st, done);
-  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align),
-                         st, done);
-  KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(
-                             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align),
-                         st, done);
+  static const cublasLtMatmulPreferenceAttributes_t aligns[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; i++)
+    KILN_CUBLAS_CHECK_GOTO(cublasLtMatmulPreferenceSetAttribute(pref, aligns[i], &align, sizeof align), st, done);
   {
     /* Split-K partial sums are reduced in fp32 workspace only: the in-place and output-type
      * schemes keep partial sums in the 16-bit output buffer, rounding each one, which breaks
