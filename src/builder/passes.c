@@ -6,12 +6,10 @@
 #include "builder/builder_internal.h"
 #include "core/error.h"
 
-kiln_status kiln_builder_check_profiles(kiln_graph *g) {
-  int32_t ids[256];
-  int32_t n_in = kiln_graph_input_ids(g, ids, 256);
+/* kiln_builder_check_profiles with the graph's input ids at hand. */
+static kiln_status check_profiles(kiln_graph *g, const int32_t *ids, int32_t n_in) {
   int dynamic = 0;
   int n_out = 0;
-  if (n_in > 256) return kiln_error(KILN_ERR_UNSUPPORTED, "at most 256 network inputs are supported");
   for (int32_t i = 0; i < g->n_tensors; i++) n_out += g->tensors[i].is_output;
   if (!n_out) return kiln_error(KILN_ERR_INVALID_ARG, "the network has no outputs; mark them with kiln_network_mark_output");
   for (int32_t i = 0; i < n_in; i++)
@@ -66,6 +64,16 @@ kiln_status kiln_builder_check_profiles(kiln_graph *g) {
     *pr = np;
   }
   return KILN_OK;
+}
+
+kiln_status kiln_builder_check_profiles(kiln_graph *g) {
+  int32_t n_in = kiln_graph_input_ids(g, NULL, 0);
+  int32_t *ids = malloc(((size_t)n_in + 1) * sizeof *ids);
+  if (!ids) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  kiln_graph_input_ids(g, ids, n_in);
+  kiln_status st = check_profiles(g, ids, n_in);
+  free(ids);
+  return st;
 }
 
 kiln_status kiln_builder_set_precision(kiln_graph *g, kiln_dtype precision) {

@@ -161,6 +161,45 @@ static void test_zero_size(void) {
   kiln_network_destroy(net);
 }
 
+/* Networks with more inputs than a fixed table would hold (a large Whisper decoder with an int8
+ * KV cache has 4 caches + 4 cross tensors per layer: 259 inputs for 32 layers): 300 inputs summed
+ * into one output, built and run. */
+static void test_many_inputs(void) {
+  enum { N = 300 };
+  kiln_network *net = NULL;
+  CHECK_OK(kiln_network_create(&net));
+  if (!net) return;
+  int64_t d[1] = {4};
+  int32_t acc = -1;
+  for (int32_t i = 0; i < N; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "x%d", i);
+    int32_t x = kiln_network_add_input(net, name, KILN_DTYPE_FP32, 1, d);
+    acc = acc < 0 ? x : kiln_network_add_add(net, NULL, acc, x);
+  }
+  CHECK_OK(kiln_network_mark_output(net, acc, "y"));
+  kiln_engine *e = build_cpu(net, KILN_DTYPE_FP32, 1);
+  kiln_context *c = NULL;
+  if (e) CHECK_OK(kiln_context_create(e, 0, &c));
+  if (c) {
+    static float x[N][4], y[4];
+    for (int32_t i = 0; i < N; i++) {
+      char name[32];
+      snprintf(name, sizeof name, "x%d", i);
+      for (int j = 0; j < 4; j++) x[i][j] = (float)(i % 7) + 0.25f * (float)j;
+      CHECK_OK(kiln_context_set_tensor(c, name, x[i]));
+    }
+    CHECK_OK(kiln_context_set_tensor(c, "y", y));
+    CHECK_OK(kiln_context_enqueue(c, NULL));
+    float want = 0;
+    for (int32_t i = 0; i < N; i++) want += (float)(i % 7);
+    for (int j = 0; j < 4; j++) CHECK_NEAR(y[j], want + 0.25f * (float)j * N, 1e-3);
+  }
+  kiln_context_destroy(c);
+  kiln_engine_destroy(e);
+  kiln_network_destroy(net);
+}
+
 static void test_build_errors(void) {
   kiln_network *net = NULL;
   void *img = NULL;
@@ -199,6 +238,7 @@ int main(void) {
   }
   kiln_network_destroy(net);
   test_zero_size();
+  test_many_inputs();
   test_build_errors();
   return check_report();
 }
