@@ -21,7 +21,7 @@
 
 #include "backends/cuda/cuda_ops.h"
 
-#define KILN_MAX_CANDIDATES 16
+#define KILN_MAX_CANDIDATES 20
 
 typedef struct timing_env {
   kiln_cuda_ctx *cu;

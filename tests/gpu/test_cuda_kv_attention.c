@@ -9,7 +9,8 @@
  * Every case runs with float caches and with int8 caches (one scale per cached vector, in the
  * queries' dtype): the new keys/values are quantized by the append kernel and must equal the
  * CPU's codes and scales byte for byte; the attention kernels dequantize in registers. And
- * quantize_int8 (what makes int8 cross-attention caches) against the CPU's. Prints a summary
+ * quantize_int8 (what makes int8 cross-attention caches) against the CPU's. Every case runs on the
+ * one-kernel path (sm_90+) and again on the append + split + combine path. Prints a summary
  * line; exits 77 (skipped) without a GPU.
  */
 #include <cuda_runtime.h>
@@ -216,8 +217,11 @@ int main(void) {
   if (cudaStreamCreate(&stream) != cudaSuccess) GT_DIE("cudaStreamCreate failed");
   gt_stream_ = stream;
   check_rng r = {0xCAC4EULL};
+  /* the one-kernel path (sm_90+), then the append + split + combine path of older GPUs */
+  for (int fused = 1; fused >= 0; fused--)
   for (int q8 = 0; q8 < 2; q8++)
     for (int di = 0; di < 3; di++) {
+      kiln_cuda_kv_attention_allow_fused(fused);
       kiln_dtype dt = gt_dtypes[di];
       self_case(&r, dt, q8, 1, 1, 1, 1, 8, 4, 0);
       self_case(&r, dt, q8, 1, 1, 1, 1, 8, 1, 0);     /* a cache of one position */

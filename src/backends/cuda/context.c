@@ -67,6 +67,41 @@ int kiln_cuda_available(void) {
   return n > 0;
 }
 
+/* The current device's compute capability (major) and SM count, cached per device (they never
+ * change, so a race only asks twice); KILN_NO_PDL read once. */
+#define ATTR_DEVICES 64
+static _Atomic int dev_major[ATTR_DEVICES], dev_sms[ATTR_DEVICES], no_pdl = -1;
+
+void kiln_cuda_current_device(int *cc_major, int *sm_count) {
+  int dev = 0;
+  *cc_major = 0, *sm_count = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= ATTR_DEVICES) {
+    (void)cudaGetLastError();
+    return;
+  }
+  if (dev_major[dev] == 0) {
+    int major = 0, sms = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return;
+    }
+    dev_sms[dev] = sms;
+    dev_major[dev] = major;
+  }
+  *cc_major = dev_major[dev], *sm_count = dev_sms[dev];
+}
+
+int kiln_cuda_pdl_enabled(void) {
+  int major, sms;
+  if (no_pdl < 0) {
+    const char *off = getenv("KILN_NO_PDL");
+    no_pdl = off && off[0] && strcmp(off, "0") != 0;
+  }
+  kiln_cuda_current_device(&major, &sms);
+  return major >= 9 && !no_pdl;
+}
+
 static kiln_status fill_info(int32_t device, kiln_cuda_device_info *info) {
   struct cudaDeviceProp prop;
   int driver = 0, runtime = 0;

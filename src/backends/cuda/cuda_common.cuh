@@ -72,6 +72,40 @@ static __device__ __forceinline__ float kiln_block_reduce(float v, float *sh, in
   return sh[0];
 }
 
+/* ---- programmatic dependent launch (sm_90 and newer) ----------------------------------------
+ * Kernels launched with kiln_launch() may start while the kernel before them in the stream is
+ * still running (the decode step is hundreds of small kernels: this hides each one's launch and
+ * lets it fetch its weights early). The contract, for every such kernel:
+ *   1. before kiln_pdl_wait() it reads only memory no kernel writes (weights, constant caches),
+ *      and writes nothing; prefetching weights into L2 (kiln_prefetch_l2) is what it is for;
+ *   2. every block calls kiln_pdl_wait() (even one with nothing to do), so a kernel never
+ *      completes before the one it follows, and the ordering stays transitive;
+ *   3. it calls kiln_pdl_trigger() after the wait: the next kernel may then launch, at most one
+ *      kernel ahead.
+ * Below sm_90 (or with KILN_NO_PDL=1 in the environment) launches are ordinary and the three
+ * calls are no-ops. */
+static __device__ __forceinline__ void kiln_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void kiln_pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Asks for `bytes` at p (16-byte aligned, a multiple of 16) to be brought into L2; returns at
+ * once. sm_90 and newer; nothing before. */
+static __device__ __forceinline__ void kiln_prefetch_l2(const void *p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (bytes) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+  (void)p, (void)bytes;
+#endif
+}
+
 /* ---- host -------------------------------------------------------------------------------- */
 
 #define KILN_CUDA_THREADS 256
@@ -113,5 +147,52 @@ static inline kiln_status kiln_check_float(const kiln_tensor *t, const char *op,
 }
 
 static inline cudaStream_t kiln_stream(void *stream) { return (cudaStream_t)stream; }
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Whether launches on the current device use programmatic dependent launch (compute capability
+ * 9.0 or newer, and KILN_NO_PDL unset or 0). context.c. */
+int kiln_cuda_pdl_enabled(void);
+/* The current device's compute capability (major) and SM count (0, 0 when unknown). context.c. */
+void kiln_cuda_current_device(int *cc_major, int *sm_count);
+#ifdef __cplusplus
+}
+
+/* Launches kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch
+ * where kiln_cuda_pdl_enabled() (see the contract above), else as an ordinary one; with a
+ * cluster other than (1, 1, 1), in thread block clusters of that shape (sm_90 and newer: the
+ * caller checks). */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t kiln_launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                              cudaStream_t st, dim3 cluster, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  if (kiln_cuda_pdl_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cluster.x;
+    attr[n].val.clusterDim.y = cluster.y;
+    attr[n++].val.clusterDim.z = cluster.z;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t kiln_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                      Args... args) {
+  return kiln_launch_cluster(kernel, grid, block, smem, st, dim3(1, 1, 1), args...);
+}
+#endif
 
 #endif /* KILN_CUDA_COMMON_CUH */

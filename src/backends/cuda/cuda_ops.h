@@ -62,7 +62,7 @@ typedef struct kiln_cuda_mm_fuse {
   const kiln_tensor *residual;
 } kiln_cuda_mm_fuse;
 
-#define KILN_CUDA_SKINNY_VARIANTS 4 /* variants of the skinny (small-M) kernel, skinny.cu */
+#define KILN_CUDA_SKINNY_VARIANTS 8 /* variants of the skinny (small-M) kernel, skinny.cu */
 
 /* Matmul y = act(x @ w^T + b). Candidates: cuBLASLt heuristic algorithms (kind
  * KILN_TACTIC_CUBLASLT) and kiln's own kernels (KILN_TACTIC_KERNEL: index 0 the tiled kernel,
@@ -103,7 +103,7 @@ int kiln_cuda_matmul_tactic_is_skinny(int32_t op_is_wq, const kiln_tactic *t);
  *                         weights and cuBLASLt's heuristic choice.
  * Candidates: the kernel variants that apply, then the cuBLASLt algorithms for the dequantized
  * problem whose workspace fits (the default when neither applies). */
-#define KILN_CUDA_WQ_KERNELS 4 /* variants of the small-M (skinny) kernel */
+#define KILN_CUDA_WQ_KERNELS 8 /* variants of the small-M (skinny) kernel */
 int32_t kiln_cuda_matmul_wq_candidates(kiln_cuda_ctx *cu, int64_t m, int64_t n, int64_t k,
                                        kiln_dtype dtype, kiln_dtype qdtype, int32_t group,
                                        int32_t has_bias, kiln_activation act,
@@ -163,6 +163,12 @@ kiln_status kiln_cuda_quantize_int8(const kiln_tensor *x, kiln_tensor *codes, ki
 /* Workspace that lets kiln_cuda_kv_attention take its fast (split keys) path for q/qkv dims q
  * and key dims k (without it, or with less, the general kernel runs). */
 size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, int32_t heads);
+/* On sm_90 and newer, kiln_cuda_kv_attention runs the decode shape (one new token per row for
+ * self-attention) as one kernel (append, attention and merge of the splits through a thread
+ * block cluster); allow = 0 makes it take the path of older GPUs (append, split, combine
+ * kernels) instead, so tests cover both. Process-wide; default 1 unless KILN_NO_FUSED_ATTENTION=1
+ * is in the environment (for comparisons). */
+void kiln_cuda_kv_attention_allow_fused(int allow);
 
 /* Run one graph layer on the GPU (dispatch on l->op, using l->tactic for matmuls). */
 kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,

@@ -24,8 +24,15 @@
  * dequantize in registers: score = (q . codes) * k_scale, and the softmax weight of key j is
  * multiplied by v_scale[j] before it weighs the value codes. kiln_cuda_quantize_int8 (the
  * quantize_int8 op, which makes int8 cross-attention caches) shares the warp quantizer.
+ * Every kernel here except quantize_int8's is a programmatic dependent launch (cuda_common.cuh):
+ * cross-attention's split blocks prefetch their chunk of the (constant) caches into L2 before
+ * they wait for the kernel before them.
  * Not here: long-query prefill tiles (the fused attention plugin).
  */
+#include <cooperative_groups.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "backends/cuda/cuda_common.cuh"
 
 #define KVA_THREADS 256
@@ -114,6 +121,8 @@ template <typename T>
 static __global__ void kv_append_int8_kernel(const T *qkv, int8_t *ck, int8_t *cv, T *ks, T *vs, const int32_t *len,
                                              int S, int H, int D, int64_t cap) {
   int s = blockIdx.x, b = blockIdx.y, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
   int64_t pos = (int64_t)len[b] + s, hd = (int64_t)H * D;
   if (len[b] < 0 || pos >= cap) return;
   const T *src = qkv + ((int64_t)b * S + s) * 3 * hd;
@@ -138,6 +147,8 @@ template <typename T>
 static __global__ void kv_append_kernel(const T *qkv, T *ck, T *cv, const int32_t *len, int S, int H, int D,
                                         int64_t cap) {
   int s = blockIdx.x, b = blockIdx.y;
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
   int64_t pos = (int64_t)len[b] + s, hd = (int64_t)H * D;
   if (len[b] < 0 || pos >= cap) return;
   const T *src = qkv + ((int64_t)b * S + s) * 3 * hd;
@@ -163,6 +174,8 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
   __shared__ float red[32];
   int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   float *qs = kva_sh, *sc = kva_sh + D, *part = sc + cap;
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
   int64_t n_keys = cap;
   if (len) {
     n_keys = (int64_t)len[b] + s + 1;
@@ -244,17 +257,19 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
  * splits of each (row, head). */
 #define KVA_SPLIT_THREADS 128
 
+/* The work of one split block (split, h, bs = b * S + s): its chunk's (acc[D], max, sum) into
+ * out (global memory, or shared for the cluster kernel below). */
 template <typename T, typename C, int TPK>
-static __global__ void kva_split_kernel(const T *q, int64_t ldq, const C *k, const C *v, const T *ks, const T *vs,
-                                        const int32_t *len, int64_t cap, int rep, int S, int H, float scale, int chunk,
-                                        int splits, float *part) {
+static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const C *k, const C *v, const T *ks,
+                                                 const T *vs, const int32_t *len, int64_t cap, int rep, int S, int H,
+                                                 float scale, int chunk, int split, int h, int bs, float *out) {
   typedef kva_vec<T> V;
   typedef kva_vec<C> CV;
   constexpr bool Q8 = sizeof(C) == 1;
   constexpr int N = CV::n, D = TPK * N;
   extern __shared__ float kvs_sh[]; /* chunk scores, then KVA_SPLIT_THREADS * 2 partial sums */
   __shared__ float red[32];
-  int split = blockIdx.x, h = blockIdx.y, bs = blockIdx.z, b = bs / S, s = bs % S;
+  int b = bs / S, s = bs % S;
   int64_t n_keys = cap;
   if (len) {
     n_keys = (int64_t)len[b] + s + 1;
@@ -263,7 +278,6 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const C *k, con
   }
   int64_t j0 = (int64_t)split * chunk, j1 = j0 + chunk < n_keys ? j0 + chunk : n_keys;
   int n = j1 > j0 ? (int)(j1 - j0) : 0;
-  float *out = part + (((int64_t)bs * H + h) * splits + split) * (D + 2);
   const T *qr = q + ((int64_t)b * S + s) * ldq + (int64_t)h * D;
   int64_t row = (int64_t)(b / rep) * H + h, kv_off = row * cap * D;
   const C *kb = k + kv_off + j0 * D, *vb = v + kv_off + j0 * D;
@@ -316,11 +330,98 @@ static __global__ void kva_split_kernel(const T *q, int64_t ldq, const C *k, con
   if (threadIdx.x == 0) out[D] = n ? m : -INFINITY, out[D + 1] = l;
 }
 
+/* Cross-attention: the keys and values are constant; bring block (split, h, b)'s chunk into L2
+ * (before kiln_pdl_wait: see cuda_common.cuh), when all of the layer's keys and values fit in a
+ * part of L2 (a few windows; more would only evict what the kernel before is reading).
+ * grid.z is B * S. */
+#define KVA_PREFETCH_BYTES (16LL << 20)
+template <typename C>
+static __device__ __forceinline__ void kva_prefetch_chunk(const C *k, const C *v, int64_t cap, int rep, int S, int H,
+                                                          int D, int chunk, int split, int h, int b) {
+  int64_t key_rows = (int64_t)gridDim.z / S / rep;
+  if (2 * key_rows * H * cap * D * (int64_t)sizeof(C) > KVA_PREFETCH_BYTES) return;
+  int64_t j0 = (int64_t)split * chunk, n = cap - j0 < chunk ? cap - j0 : chunk;
+  int64_t off = (((int64_t)(b / rep) * H + h) * cap + j0) * D;
+  uint32_t bytes = n > 0 ? (uint32_t)(n * D * (int64_t)sizeof(C)) : 0u;
+  if (threadIdx.x < 2 && bytes % 16 == 0 && ((uintptr_t)(k + off) | (uintptr_t)(v + off)) % 16 == 0)
+    kiln_prefetch_l2(threadIdx.x ? (const void *)(v + off) : (const void *)(k + off), bytes);
+}
+
+template <typename T, typename C, int TPK>
+static __global__ void kva_split_kernel(const T *q, int64_t ldq, const C *k, const C *v, const T *ks, const T *vs,
+                                        const int32_t *len, int64_t cap, int rep, int S, int H, float scale, int chunk,
+                                        int splits, float *part) {
+  constexpr int D = TPK * kva_vec<C>::n;
+  int split = blockIdx.x, h = blockIdx.y, bs = blockIdx.z;
+  if (!len) kva_prefetch_chunk<C>(k, v, cap, rep, S, H, D, chunk, split, h, bs / S);
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
+  kva_chunk<T, C, TPK>(q, ldq, k, v, ks, vs, len, cap, rep, S, H, scale, chunk, split, h, bs,
+                       part + (((int64_t)bs * H + h) * splits + split) * (D + 2));
+}
+
+/* ---- one kernel per attention (sm_90 and newer) --------------------------------------------
+ * The splits of each (row, head) form a thread block cluster: every block computes its chunk as
+ * kva_split_kernel does into its own shared memory, then block 0 of the cluster merges them
+ * through distributed shared memory (kva_combine_kernel's arithmetic, in the same order) and
+ * writes y. For self-attention with one new token per row, the block whose chunk holds the new
+ * position len[b] first writes the new key and value into the caches (quantized for int8
+ * caches, as kv_append_int8_kernel does) — no other block reads that position — so the layer is
+ * one launch instead of three. grid (splits <= 8, H, B*S), cluster (splits, 1, 1). */
+template <typename T, typename C, int TPK>
+static __global__ void kva_fused_kernel(const T *q, int64_t ldq, C *k, C *v, T *ks, T *vs, const int32_t *len,
+                                        int64_t cap, int rep, int S, int H, float scale, int chunk, T *y) {
+  typedef kva_vec<T> V;
+  constexpr int D = TPK * kva_vec<C>::n;
+  __shared__ float fin[D + 2];
+  int split = blockIdx.x, h = blockIdx.y, bs = blockIdx.z;
+  if (!len) kva_prefetch_chunk<C>(k, v, cap, rep, S, H, D, chunk, split, h, bs / S);
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
+  if (len) { /* S == 1: bs is the row */
+    int64_t pos = len[bs], hd = (int64_t)H * D, at = ((int64_t)bs * H + h) * cap + pos;
+    if (pos >= 0 && pos < cap && pos / chunk == split) {
+      const T *src = q + (int64_t)bs * 3 * hd + (int64_t)h * D;
+      if constexpr (sizeof(C) == 1) {
+        int warp = threadIdx.x >> 5;
+        if (warp < 2) kva_quantize_warp<T>(src + (1 + warp) * hd, D, (warp ? v : k) + at * D, (warp ? vs : ks) + at);
+      } else {
+        for (int d = threadIdx.x; d < D; d += blockDim.x) k[at * D + d] = src[hd + d], v[at * D + d] = src[2 * hd + d];
+      }
+      __syncthreads(); /* the block reads them back below */
+    }
+  }
+  kva_chunk<T, C, TPK>(q, ldq, k, v, ks, vs, len, cap, rep, S, H, scale, chunk, split, h, bs, fin);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  cl.sync();
+  int d = threadIdx.x;
+  if (cl.block_rank() == 0 && d < D) {
+    int splits = (int)cl.num_blocks();
+    float M = -INFINITY, L = 0.0f, acc = 0.0f;
+    for (int i = 0; i < splits; i++) M = fmaxf(M, cl.map_shared_rank(fin, i)[D]);
+    for (int i = 0; i < splits; i++) {
+      const float *pi = cl.map_shared_rank(fin, i);
+      float w = pi[D] == -INFINITY ? 0.0f : __expf(pi[D] - M);
+      L += pi[D + 1] * w;
+      acc += pi[d] * w;
+    }
+    y[((int64_t)bs * H + h) * D + d] = V::from(L > 0.0f ? acc / L : 0.0f);
+  }
+  cl.sync(); /* block 0 has read every block's fin */
+#else
+  (void)y;
+  __trap(); /* the host launches it only on sm_90 and newer */
+#endif
+}
+
 /* grid (B*S, H), D threads: y = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M). */
 template <typename T>
 static __global__ void kva_combine_kernel(const float *part, int splits, int H, int D, T *y) {
   typedef kva_vec<T> V;
   int bs = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
   if (d >= D) return;
   const float *p = part + ((int64_t)bs * H + h) * splits * (D + 2);
   float M = -INFINITY;
@@ -370,34 +471,65 @@ struct kva_args {
 template <typename T, typename C, int TPK>
 static kiln_status launch_split(const kva_args<T, C> &a, float *part, int splits, int chunk, cudaStream_t st) {
   size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
-  kva_split_kernel<T, C, TPK><<<dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)), KVA_SPLIT_THREADS, smem, st>>>(
-      a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep, (int)a.S, a.heads, a.scale, chunk, splits, part);
-  KILN_CUDA_CHECK_LAUNCH();
-  kva_combine_kernel<T><<<dim3((unsigned)(a.B * a.S), (unsigned)a.heads), (unsigned)((a.D + 31) / 32 * 32), 0, st>>>(
-      part, splits, a.heads, (int)a.D, a.y);
-  KILN_CUDA_CHECK_LAUNCH();
+  KILN_CUDA_CHECK(kiln_launch(kva_split_kernel<T, C, TPK>, dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)),
+                              dim3(KVA_SPLIT_THREADS), smem, st, a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep,
+                              (int)a.S, a.heads, a.scale, chunk, splits, part));
+  KILN_CUDA_CHECK(kiln_launch(kva_combine_kernel<T>, dim3((unsigned)(a.B * a.S), (unsigned)a.heads),
+                              dim3((unsigned)((a.D + 31) / 32 * 32)), 0, st, (const float *)part, splits, a.heads, (int)a.D,
+                              a.y));
   return KILN_OK;
 }
+
+template <typename T, typename C, int TPK>
+static kiln_status launch_fused(const kva_args<T, C> &a, int splits, int chunk, cudaStream_t st) {
+  size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
+  KILN_CUDA_CHECK(kiln_launch_cluster(kva_fused_kernel<T, C, TPK>,
+                                      dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)),
+                                      dim3(KVA_SPLIT_THREADS), smem, st, dim3((unsigned)splits, 1, 1), a.q, a.ldq,
+                                      (C *)a.k, (C *)a.v, (T *)a.ks, (T *)a.vs, a.len, a.cap, a.rep, (int)a.S, a.heads,
+                                      a.scale, chunk, a.y));
+  return KILN_OK;
+}
+
+/* 1 allowed, 0 not, -1 not decided yet (KILN_NO_FUSED_ATTENTION=1 in the environment: not) */
+static int kva_fused_allowed = -1;
+extern "C" void kiln_cuda_kv_attention_allow_fused(int allow) { kva_fused_allowed = allow != 0; }
 
 template <typename T, typename C>
 static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> &a, size_t smem, void *workspace,
                           size_t workspace_bytes, cudaStream_t st) {
   constexpr bool Q8 = sizeof(C) == 1;
   constexpr size_t LOAD = sizeof(C) * kva_vec<C>::n; /* bytes of one vector load of the caches */
-  int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D);
+  int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D), major = 0, sms = 0;
   kva_plan(a.B * a.S * a.heads, a.cap, &splits, &chunk);
   size_t need = (size_t)(a.B * a.S * a.heads) * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
   uintptr_t kp = (uintptr_t)a.k, vp = (uintptr_t)a.v;
+  kiln_cuda_current_device(&major, &sms);
+  if (kva_fused_allowed < 0) {
+    const char *off = getenv("KILN_NO_FUSED_ATTENTION");
+    kva_fused_allowed = !(off && off[0] && strcmp(off, "0") != 0);
+  }
+  if (kva_fused_allowed && tpk && major >= 9 && (!self || a.S == 1) && (kp | vp) % LOAD == 0 && a.S * a.B <= 65535) {
+    int sp = splits, ch = chunk; /* a cluster holds at most 8 blocks */
+    if (sp > 8) {
+      ch = (int)((a.cap + 7) / 8 + 15) / 16 * 16;
+      sp = (int)((a.cap + ch - 1) / ch);
+    }
+    if (ch <= 8192) switch (tpk) {
+        case 4: return launch_fused<T, C, 4>(a, sp, ch, st);
+        case 8: return launch_fused<T, C, 8>(a, sp, ch, st);
+        default: return launch_fused<T, C, 16>(a, sp, ch, st);
+      }
+  }
   int split_path = tpk && workspace && need <= workspace_bytes && (kp | vp) % LOAD == 0 && chunk <= 8192 &&
                    a.S * a.B <= 65535;
   if (self && Q8) {
-    kv_append_int8_kernel<T><<<dim3((unsigned)a.S, (unsigned)a.B), KVA_THREADS, 0, st>>>(
-        a.q, (int8_t *)in[1].data, (int8_t *)in[2].data, (T *)a.ks, (T *)a.vs, a.len, (int)a.S, a.heads, (int)a.D, a.cap);
-    KILN_CUDA_CHECK_LAUNCH();
+    KILN_CUDA_CHECK(kiln_launch(kv_append_int8_kernel<T>, dim3((unsigned)a.S, (unsigned)a.B), dim3(KVA_THREADS), 0, st, a.q,
+                                (int8_t *)in[1].data, (int8_t *)in[2].data, (T *)a.ks, (T *)a.vs, a.len, (int)a.S,
+                                a.heads, (int)a.D, a.cap));
   } else if (self) {
-    kv_append_kernel<T><<<dim3((unsigned)a.S, (unsigned)a.B), KVA_THREADS, 0, st>>>(
-        a.q, (T *)in[1].data, (T *)in[2].data, a.len, (int)a.S, a.heads, (int)a.D, a.cap);
-    KILN_CUDA_CHECK_LAUNCH();
+    KILN_CUDA_CHECK(kiln_launch(kv_append_kernel<T>, dim3((unsigned)a.S, (unsigned)a.B), dim3(KVA_THREADS), 0, st, a.q,
+                                (T *)in[1].data, (T *)in[2].data, a.len, (int)a.S, a.heads, (int)a.D, a.cap));
   }
   if (split_path) {
     float *part = (float *)workspace;
@@ -409,9 +541,9 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
   }
   int vec = a.D % kva_vec<C>::n == 0 && kp % LOAD == 0;
   int pairs_ok = a.D % 2 == 0 && vp % (2 * sizeof(C)) == 0;
-  kv_attention_kernel<T, C><<<dim3((unsigned)a.S, (unsigned)a.heads, (unsigned)a.B), KVA_THREADS, smem, st>>>(
-      a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep, a.y, (int)a.S, a.heads, (int)a.D, a.scale, vec, pairs_ok);
-  KILN_CUDA_CHECK_LAUNCH();
+  KILN_CUDA_CHECK(kiln_launch(kv_attention_kernel<T, C>, dim3((unsigned)a.S, (unsigned)a.heads, (unsigned)a.B),
+                              dim3(KVA_THREADS), smem, st, a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep, a.y,
+                              (int)a.S, a.heads, (int)a.D, a.scale, vec, pairs_ok));
   return KILN_OK;
 }
 

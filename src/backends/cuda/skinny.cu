@@ -31,12 +31,21 @@
 #include <cuda_fp16.h>
 #include <string.h>
 
+#include <cooperative_groups.h>
 #include <type_traits>
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_internal.h"
 
 namespace {
+
+/* Weight matrices up to this size are prefetched into L2 while the previous kernel runs (a
+ * fraction of the 40-60 MB L2 of the GPUs that have programmatic dependent launch). */
+#define KILN_SKINNY_PREFETCH_BYTES (24LL << 20)
+/* Block shapes (variants 0-3); variants 4-7 are the same with split-K over a cluster of at most
+ * SKINNY_MAX_SPLIT blocks (the portable cluster size). */
+#define KILN_SKINNY_SHAPES 4
+#define SKINNY_MAX_SPLIT 8
 
 /* ---- fp16 / bf16 specifics ---------------------------------------------------------------- */
 
@@ -231,6 +240,7 @@ typedef struct skinny_args {
   float eps;
   void *y;
   int m, n, k;
+  int ks, cps; /* split-K: blocks per cluster along K (1: none), chunks per block */
   cudaStream_t stream;
 } skinny_args;
 
@@ -253,6 +263,9 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   const int n_base = blockIdx.x * (16 * NT), m_base = blockIdx.y * (8 * MT);
   const int64_t row_bytes = (int64_t)k_len * QBITS / 8;
   const int n_chunks = (k_len + KPC - 1) / KPC;
+  /* this block's chunks: all, or the blockIdx.z-th share of them under split-K */
+  const int c_beg = a.ks > 1 ? (int)blockIdx.z * a.cps : 0;
+  const int c_end = a.ks > 1 && c_beg + a.cps < n_chunks ? c_beg + a.cps : n_chunks;
   const int scales_per_row = group > 0 ? k_len / group : 1;
 
   float acc[NT][MT][4];
@@ -268,7 +281,7 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int k0 = (c0 + u) * KPC + t * KPT;
-      const bool k_ok = c0 + u < n_chunks && k0 < k_len;
+      const bool k_ok = c0 + u < c_end && k0 < k_len;
 #pragma unroll
       for (int nt = 0; nt < NT; nt++)
 #pragma unroll
@@ -283,7 +296,18 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   /* software pipeline: the next chunks' loads are in flight while the current ones are used;
    * the first ones also overlap the layernorm statistics */
   uint4 wv[U][NT][2]; /* [chunk][row tile][rows g, g + 8] */
-  load(warp * U, wv);
+  load(c_beg + warp * U, wv);
+  /* Weights are all a launch reads before kiln_pdl_wait() (cuda_common.cuh): while the kernel
+   * before this one runs, the first chunks load into registers and the rest of this block's
+   * part of its rows into L2 (when the whole matrix fits in a part of L2). */
+  if (blockIdx.y == 0 && c_beg < c_end && (int64_t)n_cols * row_bytes <= KILN_SKINNY_PREFETCH_BYTES &&
+      threadIdx.x < 16 * NT && n_base + (int)threadIdx.x < n_cols) {
+    const int64_t b0 = (int64_t)c_beg * KPC * QBITS / 8, b1 = (int64_t)c_end * KPC * QBITS / 8;
+    kiln_prefetch_l2(wq + (int64_t)(n_base + threadIdx.x) * row_bytes + b0,
+                     (uint32_t)((b1 < row_bytes ? b1 : row_bytes) - b0));
+  }
+  kiln_pdl_wait();
+  kiln_pdl_trigger();
   const bool ln = gamma != NULL;
   if (ln) {
     const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
@@ -291,16 +315,16 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
     __syncthreads();
   }
 
-  for (int c0 = warp * U; c0 < n_chunks; c0 += WARPS * U) {
+  for (int c0 = c_beg + warp * U; c0 < c_end; c0 += WARPS * U) {
     uint4 cur[U][NT][2];
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
       for (int nt = 0; nt < NT; nt++) cur[u][nt][0] = wv[u][nt][0], cur[u][nt][1] = wv[u][nt][1];
-    if (c0 + WARPS * U < n_chunks) load(c0 + WARPS * U, wv);
+    if (c0 + WARPS * U < c_end) load(c0 + WARPS * U, wv);
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      if (c0 + u >= n_chunks) break; /* uniform over the warp: every lane reaches each mma */
+      if (c0 + u >= c_end) break; /* uniform over the warp: every lane reaches each mma */
       const int k0 = (c0 + u) * KPC + t * KPT;
       const bool k_ok = k0 < k_len; /* per lane: a lane past K feeds zeros */
       float s_lo[NT], s_hi[NT];     /* group scales of rows g and g + 8 for this lane's K range */
@@ -350,10 +374,8 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   __syncthreads();
   T *__restrict__ y = (T *)a.y;
   const T *__restrict__ res = (const T *)a.residual;
-  for (int i = threadIdx.x; i < P; i += WARPS * 32) {
-    float v = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARPS; w++) v += red[w * P + i];
+  /* bias, activation, residual and the store of partial sum i (see the layout below) */
+  auto store = [&](int i, float v) {
     /* accumulator j of lane l in tile (nt, mt): weight row g + 8 (j / 2), x row 2 t + j % 2 */
     const int l = i & 31, j = (i >> 5) & 3, nt = (i >> 7) / MT, mt = (i >> 7) % MT;
     const int n = n_base + nt * 16 + (l >> 2) + (j >= 2 ? 8 : 0);
@@ -365,7 +387,39 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
       if (res) v += wq_type<T>::to_float(res[(int64_t)m * n_cols + n]);
       y[(int64_t)m * n_cols + n] = wq_type<T>::from_float(v);
     }
+  };
+  if (a.ks == 1) {
+    for (int i = threadIdx.x; i < P; i += WARPS * 32) {
+      float v = 0.0f;
+#pragma unroll
+      for (int w = 0; w < WARPS; w++) v += red[w * P + i];
+      store(i, v);
+    }
+    return;
   }
+  /* split-K: each block's sums into red[0, P) (each i read and written by one thread), then the
+   * cluster's blocks add the blocks' sums through distributed shared memory in rank order, each
+   * block finishing a share of the outputs; the second barrier keeps every block's shared
+   * memory alive until the others have read it */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  for (int i = threadIdx.x; i < P; i += WARPS * 32) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) v += red[w * P + i];
+    red[i] = v;
+  }
+  cooperative_groups::cluster_group cl = cooperative_groups::this_cluster();
+  cl.sync();
+  const int rank = (int)cl.block_rank();
+  for (int i = rank * WARPS * 32 + threadIdx.x; i < P; i += a.ks * WARPS * 32) {
+    float v = 0.0f;
+    for (int q = 0; q < a.ks; q++) v += cl.map_shared_rank(red, q)[i];
+    store(i, v);
+  }
+  cl.sync();
+#else
+  __trap(); /* the host splits K only on sm_90 and newer */
+#endif
 }
 
 /* ---- launchers ---------------------------------------------------------------------------- */
@@ -376,9 +430,23 @@ static kiln_status launch(const skinny_args *a) {
   if (m_tiles > 65535)
     return kiln_error(KILN_ERR_UNSUPPORTED, "skinny matmul kernel: %d rows of x is too many for one launch; use a "
                       "cuBLASLt tactic (rebuild with a profile whose opt shape has more rows)", a->m);
-  dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles), block(WARPS * 32);
-  skinny_kernel<T, QBITS, MT, NT, WARPS, U><<<grid, block, 0, a->stream>>>(*a);
-  KILN_CUDA_CHECK_LAUNCH();
+  skinny_args b = *a;
+  b.ks = 1, b.cps = 0;
+  if (a->ks > 1) { /* split K so that about two blocks run per SM, each with a chunk per warp at least */
+    int major = 0, sms = 0;
+    kiln_cuda_current_device(&major, &sms);
+    const int kpc = 4 * (128 / QBITS), n_chunks = (a->k + kpc - 1) / kpc;
+    int64_t want = (2 * (int64_t)sms + n_tiles * m_tiles - 1) / (n_tiles * m_tiles), most = n_chunks / WARPS;
+    if (want > SKINNY_MAX_SPLIT) want = SKINNY_MAX_SPLIT;
+    if (want > most) want = most;
+    if (major >= 9 && want > 1) {
+      b.cps = (int)((n_chunks + want - 1) / want);
+      b.ks = (n_chunks + b.cps - 1) / b.cps;
+    }
+  }
+  dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles, (unsigned int)b.ks), block(WARPS * 32);
+  KILN_CUDA_CHECK(kiln_launch_cluster(skinny_kernel<T, QBITS, MT, NT, WARPS, U>, grid, block, 0, a->stream,
+                                      dim3(1, 1, (unsigned)b.ks), b));
   return KILN_OK;
 }
 
@@ -394,9 +462,11 @@ static kiln_status launch_rows(const skinny_args *a) {
 /* Variants (KILN_CUDA_SKINNY_VARIANTS): 0: 16 weight rows per block, 8 warps over K, 4 chunks in
  * flight per lane; 1: 32 weight rows per block (x read half as often), 4 warps, 2 chunks; 2: as 0
  * with 8 chunks in flight (more bytes in flight when N is small and few blocks run); 3: 4 warps,
- * 4 chunks (smaller blocks, more of them resident per SM). */
+ * 4 chunks (smaller blocks, more of them resident per SM). 4 + i: variant i with K split over a
+ * cluster of blocks where the GPU has clusters (sm_90+; elsewhere the same as i). */
 template <typename T, int QBITS>
 static kiln_status launch_variant(int32_t variant, const skinny_args *a) {
+  variant %= KILN_SKINNY_SHAPES;
   if (variant == 0) return launch_rows<T, QBITS, 1, 8, 4>(a);
   if (variant == 1) return launch_rows<T, QBITS, 2, 4, 2>(a);
   if (variant == 2) return launch_rows<T, QBITS, 1, 8, 8>(a);
@@ -457,6 +527,7 @@ extern "C" kiln_status kiln_cuda_skinny(int32_t variant, const kiln_tensor *x, c
   a.residual = res ? res->data : NULL;
   a.y = y->data;
   a.m = (int)m, a.n = (int)n, a.k = (int)k;
+  a.ks = variant >= KILN_SKINNY_SHAPES ? 2 : 1; /* a request: launch() sizes the split */
   a.stream = kiln_stream(stream);
   int bits = w->dtype == KILN_DTYPE_INT8 ? 8 : w->dtype == KILN_DTYPE_INT4 ? 4 : 16;
   if (x->dtype == KILN_DTYPE_FP16) return launch_bits<__half>(variant, bits, &a);
