@@ -5,10 +5,20 @@
  * divided by the steps gives the decoding step time. Prints ms per batch and per window, RTF
  * (wall time over the audio's 30 s per window), decode tokens/s, GPU memory (planned by the
  * runtime; in use per cudaMemGetInfo) and the memory-bandwidth floor of a step: the bytes a step
- * reads (decoder weights, cross-attention keys/values of every window, the half-full self
- * cache) over the bandwidth of a 1 GiB device-to-device copy.
+ * reads over the bandwidth of a 1 GiB device-to-device copy. Those bytes come from the engines,
+ * not from a formula of the precision: the decoder engine's weights as stored (int8/int4 codes
+ * and their scales after --weight-only; the tied embedding table, read whole by the output
+ * projection, counted once), plus, from the decoder engine's declared inputs (dtype and dims),
+ * every window's cross-attention keys/values and the self-attention caches at their average
+ * length over the steps, with their scales when the KV cache is int8.
  *
- * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N]
+ * --dump-logits FILE: instead of timing, encodes the first random window and feeds a forced
+ * sequence (<|startoftranscript|> then --steps seeded random text tokens, the same for every
+ * engine), one token per decoder step through the KV cache, and writes the logits of every
+ * step [steps + 1, vocab] as fp32 .npy: bench/whisper_vs_transformers.py compares quantized
+ * engines with fp16 on it.
+ *
+ * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]
  * Used by bench/whisper_vs_transformers.py; not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +26,7 @@
 #include <time.h>
 
 #include "kiln/kiln.h"
+#include "kiln/npy.h"
 #include "kiln/whisper.h"
 
 #ifdef KILN_HAVE_CUDA
@@ -62,17 +73,78 @@ static double device_gbps(void) {
 #endif
 }
 
+/* Bytes one decoding step of `batch` rows reads from the KV tensors of the decoder engine in
+ * ENGINE_DIR: every input named cache_* (self-attention caches and their scales, [rows, H,
+ * n_text_ctx(, Dh)]) over `cached` positions, and every cross_* one (cross-attention keys/values
+ * and scales, [windows, H, 1500(, Dh)]) whole, in the dtypes the engine declares. The engine is
+ * opened for inspection only (no GPU memory). -1 when it cannot be read. */
+static double kv_step_bytes(const char *dir, int batch, double cached) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/decoder.engine", dir);
+  kiln_engine_load_params lp = kiln_engine_default_load_params();
+  lp.skip_device_check = 1;
+  kiln_engine *e = NULL;
+  if (kiln_engine_load(path, &lp, &e) != KILN_OK) return -1;
+  double total = 0;
+  for (int32_t i = 0; i < kiln_engine_num_io(e); i++) {
+    kiln_io_info info;
+    if (kiln_engine_io(e, i, &info) != KILN_OK) {
+      total = -1;
+      break;
+    }
+    int self = strncmp(info.name, "cache_", 6) == 0, cross = strncmp(info.name, "cross_", 6) == 0;
+    if (!info.is_input || (!self && !cross)) continue;
+    double row = (double)kiln_dtype_bytes(info.dtype, 1); /* int8 codes 1 B; scales and floats their size */
+    int ok = info.dims.rank >= 3;
+    for (int32_t d = 1; d < info.dims.rank; d++) {
+      ok = ok && info.dims.d[d] > 0; /* only the rows are dynamic */
+      row *= (double)info.dims.d[d];
+    }
+    if (!ok) {
+      total = -1;
+      break;
+    }
+    if (self) row *= (cached < (double)info.dims.d[2] ? cached : (double)info.dims.d[2]) / (double)info.dims.d[2];
+    total += batch * row;
+  }
+  kiln_engine_destroy(e);
+  return total;
+}
+
+/* The --dump-logits mode: <|startoftranscript|> and `steps` seeded random text tokens (below
+ * <|endoftext|>) decoded one at a time after encoding mel [n_mels x 3000]; logits [steps + 1,
+ * vocab] fp32 -> path (.npy). */
+static kiln_status dump_logits(kiln_whisper *w, const float *mel, int steps, const char *path) {
+  const kiln_whisper_config *c = kiln_whisper_get_config(w);
+  size_t vocab = (size_t)c->vocab_size, n = (size_t)steps + 1;
+  float *logits = malloc(sizeof(float) * n * vocab);
+  if (!logits) return KILN_ERR_OUT_OF_MEMORY;
+  kiln_status s = kiln_whisper_encode(w, mel, NULL);
+  uint64_t x = 0x2545F4914F6CDD1Dull;
+  int32_t token = c->sot;
+  for (size_t i = 0; i < n && s == KILN_OK; i++) {
+    s = kiln_whisper_decode(w, &token, 1, logits + i * vocab);
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    token = (int32_t)((x >> 11) % (uint64_t)c->eot);
+  }
+  kiln_dims d = {2, {(int64_t)n, (int64_t)vocab}};
+  if (s == KILN_OK) s = kiln_npy_write(path, KILN_DTYPE_FP32, &d, logits);
+  free(logits);
+  return s;
+}
+
 int main(int argc, char **argv) {
   int batch = 1, steps = 100, reps = 3;
-  const char *dir = NULL;
+  const char *dir = NULL, *dump = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--dump-logits") && i + 1 < argc) dump = argv[++i];
     else dir = argv[i];
   }
   if (!dir || batch < 1 || steps < 1 || reps < 1) {
-    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N]\n");
+    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]\n");
     return 2;
   }
   size_t before = device_used();
@@ -86,10 +158,27 @@ int main(int argc, char **argv) {
   size_t n_mel = (size_t)c->n_mels * 3000;
   float *mel = malloc(sizeof(float) * n_mel * (size_t)batch);
   kiln_whisper_result **res = calloc((size_t)batch, sizeof *res);
+  if (!mel || !res) {
+    fprintf(stderr, "whisper_bench: out of memory\n");
+    free(mel), free(res);
+    kiln_whisper_destroy(w);
+    return 1;
+  }
   uint64_t x = 12345;
   for (size_t i = 0; i < n_mel * (size_t)batch; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     mel[i] = (float)((x >> 40) & 0xffff) / 32768.0f - 1.0f;
+  }
+  if (dump) {
+    s = steps < c->n_text_ctx ? dump_logits(w, mel, steps, dump) : KILN_ERR_INVALID_ARG;
+    if (s != KILN_OK)
+      fprintf(stderr, "whisper_bench: --dump-logits: %s\n",
+              steps < c->n_text_ctx ? kiln_last_error() : "--steps must be below the text context (448)");
+    else
+      printf("kiln logits %d x %d written to %s\n", steps + 1, (int)c->vocab_size, dump);
+    free(mel), free(res);
+    kiln_whisper_destroy(w);
+    return s == KILN_OK ? 0 : 1;
   }
   kiln_whisper_decode_params p = kiln_whisper_default_decode_params();
   p.max_new_tokens = p.min_new_tokens = steps;
@@ -116,21 +205,33 @@ int main(int argc, char **argv) {
   }
   if (s != KILN_OK) {
     fprintf(stderr, "whisper_bench: %s\n", s == KILN_ERR_INTERNAL ? "wrong token count" : kiln_last_error());
+    free(mel), free(res);
+    kiln_whisper_destroy(w);
     return 1;
   }
   total /= reps, enc /= reps;
   double step = (total - enc) / (steps + 1);
-  /* what one step must read: decoder weights, every window's cross-attention keys/values, and
-   * the self-attention cache (about half full on average) */
-  double esz = 2.0, L = c->decoder_layers, d = c->d_model;
-  double bytes = (double)kiln_whisper_decoder_weight_bytes(w) + batch * L * 2 * c->n_audio_ctx * d * esz +
-                 batch * L * 2 * (steps / 2.0 + 4) * d * esz;
+  /* what one step must read: the decoder's weights as stored, every window's cross-attention
+   * keys/values and the self-attention caches over the start sequence (4 tokens) plus half the
+   * steps on average (kv_step_bytes) */
+  double weights = (double)kiln_whisper_decoder_weight_bytes(w);
+  double kv = kv_step_bytes(dir, batch, steps / 2.0 + 4);
+  if (kv < 0) s = KILN_ERR_FORMAT;
+  if (s != KILN_OK) {
+    fprintf(stderr, "whisper_bench: cannot read the KV cache inputs (cache_*, cross_* [rows, H, positions, ...]) of "
+                    "%s/decoder.engine: %s\n", dir, kiln_last_error());
+    free(mel), free(res);
+    kiln_whisper_destroy(w);
+    return 1;
+  }
+  double bytes = weights + kv;
   double gbps = device_gbps(), floor_ms = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
   printf("kiln batch %d steps %d ms_per_batch %.2f ms_per_window %.2f encoder_ms %.2f ms_per_step %.3f rtf %.5f "
-         "tokens_per_s %.1f planned_bytes %lld device_used_delta_bytes %lld step_bytes %.0f device_gbps %.0f "
-         "floor_ms %.3f step_over_floor %.2f\n",
+         "tokens_per_s %.1f planned_bytes %lld device_used_delta_bytes %lld step_bytes %.0f step_weight_bytes %.0f "
+         "step_kv_bytes %.0f device_gbps %.0f floor_ms %.3f step_over_floor %.2f\n",
          batch, steps, total, total / batch, enc, step, total / batch / 30000.0, batch * steps / (total / 1e3),
-         (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0), bytes, gbps, floor_ms,
+         (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0), bytes, weights, kv, gbps,
+         floor_ms,
          floor_ms > 0 ? step / floor_ms : 0);
   free(mel), free(res);
   kiln_whisper_destroy(w);
