@@ -27,7 +27,8 @@ What it does, all from --seed (default 0):
   - saves the model (fp32 safetensors, save_pretrained) with the tokenizer files and the
     tokenizer's generation_config.json into OUT_DIR/ckpt;
   - fp32 logits of a forced sequence: the start sequence, the greedy tokens, then seeded random
-    text tokens, --forced (200) tokens after the start sequence;
+    text tokens, --forced (400) tokens after the start sequence (of the 444 positions left: the
+    longer, the more rows the argmax agreement counts);
   - fp16 (model.half(), SDPA) on the same forced sequence: its logits' normalized mean squared
     error against the fp32 logits (sum (a - b)^2 / sum b^2 over all rows and the whole
     vocabulary, in float64) and how many rows' argmax (first maximum) agree with fp32's: the
@@ -80,9 +81,10 @@ POSITION_STD = 0.75
 # different kernel order are ~1e-5) are skipped for the next seed (--tries)
 MIN_GREEDY_MARGIN = 2e-4
 # where the tokenizer files are: next to the repository (the worktrees), the staged copy of
-# scripts/gpu_stage.sh, the shared folder
+# scripts/gpu_stage.sh, a shared/ folder inside the repository, the shared folder
 TOKENIZER_DIRS = [os.path.join(HERE, "..", "..", "shared", "data", "whisper", "tokenizer-hf"),
                   os.path.join(HERE, "..", ".gpu-stage", "shared", "data", "whisper", "tokenizer-hf"),
+                  os.path.join(HERE, "..", "shared", "data", "whisper", "tokenizer-hf"),
                   "/work/shared/data/whisper/tokenizer-hf"]
 
 
@@ -174,7 +176,7 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--forced", type=int, default=200, help="forced tokens after the start sequence")
+    ap.add_argument("--forced", type=int, default=400, help="forced tokens after the start sequence")
     ap.add_argument("--max-new-tokens", type=int, default=224)
     ap.add_argument("--tries", type=int, default=8, help="weights seeds tried (seed, seed + 1, ...)")
     ap.add_argument("--tokenizer", default=None, help="folder with the 51865-token tokenizer files")
