@@ -21,6 +21,18 @@ for t in "$B"/tests/test_cuda_* "$B"/tests/test_engine_gpu "$B"/tests/test_trito
   rows+=("$name rc=$rc ${secs}s $(tail -n 1 "$OUT/$name.log")")
   [ $rc -ne 0 ] && tail -n 30 "$OUT/$name.log"
 done
+# Whisper at the tiny, large-v3 and large-v3-turbo geometries against transformers (fp32 greedy
+# tokens, fp16 error no worse than transformers'): the driver makes each checkpoint and its
+# references with torch on this GPU, then runs the test binary (tests/gpu/whisper_geometry.sh)
+if [ -x "$B/tests/test_whisper_geometry" ]; then
+  start=$(date +%s%N)
+  timeout 900 bash tests/gpu/whisper_geometry.sh "$B/tests" > "$OUT/whisper_geometry.log" 2>&1
+  rc=$?
+  secs=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+  rows+=("whisper_geometry.sh rc=$rc ${secs}s")
+  while IFS= read -r line; do rows+=("  $line"); done < <(grep "^geometry " "$OUT/whisper_geometry.log")
+  [ $rc -ne 0 ] && tail -n 40 "$OUT/whisper_geometry.log"
+fi
 K="$B/kiln"
 {
   echo "== mlp fp16, timing cache cold then warm"

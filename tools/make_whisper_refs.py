@@ -42,6 +42,8 @@ from make_frontend_refs import RefWriter  # noqa: E402
 DATA = os.path.join(HERE, "..", "tests", "data")
 SHARED = os.path.join(HERE, "..", "..", "shared", "data", "whisper", "tokenizer-hf")
 M64 = (1 << 64) - 1
+START_EN = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
+EOT = 50257
 
 
 def fnv1a64(s):
@@ -72,6 +74,17 @@ def tensor_range(name, shape):
     fan_in = int(np.prod(shape[1:]))
     a = math.sqrt(3.0 / fan_in)
     return -a, a
+
+
+def strip_start_and_eot(seq):
+    """generate()'s sequence as the C tests compare it: without the English transcribe start
+    sequence and the trailing <|endoftext|> tokens (kiln_whisper_result's tokens)."""
+    seq = seq.tolist()
+    if seq[:len(START_EN)] == START_EN:
+        seq = seq[len(START_EN):]
+    while seq and seq[-1] == EOT:
+        seq = seq[:-1]
+    return seq
 
 
 def make_model():
@@ -134,13 +147,7 @@ def main():
         w.add("forced_argmax", logits.argmax(-1).astype(np.int32))
         out = model.generate(x, language="en", task="transcribe", return_timestamps=False,
                              do_sample=False, num_beams=1, max_new_tokens=224)
-    seq = out.sequences[0] if hasattr(out, "sequences") else out[0]
-    seq = seq.tolist()
-    prompt = [50258, 50259, 50359, 50363]
-    if seq[:len(prompt)] == prompt:
-        seq = seq[len(prompt):]
-    while seq and seq[-1] == 50257:
-        seq = seq[:-1]
+    seq = strip_start_and_eot(out.sequences[0] if hasattr(out, "sequences") else out[0])
     print("greedy:", len(seq), "tokens:", seq[:12], "...")
     w.add("greedy_tokens", np.array(seq, dtype=np.int32))
     print("encoder_out std %.4f, logits std %.4f" % (enc.std(), logits.std()))

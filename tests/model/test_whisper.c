@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "common/test_logits.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
 #include "models/whisper/whisper_internal.h"
@@ -167,10 +168,7 @@ static void check_logits(const char *what, const float *logits, int32_t rows, in
   int64_t nc = cols->dims[1];
   float *got = malloc((size_t)(rows * nc) * 4);
   for (int32_t r = 0; r < rows; r++) {
-    int32_t best = 0;
-    for (int32_t v = 0; v < vocab; v++)
-      if (logits[(int64_t)r * vocab + v] > logits[(int64_t)r * vocab + best]) best = v;
-    CHECK_EQ_INT(best, ((const int32_t *)argmax->data)[row0 + r]);
+    CHECK_EQ_INT(logits_argmax(logits + (int64_t)r * vocab, vocab), ((const int32_t *)argmax->data)[row0 + r]);
     for (int64_t c = 0; c < nc; c++) got[r * nc + c] = logits[(int64_t)r * vocab + c * 8];
   }
   const float *want = (const float *)cols->data + row0 * nc;
@@ -394,20 +392,6 @@ static void test_batch(const ref_file *rf) {
   kiln_whisper_destroy(w);
 }
 
-/* argmax of each of rows logits rows [rows, V]: how many agree between a and b. */
-static int32_t argmax_agree(const float *a, const float *b, int32_t rows, int32_t V) {
-  int32_t same = 0;
-  for (int32_t r = 0; r < rows; r++) {
-    int32_t ia = 0, ib = 0;
-    for (int32_t v = 1; v < V; v++) {
-      if (a[(int64_t)r * V + v] > a[(int64_t)r * V + ia]) ia = v;
-      if (b[(int64_t)r * V + v] > b[(int64_t)r * V + ib]) ib = v;
-    }
-    same += ia == ib;
-  }
-  return same;
-}
-
 /* The KV cache in int8 (fp32 engines otherwise, so the cache is the only difference) against
  * the fp32-cache engines: logits of the forced tokens in one pass and step by step (nmse and
  * argmax agreement printed and bounded), the greedy transcription; a copied row (codes and
@@ -441,7 +425,7 @@ static void test_kv_int8(const ref_file *rf) {
   CHECK_OK(kiln_whisper_decode(w8, tok, 4, step));
   for (int32_t i = 4; i < S; i++) CHECK_OK(kiln_whisper_decode(w8, tok + i, 1, step + (size_t)i * V));
   double nmse_one = check_nmse_value(one, ref, (int64_t)S * V), nmse_step = check_nmse_value(step, ref, (int64_t)S * V);
-  int32_t agree_one = argmax_agree(one, ref, S, V), agree_step = argmax_agree(step, ref, S, V);
+  int32_t agree_one = logits_argmax_agree(one, ref, S, V), agree_step = logits_argmax_agree(step, ref, S, V);
   printf("int8 KV cache vs fp32 KV cache (tiny random Whisper, %s): logits nmse %.3g one pass, %.3g step by step; "
          "argmax agrees on %d and %d of %d tokens\n",
          ENGINE_TARGET == KILN_TARGET_CUDA ? "CUDA" : "CPU", nmse_one, nmse_step, agree_one, agree_step, S);
