@@ -24,6 +24,13 @@ kiln_status kiln_error_context(kiln_status status, const char *fmt, ...)
     ;
 void kiln_error_clear(void);
 
+/* KILN_POISON=1 in the environment: buffers the runtime allocates for activations,
+ * workspaces and caches are filled with 0xFF bytes (NaN in fp32/fp16/bf16) instead of being
+ * left as they come, so a kernel that reads memory nobody wrote shows up as NaN or wrong
+ * results in the tests instead of passing by luck (calloc'd zeros on the CPU). Debug only. */
+int kiln_poison_enabled(void);
+#define KILN_POISON_BYTE 0xFF
+
 #define KILN_TRY(expr)                          \
   do {                                          \
     kiln_status kiln_try_s_ = (expr);           \

@@ -23,6 +23,11 @@ const char *kiln_last_error(void) { return error_message; }
 
 void kiln_error_clear(void) { error_message[0] = '\0'; }
 
+int kiln_poison_enabled(void) {
+  const char *v = getenv("KILN_POISON"); /* at allocations only: no need to cache it */
+  return v && v[0] && strcmp(v, "0") != 0;
+}
+
 kiln_status kiln_error(kiln_status status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -58,11 +58,16 @@ static kiln_status alloc_memory(kiln_context *c) {
     c->arena = malloc(arena ? arena : 1);
     c->workspace = malloc(ws ? ws : 1);
     if (!c->arena || !c->workspace) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws);
+    if (kiln_poison_enabled()) memset(c->arena, KILN_POISON_BYTE, arena), memset(c->workspace, KILN_POISON_BYTE, ws);
     return KILN_OK;
   }
 #ifdef KILN_HAVE_CUDA
   KILN_TRY(kiln_cuda_malloc(&c->arena, arena ? arena : 1));
-  return kiln_cuda_malloc(&c->workspace, ws ? ws : 1);
+  KILN_TRY(kiln_cuda_malloc(&c->workspace, ws ? ws : 1));
+  if (kiln_poison_enabled() && (cudaMemset(c->arena, KILN_POISON_BYTE, arena) != cudaSuccess ||
+                                 cudaMemset(c->workspace, KILN_POISON_BYTE, ws) != cudaSuccess))
+    return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
+  return KILN_OK;
 #else
   return kiln_error(KILN_ERR_INTERNAL, "CUDA context without CUDA");
 #endif

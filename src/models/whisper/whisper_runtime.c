@@ -89,11 +89,14 @@ static kiln_status mem_alloc(const kiln_whisper *w, size_t bytes, void **p) {
   if (w->cuda) {
     if (cudaMalloc(p, bytes + 16) != cudaSuccess)
       return kiln_error(KILN_ERR_OUT_OF_DEVICE_MEMORY, "whisper: cannot allocate %zu bytes on the GPU", bytes);
+    if (kiln_poison_enabled() && cudaMemset(*p, KILN_POISON_BYTE, bytes + 16) != cudaSuccess)
+      return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
     return KILN_OK;
   }
 #endif
   (void)w;
   *p = calloc(1, bytes + 16);
+  if (*p && kiln_poison_enabled()) memset(*p, KILN_POISON_BYTE, bytes + 16);
   return *p ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: cannot allocate %zu bytes", bytes);
 }
 
