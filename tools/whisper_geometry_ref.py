@@ -17,9 +17,11 @@ What it does, all from --seed (default 0):
     generator, the decoder's position embeddings larger (POSITION_STD below): transformers'
     default init (std 0.02) gives nearly flat logits, whose argmax ties would make the
     comparisons meaningless; with these the logits have std ~1;
-  - fp32 greedy tokens (TF32 off; generate: language en, transcribe, no timestamps, greedy,
-    max_new_tokens 224, i.e. kiln_whisper_transcribe's defaults; the start sequence and
-    <|endoftext|> stripped as make_whisper_refs.py does) and the margin between the best and
+  - fp32 greedy tokens (TF32 off; language en, transcribe, no timestamps, greedy, max_new_tokens
+    224, i.e. kiln_whisper_transcribe's defaults; the start sequence and <|endoftext|> stripped
+    as make_whisper_refs.py does), by an explicit loop of forward passes with generate()'s
+    suppression (see greedy(): generate() itself gave wrong tokens once), generate()'s
+    agreement with it printed and the margin between the best and
     the second-best processed score at each step. Weights whose greedy tokens are degenerate
     (too few, one token repeated) or have a near-tie step are replaced by the next seed's (at
     most --tries seeds; exit 1 if none does), so the test cannot pass vacuously nor fail on a
@@ -123,16 +125,47 @@ def make_model(geometry, tok_dir, device, seed):
 
 
 def greedy(model, x, max_new_tokens):
-    """generate()'s greedy tokens (start sequence and <|endoftext|> stripped) and, per sampled
-    token, the margin between the best and the second-best processed score"""
+    """fp32 greedy tokens (start sequence and <|endoftext|> stripped) and, per sampled token, the
+    margin between the best and the second-best processed score: an explicit loop of full
+    forward passes (no KV cache) with generate()'s processors (suppress_tokens at every step,
+    begin_suppress_tokens at the first), i.e. greedy decoding by its definition. generate()
+    itself is not used for the tokens: transformers 5.17's generate on CUDA gave, for the
+    large-v3-turbo geometry (seed 0) with max_new_tokens 224, first-step logits up to 3.2 away
+    from its own forward pass and from generate with max_new_tokens 2 (which agree with each
+    other and with kiln); generate_check() below reports whether generate agrees."""
+    gc = model.generation_config
+    suppress = torch.tensor(list(gc.suppress_tokens or []), dtype=torch.long, device=x.device)
+    begin = torch.tensor(list(gc.begin_suppress_tokens or []), dtype=torch.long, device=x.device)
+    enc = model.model.encoder(x)
+    ids = list(START_EN)
+    tokens, step_margins = [], []
+    for step in range(max_new_tokens):
+        dec = torch.tensor([ids], device=x.device)
+        row = model(encoder_outputs=enc, decoder_input_ids=dec).logits[0, -1].float().clone()
+        row[suppress] = -math.inf
+        if step == 0:
+            row[begin] = -math.inf
+        top2 = torch.topk(row, 2).values
+        tok = int(row.argmax())
+        if tok == EOT:
+            break
+        tokens.append(tok)
+        step_margins.append(float(top2[0] - top2[1]))
+        ids.append(tok)
+    return tokens, np.array(step_margins, dtype=np.float32)
+
+
+def generate_check(model, x, max_new_tokens, tokens):
+    """how many leading tokens of transformers' generate() (greedy, the same settings) equal the
+    explicit loop's: for the log only (see greedy())"""
     out = model.generate(x, language="en", task="transcribe", return_timestamps=False, do_sample=False,
-                         num_beams=1, max_new_tokens=max_new_tokens, output_scores=True,
-                         return_dict_in_generate=True)
-    seq = out["sequences"][0].cpu()
-    assert seq.tolist()[:len(START_EN)] == START_EN, seq.tolist()[:8]
-    tokens = strip_start_and_eot(seq)
-    scores = torch.stack([s[0] for s in out["scores"]]).float().cpu().numpy()
-    return tokens, margins(scores)[:len(tokens)]
+                         num_beams=1, max_new_tokens=max_new_tokens)
+    seq = out[0].cpu() if not hasattr(out, "sequences") else out.sequences[0].cpu()
+    gen = strip_start_and_eot(seq)
+    same = 0
+    while same < min(len(gen), len(tokens)) and gen[same] == tokens[same]:
+        same += 1
+    return same, len(gen)
 
 
 def unusable(tokens, step_margins):
@@ -217,6 +250,9 @@ def main():
     if why is not None:
         sys.exit("no usable weights seed in %d..%d: %s" % (args.seed, seed, why))
     vocab = model.config.vocab_size
+    with torch.no_grad():
+        gen_same, gen_n = generate_check(model, x, args.max_new_tokens, tokens)
+    lap("generate check")
     save_checkpoint(model, tok_dir, os.path.join(args.out_dir, "ckpt"))
     lap("save")
 
@@ -261,6 +297,8 @@ def main():
         torch.__version__))
     print("  greedy: %d tokens, %d distinct: %s ..." % (len(tokens), len(set(tokens)), tokens[:10]))
     print("  greedy step margins (best - second-best processed score): %s" % stats(step_margins))
+    print("  transformers generate(): %d tokens, the first %d equal to the explicit greedy loop's%s" % (
+        gen_n, gen_same, "" if gen_same == len(tokens) == gen_n else " (generate differs: the test uses the loop's)"))
     print("  forced: %d tokens; fp32 logits std %.3f; top-1/top-2 margins %s; %d rows below 1e-3" % (
         len(forced), ref.std(), stats(forced_margins), int((forced_margins < 1e-3).sum())))
     print("  transformers fp16 vs fp32: nmse %.3g, argmax agrees on %d of %d rows; fp16 weights alone: nmse %.3g" % (

@@ -145,6 +145,33 @@ static int32_t greedy_prefix(kiln_whisper *w, const refs *r, kiln_whisper_result
   return same;
 }
 
+/* Where greedy step `step` went another way than transformers: the reference logits of that
+ * step (forced row 3 + step: the forced sequence is the start sequence then transformers'
+ * greedy tokens) with kiln's suppression applied, kiln's own forced logits of the same row, and
+ * both tokens' values in each: tells a suppression difference from a logits difference. */
+static void explain_greedy_difference(kiln_whisper *w, const refs *r, int32_t step, int32_t kiln_token) {
+  const kiln_whisper_config *c = kiln_whisper_get_config(w);
+  int32_t row = 3 + step, V = r->V, want = ((const int32_t *)r->greedy->data)[step];
+  if (row >= r->S) return;
+  float *ref = malloc((size_t)V * sizeof *ref), *mine = malloc((size_t)(row + 1) * (size_t)V * sizeof *mine);
+  if (!ref || !mine) goto out;
+  memcpy(ref, (const float *)r->logits->data + (size_t)row * V, (size_t)V * sizeof *ref);
+  if (kiln_whisper_encode(w, r->mel->data, NULL) != KILN_OK ||
+      kiln_whisper_decode(w, r->forced->data, row + 1, mine) != KILN_OK)
+    goto out;
+  const float *k = mine + (size_t)row * V;
+  printf("%s fp32 | step %d: reference logits: kiln's token %d %.5f, transformers' %d %.5f, raw argmax %d; "
+         "kiln's forced logits: %.5f, %.5f, raw argmax %d\n",
+         r->name, step, kiln_token, ref[kiln_token], want, ref[want], logits_argmax(ref, V), k[kiln_token], k[want],
+         logits_argmax(k, V));
+  for (int32_t i = 0; i < c->n_suppress; i++) ref[c->suppress[i]] = -1e30f;
+  for (int32_t i = 0; step == 0 && i < c->n_begin_suppress; i++) ref[c->begin_suppress[i]] = -1e30f;
+  printf("%s fp32 | step %d: argmax of the reference logits after kiln's suppression (%d + %d tokens): %d\n",
+         r->name, step, c->n_suppress, step == 0 ? c->n_begin_suppress : 0, logits_argmax(ref, V));
+out:
+  free(ref), free(mine);
+}
+
 /* fp32: greedy tokens and forced logits against the reference. */
 static void test_fp32(kiln_whisper *w, const refs *r, float *logits, char *summary, size_t cap) {
   kiln_whisper_result *res = NULL;
@@ -159,6 +186,7 @@ static void test_fp32(kiln_whisper *w, const refs *r, float *logits, char *summa
     printf(" | %s\n", same == n && res->n_tokens == n ? "PASS" : "FAIL");
     CHECK_EQ_INT(res->n_tokens, n);
     CHECK_EQ_INT(same, n);
+    if (same < n && same < res->n_tokens) explain_greedy_difference(w, r, same, res->tokens[same]);
   }
   kiln_whisper_result_free(res);
 
@@ -183,6 +211,13 @@ static void test_fp32(kiln_whisper *w, const refs *r, float *logits, char *summa
     CHECK(f[step].nmse <= FP32_MAX_NMSE);
     CHECK_EQ_INT(wrong, 0);
   }
+  /* the greedy decoding again, after the forced runs (a decoding that depends on what the
+   * buffers held before, e.g. memory nobody wrote, differs between the two) */
+  int32_t again = greedy_prefix(w, r, &res);
+  printf("%s fp32 | greedy again after the forced runs: first %d of %d tokens equal | %s\n", r->name, again, n,
+         again == same ? "PASS (as the first run)" : "FAIL (the first run gave a different prefix)");
+  CHECK_EQ_INT(again, same);
+  kiln_whisper_result_free(res);
   snprintf(summary, cap, "fp32 greedy %d/%d tokens equal, nmse %.3g/%.3g", same, n, f[0].nmse, f[1].nmse);
 }
 
