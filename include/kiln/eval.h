@@ -132,7 +132,13 @@ typedef struct kiln_eval_run_params {
                                       * "batch_size" reports the one used) */
   kiln_eval_utterance_fn on_utterance; /* may be NULL */
   void *user_data;
+  int32_t threads;                   /* front-end worker threads (audio load, resampling, log-mel),
+                                      * which prepare the next batch while one decodes: 0
+                                      * (default) = the online CPUs less one, at least 1; at most
+                                      * KILN_EVAL_MAX_THREADS. Results do not depend on it. */
 } kiln_eval_run_params;
+
+#define KILN_EVAL_MAX_THREADS 32
 
 kiln_eval_run_params kiln_eval_run_default_params(void);
 
@@ -142,7 +148,9 @@ typedef struct kiln_eval_run_stats {
   int64_t truncated;         /* utterances longer than 30 s (only the first 30 s are decoded) */
   double audio_seconds;      /* of the transcribed utterances */
   double wall_seconds;       /* audio load + resampling + mel + encoder + decoder, all of them */
-  double frontend_seconds;   /* the audio load + resampling + mel part of wall_seconds */
+  double frontend_seconds;   /* audio load + resampling + mel, summed over the utterances (on
+                              * worker threads, overlapped with decoding: may exceed wall_seconds) */
+  double frontend_wait_seconds; /* the part of wall_seconds spent waiting for front ends */
   int64_t tokens;            /* tokens sampled, in all */
 } kiln_eval_run_stats;
 
@@ -150,7 +158,8 @@ typedef struct kiln_eval_run_stats {
  * of the report, counted in stats->failed and passed to on_utterance with their error: the others
  * go on). Sets the report's perf (audio and wall seconds, the process's peak resident memory,
  * and peak_device_bytes = kiln_whisper_device_bytes(w): planned, not measured; 0 on the CPU)
- * and the metrics "failed_utterances", "frontend_seconds", "tokens", "batch_size".
+ * and the metrics "failed_utterances", "frontend_seconds", "frontend_wait_seconds", "tokens",
+ * "batch_size".
  * Errors other than an utterance's own (a report that cannot grow, a bad argument) stop the run:
  * the report then holds the utterances done so far. stats may be NULL. */
 kiln_status kiln_eval_run(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *params,

@@ -50,6 +50,9 @@ static void eval_help(FILE *f) {
           "                            utterance lacks are skipped; TSV manifests have none)\n"
           "  --batch-size N            utterances decoded together as one batch (default 1; at most the\n"
           "                            engines' --max-batch)\n"
+          "  --threads N               front-end threads (audio load, resampling, log-mel), which read\n"
+          "                            the next batch while one decodes (default: CPUs - 1; results\n"
+          "                            do not depend on it)\n"
           "  --language CODE           spoken language (default en; multilingual models only)\n"
           "  --device N                GPU (default 0)\n"
           "\n"
@@ -94,6 +97,10 @@ static int parse_opt(eval_opts *o, int argc, char **argv, int *i) {
   if (cli_flag_value(argc, argv, i, "--batch-size", &v)) {
     if (cli_parse_int("eval", "--batch-size", v, 1, 4096, &n)) return CLI_USAGE;
     return o->run.batch_size = (int32_t)n, CLI_OK;
+  }
+  if (cli_flag_value(argc, argv, i, "--threads", &v)) {
+    if (cli_parse_int("eval", "--threads", v, 1, KILN_EVAL_MAX_THREADS, &n)) return CLI_USAGE;
+    return o->run.threads = (int32_t)n, CLI_OK;
   }
   if (cli_flag_value(argc, argv, i, "--device", &v)) {
     if (cli_parse_int("eval", "--device", v, 0, 1024, &n)) return CLI_USAGE;
@@ -173,9 +180,11 @@ static void print_table(const eval_opts *o, const kiln_manifest *m, const kiln_e
       const char *v = kiln_manifest_field(m, i, o->keys[k]);
       if (v && !seen_before(m, i, o->keys[k], v)) print_row(r, o->keys[k], v);
     }
-  printf("%lld transcribed, %lld failed; %.1f s of audio in %.2f s: RTF %.4f (front end %.2f s)\n",
+  printf("%lld transcribed, %lld failed; %.1f s of audio in %.2f s: RTF %.4f (front end %.2f s on worker threads, "
+         "%.2f s of it waited for)\n",
          (long long)st->transcribed, (long long)st->failed, st->audio_seconds, st->wall_seconds,
-         st->audio_seconds > 0 ? st->wall_seconds / st->audio_seconds : 0.0, st->frontend_seconds);
+         st->audio_seconds > 0 ? st->wall_seconds / st->audio_seconds : 0.0, st->frontend_seconds,
+         st->frontend_wait_seconds);
   printf("wrote %s/{hypotheses.tsv, alignments.txt, summary.json%s}\n", o->out_dir, st->failed ? ", errors.tsv" : "");
 }
 
