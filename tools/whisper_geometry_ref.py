@@ -44,6 +44,8 @@ OUT_DIR/refs.bin (tests/refs.h format, RefWriter of make_frontend_refs.py):
   max_new_tokens  int32 [1] (generate()'s, for kiln's decoding)
   forced_tokens   int32 [S]; forced_logits float32 [S, vocab] (fp32)
   hf_fp16_nmse    float64 [1]; hf_fp16_agree int32 [1] (rows of S whose argmax agrees)
+  hf_fp16_argmax  int32 [S]: transformers' fp16 argmax per row (the test counts agreement on
+                  the rows that are not near-ties at fp16 precision, for both)
   fp16_weights_nmse float64 [1]: the fp32 model with its weights and input rounded to fp16,
                   against the fp32 logits: the share of the fp16 error that every fp16 engine
                   has (the rest comes from rounding activations), printed by the test
@@ -286,6 +288,7 @@ def main():
     w.add("forced_logits", np.ascontiguousarray(ref, dtype=np.float32))
     w.add("hf_fp16_nmse", np.array([hf_nmse], dtype=np.float64))
     w.add("hf_fp16_agree", np.array([hf_agree], dtype=np.int32))
+    w.add("hf_fp16_argmax", half.argmax(-1).astype(np.int32))
     w.add("fp16_weights_nmse", np.array([floor_nmse], dtype=np.float64))
     w.write(os.path.join(args.out_dir, "refs.bin"))
     lap("write")

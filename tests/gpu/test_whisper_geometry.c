@@ -11,7 +11,8 @@
  *     a tie at fp32 precision;
  *   fp16 engines: the same logits' nmse against the fp32 reference no larger than transformers'
  *     own fp16 nmse, measured in the same run by the tool, and at least as many rows whose
- *     argmax agrees with the reference (kiln issue 4: "no worse than transformers' own fp16
+ *     argmax agrees with the reference as transformers' fp16 (counted on the rows that are not
+ *     near-ties at fp16 precision, FP16_TIE) (kiln issue 4: "no worse than transformers' own fp16
  *     error"), in one pass and step by step.
  * One line per check (geometry, kiln's and transformers' numbers), and a last line
  * "whisper geometry NAME: ..." that the driver prints with PASS/FAIL.
@@ -47,9 +48,13 @@
  * precision: their argmax may go either way and is not checked in fp32 (the fp16 comparison
  * counts every row, as the tool does for transformers) */
 #define FP32_TIE 1e-4
+/* the same for fp16 engines: fp16 logit errors are ~2e-3 (nmse ~4e-6 of logits with std ~1),
+ * so a margin of 1e-2 is several of them */
+#define FP16_TIE 1e-2
 
 typedef struct refs {
   const ref_entry *geometry, *mel, *greedy, *margins, *forced, *logits, *hf_nmse, *hf_agree, *max_new, *fp16_floor;
+  const ref_entry *hf_argmax; /* transformers' fp16 argmax per forced row */
   const char *name;
   int32_t S, V;
 } refs;
@@ -77,9 +82,10 @@ static int refs_get(const ref_file *rf, refs *r) {
   r->greedy = ref_get(rf, "greedy_tokens"), r->margins = ref_get(rf, "greedy_margins");
   r->forced = ref_get(rf, "forced_tokens"), r->logits = ref_get(rf, "forced_logits");
   r->hf_nmse = ref_get(rf, "hf_fp16_nmse"), r->hf_agree = ref_get(rf, "hf_fp16_agree");
+  r->hf_argmax = ref_get(rf, "hf_fp16_argmax");
   r->max_new = ref_get(rf, "max_new_tokens"), r->fp16_floor = ref_get(rf, "fp16_weights_nmse");
   if (!r->geometry || !r->mel || !r->greedy || !r->margins || !r->forced || !r->logits || !r->hf_nmse ||
-      !r->hf_agree || !r->max_new || !r->fp16_floor || r->geometry->count != 7 || r->logits->ndim != 2)
+      !r->hf_agree || !r->max_new || !r->fp16_floor || !r->hf_argmax || r->geometry->count != 7 || r->logits->ndim != 2)
     return -1;
   r->name = geometry_name(r->geometry->data);
   r->S = (int32_t)r->forced->count, r->V = (int32_t)r->logits->dims[1];
@@ -225,19 +231,34 @@ static void test_fp32(kiln_whisper *w, const refs *r, float *logits, char *summa
 static void test_fp16(kiln_whisper *w, const refs *r, float *logits, char *summary, size_t cap) {
   double hf_nmse = *(const double *)r->hf_nmse->data;
   int32_t hf_agree = *(const int32_t *)r->hf_agree->data;
+  const int32_t *hf_argmax = r->hf_argmax->data;
+  const float *want = r->logits->data;
   forced_result f[2];
   for (int step = 0; step < 2; step++) {
     double t = seconds();
     forced_logits(w, r, step, logits);
     f[step] = compare_forced(logits, r);
-    int ok = f[step].nmse <= hf_nmse && f[step].agree >= hf_agree;
+    /* argmax agreement on the rows whose fp32 best and second-best differ by more than fp16
+     * noise (both engines' argmax on a near-tie row is a coin toss: counting those made the
+     * comparison flip between runs) */
+    int32_t rows = 0, kiln_ok = 0, hf_ok = 0;
+    for (int32_t i = 0; i < r->S; i++) {
+      const float *b = want + (int64_t)i * r->V;
+      if (logits_margin(b, r->V) < FP16_TIE) continue;
+      int32_t ref_best = logits_argmax(b, r->V);
+      rows++;
+      kiln_ok += logits_argmax(logits + (int64_t)i * r->V, r->V) == ref_best;
+      hf_ok += hf_argmax[i] == ref_best;
+    }
+    int ok = f[step].nmse <= hf_nmse && kiln_ok >= hf_ok;
     printf("%s fp16 | forced %s (%.2f s): nmse vs fp32 reference: kiln %.3g, transformers %.3g (%.3fx; "
-           "fp16 weights alone %.3g); argmax agrees: kiln %d, transformers %d of %d rows | %s\n",
+           "fp16 weights alone %.3g); argmax agrees on the %d rows with a margin >= %g: kiln %d, transformers %d "
+           "(all %d rows: kiln %d, transformers %d) | %s\n",
            r->name, step ? "step by step" : "one pass", seconds() - t, f[step].nmse, hf_nmse,
-           f[step].nmse / (hf_nmse > 0 ? hf_nmse : 1e-30), *(const double *)r->fp16_floor->data, f[step].agree, hf_agree,
-           r->S, ok ? "PASS" : "FAIL");
+           f[step].nmse / (hf_nmse > 0 ? hf_nmse : 1e-30), *(const double *)r->fp16_floor->data, rows, FP16_TIE,
+           kiln_ok, hf_ok, r->S, f[step].agree, hf_agree, ok ? "PASS" : "FAIL");
     CHECK(f[step].nmse <= hf_nmse);
-    CHECK(f[step].agree >= hf_agree);
+    CHECK(kiln_ok >= hf_ok);
   }
   /* not a requirement: how far fp16 greedy decoding follows the fp32 reference */
   kiln_whisper_result *res = NULL;
