@@ -18,7 +18,12 @@
  * step [steps + 1, vocab] as fp32 .npy: bench/whisper_vs_transformers.py compares quantized
  * engines with fp16 on it.
  *
+ * --stream-encoder-weights [MiB]: the encoder engine loaded with weight streaming (its weights in
+ * pinned host memory, copied through a ring of MiB, default about two encoder layers' weights, as
+ * kiln transcribe's flag); planned_bytes then counts the ring instead of the encoder's weights.
+ *
  * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]
+ *                     [--stream-encoder-weights [MiB]]
  * Used by bench/whisper_vs_transformers.py; not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,20 +141,26 @@ static kiln_status dump_logits(kiln_whisper *w, const float *mel, int steps, con
 int main(int argc, char **argv) {
   int batch = 1, steps = 100, reps = 3;
   const char *dir = NULL, *dump = NULL;
+  kiln_whisper_load_params lp = kiln_whisper_default_load_params();
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--dump-logits") && i + 1 < argc) dump = argv[++i];
-    else dir = argv[i];
+    else if (!strcmp(argv[i], "--stream-encoder-weights")) {
+      lp.stream_encoder_bytes = KILN_WHISPER_STREAM_AUTO;
+      if (i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') lp.stream_encoder_bytes = atoll(argv[++i]) << 20;
+      if (!lp.stream_encoder_bytes) batch = 0; /* 0 MiB: a usage error */
+    } else dir = argv[i];
   }
   if (!dir || batch < 1 || steps < 1 || reps < 1) {
-    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]\n");
+    fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE] "
+                    "[--stream-encoder-weights [MiB]]\n");
     return 2;
   }
   size_t before = device_used();
   kiln_whisper *w = NULL;
-  kiln_status s = kiln_whisper_load(dir, NULL, &w);
+  kiln_status s = kiln_whisper_load(dir, &lp, &w);
   if (s != KILN_OK) {
     fprintf(stderr, "whisper_bench: %s\n", kiln_last_error());
     return 1;
@@ -228,11 +239,11 @@ int main(int argc, char **argv) {
   double gbps = device_gbps(), floor_ms = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
   printf("kiln batch %d steps %d ms_per_batch %.2f ms_per_window %.2f encoder_ms %.2f ms_per_step %.3f rtf %.5f "
          "tokens_per_s %.1f planned_bytes %lld device_used_delta_bytes %lld step_bytes %.0f step_weight_bytes %.0f "
-         "step_kv_bytes %.0f device_gbps %.0f floor_ms %.3f step_over_floor %.2f\n",
+         "step_kv_bytes %.0f device_gbps %.0f floor_ms %.3f step_over_floor %.2f encoder_ring_bytes %lld\n",
          batch, steps, total, total / batch, enc, step, total / batch / 30000.0, batch * steps / (total / 1e3),
          (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0), bytes, weights, kv, gbps,
          floor_ms,
-         floor_ms > 0 ? step / floor_ms : 0);
+         floor_ms > 0 ? step / floor_ms : 0, (long long)kiln_whisper_encoder_ring_bytes(w));
   free(mel), free(res);
   kiln_whisper_destroy(w);
   return 0;

@@ -6,7 +6,10 @@ checkpoint, in one run: the quantization table of kiln issue 5.
 Configurations (--configs, comma-separated; each a '+'-joined set of parts, mapped to `kiln build
 whisper` flags): fp16 (none: fp16 weights and KV cache), int8 (--weight-only int8), int4
 (--weight-only int4), int4g64 (--weight-only int4 --group-size 64), kv8 (--kv-cache int8); e.g.
-fp16,int8,int4,fp16+kv8,int8+kv8,int4+kv8. --build-flags are added to every configuration.
+fp16,int8,int4,fp16+kv8,int8+kv8,int4+kv8. --build-flags are added to every configuration, and
+--bench-flags to every whisper_bench run (e.g. --bench-flags=--stream-encoder-weights: the encoder's
+weights streamed from host memory, so the memory columns count its ring instead of its weights;
+the engines are the same, so a run with it reuses those of a run without).
 
 What it does:
   - makes the checkpoint with transformers from a fixed seed (d_model 1280, 32+32 layers, 20
@@ -198,7 +201,7 @@ def build(args, ckpt, name, flags, max_batch):
 
 def bench(args, name, engines, batch, reps=None):
     """whisper_bench's figures as a dict of floats, or (None, error text)."""
-    cmd = [args.bench, engines, "--batch", str(batch), "--steps", str(args.steps)]
+    cmd = [args.bench, engines, "--batch", str(batch), "--steps", str(args.steps)] + args.bench_flags.split()
     if reps:
         cmd += ["--reps", str(reps)]
     rc, out, err = run(cmd, args.bench_timeout)
@@ -379,6 +382,8 @@ def main():
                          "(default none: each is one more build per configuration)")
     ap.add_argument("--agreement-steps", type=int, default=100, help="forced tokens for the logit agreement (0: off)")
     ap.add_argument("--build-flags", default="", help="extra `kiln build whisper` flags for every configuration")
+    ap.add_argument("--bench-flags", default="", help="extra whisper_bench flags for every run (e.g. "
+                    "--bench-flags=--stream-encoder-weights)")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--build-only", action="store_true", help="make the checkpoint and build the engines, then stop")
     ap.add_argument("--no-transformers", action="store_true")
@@ -468,7 +473,9 @@ def write_table(args, configs, batches, mem_batches, ckpt, results, tf, agree, f
                 f"built with --max-batch equal to the row's batch: batch {max_b} from the timing run"
                 + (f", batch {', '.join(map(str, mem_batches))} from `--max-batch` builds of their own" if mem_batches else "")
                 + "; other rows '—': the runtime sizes its KV caches, buffers and activation arenas for the engines' "
-                f"--max-batch, so a max-{max_b} engine's memory is not that of a smaller batch")
+                f"--max-batch, so a max-{max_b} engine's memory is not that of a smaller batch"
+                + ("; the encoder's weights streamed from host memory (whisper_bench --stream-encoder-weights): its "
+                   "ring is counted instead of its weights" if "--stream-encoder-weights" in args.bench_flags else ""))
     ckpt_note = ckpt if args.checkpoint else "random large-v3 geometry (seed 0, transformers' default init std 0.02), fp16"
     notes = [
         f"GPU: {device_name()}; {datetime.date.today()}; kiln {commit()}; checkpoint {ckpt_note}",

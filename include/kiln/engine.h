@@ -12,6 +12,16 @@
  *   kiln_context_enqueue(ctx, stream);                             // cudaStream_t, or NULL
  * Pointers are device pointers for a CUDA engine and host pointers for a CPU engine.
  *
+ * Weight streaming (load parameter weight_stream_bytes > 0): the engine's constants stay in host
+ * memory (pinned for a CUDA engine) instead of device memory, and each context copies them into
+ * a device ring of that many bytes of its own, each just before the first layer that reads it,
+ * as far ahead as the ring has room: on a second CUDA stream, overlapping the layers that run,
+ * with events ordering the copies and the layers. The ring must hold at least the constants of
+ * the largest layer (kiln_engine_stream_min_bytes); more lets copies run further ahead. Every
+ * run copies every constant again (host to device bandwidth: ~25 GB/s on PCIe 4, ~50 GB/s on
+ * PCIe 5), so it suits engines that compute long on each weight (an encoder on a batch of
+ * windows), not a decoder step. A streaming context cannot use CUDA graphs.
+ *
  * The engine file format is documented in src/runtime/engine_format.h. The loader checks it
  * all before use (magic, version, checksums, every index and offset, target GPU, plugins) and
  * rejects a bad file with a message that says what to do.
@@ -41,6 +51,10 @@ typedef struct kiln_engine_load_params {
   int32_t skip_device_check;      /* 1: only parse and validate (for `kiln inspect`) */
   int32_t run_on_cpu;             /* 1: run a CUDA engine's layers on the CPU backend, the oracle
                                      (for verification; tactics are ignored) */
+  size_t weight_stream_bytes;     /* 0 (default): the weights are copied to the device at load and
+                                     stay there. N > 0: weight streaming (above) through a ring of
+                                     N bytes per context; smaller than kiln_engine_stream_min_bytes:
+                                     the load fails, naming the minimum */
 } kiln_engine_load_params;
 
 kiln_engine_load_params kiln_engine_default_load_params(void);
@@ -67,10 +81,16 @@ int32_t kiln_engine_num_profiles(const kiln_engine *engine);
 /* min/opt/max dims of input `name` in `profile`. */
 kiln_status kiln_engine_profile_dims(const kiln_engine *engine, int32_t profile, const char *name,
                                      kiln_dims *min, kiln_dims *opt, kiln_dims *max);
-/* Device memory the engine holds (weights) and one context will need (activations +
- * workspace). */
+/* Device memory the engine holds (weights: 0 when streaming) and one context will need
+ * (activations + workspace + the weight streaming ring). For a CPU engine, the same in host
+ * memory. */
 size_t kiln_engine_weight_bytes(const kiln_engine *engine);
 size_t kiln_engine_context_bytes(const kiln_engine *engine);
+/* Weight streaming: bytes of constants a run copies into the ring (0 when not streaming), and
+ * the smallest ring weight_stream_bytes may give for this engine (also for an engine loaded
+ * with skip_device_check or without streaming; 0 when no layer reads a constant). */
+size_t kiln_engine_streamed_bytes(const kiln_engine *engine);
+size_t kiln_engine_stream_min_bytes(const kiln_engine *engine);
 
 /* Human-readable description of everything in the engine (layers, tactics, memory plan,
  * profiles, plugins, kernels). *text is malloc()ed: free with kiln_free(). */
@@ -88,7 +108,8 @@ kiln_status kiln_context_enqueue(kiln_context *ctx, void *stream);
 /* CUDA graphs: when enabled, the first enqueue for a set of shapes and bindings captures a
  * graph and later ones with the same shapes and bindings replay it. A context keeps up to 8
  * graphs (e.g. one per batch size), replacing the least recently used. Turning graphs off
- * keeps the captured ones for when they are turned on again. Default off. */
+ * keeps the captured ones for when they are turned on again. Default off. Refused
+ * (KILN_ERR_UNSUPPORTED) for an engine loaded with weight streaming. */
 kiln_status kiln_context_set_cuda_graphs(kiln_context *ctx, int32_t enable);
 
 #ifdef __cplusplus

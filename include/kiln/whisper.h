@@ -125,7 +125,16 @@ typedef struct kiln_whisper kiln_whisper;
 
 typedef struct kiln_whisper_load_params {
   int32_t device;           /* CUDA device (default 0) */
+  int64_t stream_encoder_bytes; /* weight streaming of the encoder engine (kiln/engine.h): 0
+                               (default) keeps its weights in device memory; N > 0 keeps them in
+                               pinned host memory and copies them, layer by layer while the
+                               layers before compute, through a device ring of N bytes;
+                               KILN_WHISPER_STREAM_AUTO a ring of about two encoder layers'
+                               weights (2 x the encoder engine file's size / encoder layers, at
+                               least 1 MiB). The decoder's weights always stay on the device (a
+                               decoding step reads them all and computes little) */
 } kiln_whisper_load_params;
+#define KILN_WHISPER_STREAM_AUTO ((int64_t)-1)
 
 kiln_whisper_load_params kiln_whisper_default_load_params(void);
 
@@ -136,12 +145,15 @@ void kiln_whisper_destroy(kiln_whisper *w);
 
 const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w);
 /* GPU memory the loaded model plans to hold: both engines' weights and one context each
- * (kiln_engine_weight_bytes + kiln_engine_context_bytes) plus the runtime's own buffers (mel,
+ * (kiln_engine_weight_bytes + kiln_engine_context_bytes: with stream_encoder_bytes, the
+ * encoder's ring instead of its weights) plus the runtime's own buffers (mel,
  * encoder output, cross-attention and KV cache, tokens, logits at their largest). Planned, not
  * measured: the CUDA context and allocator rounding are not in it. 0 for CPU engines. */
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w);
 /* Bytes of the decoder engine's weights (what every decoding step reads). */
 int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w);
+/* The encoder's weight streaming ring in bytes (0 when its weights are resident). */
+int64_t kiln_whisper_encoder_ring_bytes(const kiln_whisper *w);
 
 typedef struct kiln_whisper_decode_params {
   const char *language;     /* "en" (default); ignored by English-only models */

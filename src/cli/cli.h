@@ -33,6 +33,11 @@ int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_we
 /* " (int8: 12 matmuls quantized, 1 left in fp16...)" for the build summary, "" without weight_only. */
 void cli_weight_only_summary(kiln_weight_only wo, const kiln_build_report *r, kiln_dtype precision, char *buf,
                              size_t n);
+/* --stream-encoder-weights [MiB] (kiln transcribe, kiln eval): when argv[*i] is the flag, set
+ * *bytes (kiln_whisper_load_params.stream_encoder_bytes) to MiB << 20 when a number follows (as
+ * the next argument or after '='), else KILN_WHISPER_STREAM_AUTO; set *handled. Returns CLI_OK or
+ * CLI_USAGE (message printed). */
+int cli_stream_encoder_flag(const char *cmd, int argc, char **argv, int *i, int64_t *bytes, int *handled);
 /* "2x8x64" -> dims. */
 int cli_parse_dims(const char *s, kiln_dims *d);
 /* Shared by build and run: --plugins LIB.so (may repeat), -v/--verbose, --log-level. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kiln/whisper.h"
 
 int cli_fail(const char *cmd, const char *what, kiln_status s) {
   fprintf(stderr, "kiln %s: %s: %s\n", cmd, what, *kiln_last_error() ? kiln_last_error() : kiln_status_str(s));
@@ -60,6 +61,20 @@ int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_we
     return CLI_OK;
   }
   *handled = 0;
+  return CLI_OK;
+}
+
+int cli_stream_encoder_flag(const char *cmd, int argc, char **argv, int *i, int64_t *bytes, int *handled) {
+  static const char flag[] = "--stream-encoder-weights";
+  const char *arg = argv[*i], *v = NULL;
+  int64_t mib;
+  *handled = strncmp(arg, flag, sizeof flag - 1) == 0 && (arg[sizeof flag - 1] == '\0' || arg[sizeof flag - 1] == '=');
+  if (!*handled) return CLI_OK;
+  if (arg[sizeof flag - 1] == '=') v = arg + sizeof flag;
+  else if (*i + 1 < argc && argv[*i + 1][0] >= '0' && argv[*i + 1][0] <= '9') v = argv[++*i]; /* a size, not a file */
+  if (!v) return *bytes = KILN_WHISPER_STREAM_AUTO, CLI_OK;
+  if (cli_parse_int(cmd, flag, v, 1, (int64_t)1 << 30, &mib)) return CLI_USAGE;
+  *bytes = mib << 20;
   return CLI_OK;
 }
 

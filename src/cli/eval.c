@@ -36,8 +36,9 @@ static void eval_help(FILE *f) {
           "and prints a table (overall WER, per-group WER, RTF) on stdout.\n"
           "RTF = wall time over audio seconds, audio loading, resampling and mel included (the model\n"
           "load is not). GPU memory (summary perf.peak_device_bytes) is the engines' planned bytes\n"
-          "(weights + context of both engines + the runtime's buffers), not measured with\n"
-          "cudaMemGetInfo; 0 for CPU engines.\n"
+          "(weights + context of both engines + the runtime's buffers; with --stream-encoder-weights\n"
+          "the encoder's ring instead of its weights), not measured with cudaMemGetInfo; 0 for CPU\n"
+          "engines.\n"
           "\n"
           "options:\n"
           "  --manifest FILE           the test set (required)\n"
@@ -54,6 +55,9 @@ static void eval_help(FILE *f) {
           "                            the next batch while one decodes (default: CPUs - 1; results\n"
           "                            do not depend on it)\n"
           "  --language CODE           spoken language (default en; multilingual models only)\n"
+          "  --stream-encoder-weights [MiB]  keep the encoder's weights in host memory and copy them\n"
+          "                            to the GPU layer by layer through a ring of MiB (default: about\n"
+          "                            two encoder layers' weights): less GPU memory, some encoder time\n"
           "  --device N                GPU (default 0)\n"
           "\n"
           "example:\n"
@@ -84,6 +88,9 @@ static int split_keys(eval_opts *o, const char *list) {
 static int parse_opt(eval_opts *o, int argc, char **argv, int *i) {
   const char *v = NULL;
   int64_t n;
+  int handled;
+  if (cli_stream_encoder_flag("eval", argc, argv, i, &o->load.stream_encoder_bytes, &handled) != CLI_OK) return CLI_USAGE;
+  if (handled) return CLI_OK;
   if (strcmp(argv[*i], "--help") == 0 || strcmp(argv[*i], "-h") == 0) return eval_help(stdout), -1;
   if (cli_flag_value(argc, argv, i, "--manifest", &v)) return (o->manifest = v) ? CLI_OK : CLI_USAGE;
   if (cli_flag_value(argc, argv, i, "--output-dir", &v)) return (o->out_dir = v) ? CLI_OK : CLI_USAGE;

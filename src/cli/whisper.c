@@ -148,6 +148,11 @@ static void transcribe_help(FILE *f) {
           "  --batch-size N        files decoded together (default: the engines' --max-batch; 1: one\n"
           "                        file at a time)\n"
           "  --cpu-mel             compute the log-mel on the CPU (default: on the GPU for CUDA engines)\n"
+          "  --stream-encoder-weights [MiB]  keep the encoder's weights in host memory and copy them to\n"
+          "                        the GPU layer by layer, through a ring of MiB (default: about two\n"
+          "                        encoder layers' weights), while the layers before compute: less GPU\n"
+          "                        memory (the ring instead of the encoder's weights) for some encoder\n"
+          "                        time. The decoder's weights stay on the GPU\n"
           "  --device N            GPU (default 0)\n");
 }
 
@@ -268,6 +273,9 @@ static int parse_transcribe(int argc, char **argv, kiln_whisper_options *o, kiln
   int64_t n;
   double t0 = 0.0, inc = 0.2;
   for (int i = 1; i < argc; i++) {
+    int handled;
+    if (cli_stream_encoder_flag("transcribe", argc, argv, &i, &lp->stream_encoder_bytes, &handled) != CLI_OK) return CLI_USAGE;
+    if (handled) continue;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       transcribe_help(stdout);
       return -1;

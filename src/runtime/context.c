@@ -1,5 +1,7 @@
 /* src/runtime/context.c - execution contexts: input shapes, bindings, activation memory, and
- * running the layers on the engine's backend (optionally through a captured CUDA graph). */
+ * running the layers on the engine's backend (optionally through a captured CUDA graph), with
+ * weight streaming: the copies of the constants into the context's ring, ahead of the layers, in
+ * the order the engine's schedule allows (runtime_internal.h, wstream.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,17 @@ struct kiln_context {
   void *arena;
   void *workspace;
   int32_t use_graphs;
+  /* weight streaming (engine ws.ring_bytes > 0) */
+  void *ring;             /* ws.ring_bytes of device memory (host memory for a CPU engine) */
+  int32_t ws_next;        /* during a run: the next group of copies to issue */
+  int32_t ws_poison;      /* KILN_POISON: a constant's ring bytes become 0xFF after its last reader */
+#ifdef KILN_HAVE_CUDA
+  cudaStream_t ws_stream; /* the copies */
+  cudaEvent_t *ws_copied; /* per layer: its group was copied (recorded on ws_stream) */
+  cudaEvent_t *ws_done;   /* per layer a group waits for: the layer ran (on the run's stream) */
+  cudaEvent_t ws_end;     /* the previous run's last layer ran: the next run's copies wait for it */
+  int32_t ws_ran;         /* ws_end was recorded */
+#endif
   /* KILN_PROFILE=1 in the environment: each layer is synchronized and timed; the totals per op
    * kind are logged (warning level, so they show by default) when the context is destroyed. */
   int32_t prof_on;
@@ -52,13 +65,48 @@ struct kiln_context {
 #endif
 };
 
+#ifdef KILN_HAVE_CUDA
+/* The copy stream and the events of weight streaming. */
+static kiln_status ws_cuda_setup(kiln_context *c) {
+  const kiln_wstream *ws = &c->e->ws;
+  int32_t nl = c->e->g.n_layers;
+  c->ws_copied = calloc((size_t)nl + 1, sizeof *c->ws_copied);
+  c->ws_done = calloc((size_t)nl + 1, sizeof *c->ws_done);
+  if (!c->ws_copied || !c->ws_done) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  cudaError_t err = cudaStreamCreateWithFlags(&c->ws_stream, cudaStreamNonBlocking);
+  if (err == cudaSuccess) err = cudaEventCreateWithFlags(&c->ws_end, cudaEventDisableTiming);
+  for (int32_t li = 0; li < nl && err == cudaSuccess; li++) {
+    if (ws->group_start[li + 1] > ws->group_start[li]) err = cudaEventCreateWithFlags(&c->ws_copied[li], cudaEventDisableTiming);
+    if (err == cudaSuccess && ws->signals[li]) err = cudaEventCreateWithFlags(&c->ws_done[li], cudaEventDisableTiming);
+  }
+  if (err != cudaSuccess)
+    return kiln_error(KILN_ERR_CUDA, "weight streaming: cannot create the copy stream and its events: %s", cudaGetErrorString(err));
+  return KILN_OK;
+}
+
+static void ws_cuda_destroy(kiln_context *c) {
+  if (c->ws_stream) cudaStreamSynchronize(c->ws_stream);
+  for (int32_t li = 0; li < c->e->g.n_layers; li++) {
+    if (c->ws_copied && c->ws_copied[li]) cudaEventDestroy(c->ws_copied[li]);
+    if (c->ws_done && c->ws_done[li]) cudaEventDestroy(c->ws_done[li]);
+  }
+  if (c->ws_end) cudaEventDestroy(c->ws_end);
+  if (c->ws_stream) cudaStreamDestroy(c->ws_stream);
+  free(c->ws_copied), free(c->ws_done);
+}
+#endif
+
 static kiln_status alloc_memory(kiln_context *c) {
-  size_t arena = c->e->g.arena_bytes, ws = c->e->g.workspace_bytes;
+  size_t arena = c->e->g.arena_bytes, ws = c->e->g.workspace_bytes, ring = c->e->ws.ring_bytes;
+  c->ws_poison = ring && kiln_poison_enabled();
   if (c->e->exec == KILN_TARGET_CPU) {
     c->arena = malloc(arena ? arena : 1);
     c->workspace = malloc(ws ? ws : 1);
-    if (!c->arena || !c->workspace) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws);
+    c->ring = ring ? malloc(ring) : NULL;
+    if (!c->arena || !c->workspace || (ring && !c->ring))
+      return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws + ring);
     if (kiln_poison_enabled()) memset(c->arena, KILN_POISON_BYTE, arena), memset(c->workspace, KILN_POISON_BYTE, ws);
+    if (c->ws_poison) memset(c->ring, KILN_POISON_BYTE, ring);
     return KILN_OK;
   }
 #ifdef KILN_HAVE_CUDA
@@ -67,6 +115,11 @@ static kiln_status alloc_memory(kiln_context *c) {
   if (kiln_poison_enabled() && (cudaMemset(c->arena, KILN_POISON_BYTE, arena) != cudaSuccess ||
                                  cudaMemset(c->workspace, KILN_POISON_BYTE, ws) != cudaSuccess))
     return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
+  if (!ring) return KILN_OK;
+  KILN_TRY(kiln_cuda_malloc(&c->ring, ring));
+  KILN_TRY(ws_cuda_setup(c));
+  if (c->ws_poison && cudaMemsetAsync(c->ring, KILN_POISON_BYTE, ring, c->ws_stream) != cudaSuccess) /* before the copies */
+    return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemsetAsync failed: %s", cudaGetErrorString(cudaGetLastError()));
   return KILN_OK;
 #else
   return kiln_error(KILN_ERR_INTERNAL, "CUDA context without CUDA");
@@ -89,13 +142,16 @@ void kiln_context_destroy(kiln_context *c) {
   if (c->e && c->e->exec == KILN_TARGET_CPU) {
     free(c->arena);
     free(c->workspace);
+    free(c->ring);
   }
 #ifdef KILN_HAVE_CUDA
   else {
     for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++)
       if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
+    ws_cuda_destroy(c); /* waits for the copies before the ring goes */
     kiln_cuda_free(c->arena);
     kiln_cuda_free(c->workspace);
+    kiln_cuda_free(c->ring);
   }
   for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++) {
     free(c->graphs[i].dims);
@@ -202,6 +258,10 @@ kiln_status kiln_context_set_cuda_graphs(kiln_context *c, int32_t enable) {
   if (!c) return kiln_error(KILN_ERR_INVALID_ARG, "context is NULL");
   if (enable && c->e->exec != KILN_TARGET_CUDA)
     return kiln_error(KILN_ERR_UNSUPPORTED, "CUDA graphs need a CUDA engine");
+  if (enable && c->e->ws.ring_bytes)
+    return kiln_error(KILN_ERR_UNSUPPORTED,
+                      "CUDA graphs are not available with weight streaming (its copies run on a second stream, "
+                      "ordered by events across runs); load the engine with weight_stream_bytes 0 to use graphs");
   c->use_graphs = enable ? 1 : 0;
   return KILN_OK;
 }
@@ -209,14 +269,109 @@ kiln_status kiln_context_set_cuda_graphs(kiln_context *c, int32_t enable) {
 /* Where tensor t lives for this run. */
 static void *tensor_data(kiln_context *c, int32_t t) {
   const kiln_tensor_def *d = &c->e->g.tensors[t];
-  if (d->kind == KILN_TENSOR_CONSTANT) return c->e->weights[t];
+  if (d->kind == KILN_TENSOR_CONSTANT)
+    return c->ring && c->e->ws.offset[t] >= 0 ? (char *)c->ring + c->e->ws.offset[t] : c->e->weights[t];
   if (d->kind == KILN_TENSOR_INPUT || d->is_output) return c->bound[t];
   return (char *)c->arena + d->offset;
 }
 
-static kiln_status run_layers(kiln_context *c, void *stream) {
+#ifdef KILN_HAVE_CUDA
+static kiln_status ws_cuda_error(cudaError_t err, const char *what) {
+  return kiln_error(KILN_ERR_CUDA, "weight streaming: %s failed: %s", what, cudaGetErrorString(err));
+}
+#endif
+
+/* Weight streaming, before layer li is enqueued: issue every group of copies whose ring space is
+ * free once the layers enqueued so far have run (its wait layer is before li), in layer order, so
+ * copies run ahead as far as the ring allows; then make li wait for its own group. On the CPU a
+ * copy is a memcpy done at once, the earliest moment the GPU's could run. */
+static kiln_status ws_before(kiln_context *c, int32_t li, void *stream) {
+  const kiln_wstream *ws = &c->e->ws;
+  const kiln_graph *g = &c->e->g;
+  int cuda = c->e->exec == KILN_TARGET_CUDA;
+#ifdef KILN_HAVE_CUDA
+  cudaError_t err = cudaSuccess;
+  if (li == 0 && cuda && c->ws_ran && (err = cudaStreamWaitEvent(c->ws_stream, c->ws_end, 0)) != cudaSuccess)
+    return ws_cuda_error(err, "waiting for the previous run");
+#endif
+  if (li == 0) c->ws_next = 0;
+  while (c->ws_next < g->n_layers && ws->wait[c->ws_next] < li) {
+    int32_t j = c->ws_next++, k0 = ws->group_start[j], k1 = ws->group_start[j + 1];
+    if (k0 == k1) continue;
+    if (!cuda) {
+      for (int32_t k = k0; k < k1; k++)
+        memcpy((char *)c->ring + ws->offset[ws->copy[k]], c->e->weights[ws->copy[k]], g->tensors[ws->copy[k]].bytes);
+      continue;
+    }
+#ifdef KILN_HAVE_CUDA
+    if (ws->wait[j] >= 0) err = cudaStreamWaitEvent(c->ws_stream, c->ws_done[ws->wait[j]], 0);
+    for (int32_t k = k0; k < k1 && err == cudaSuccess; k++) {
+      int32_t t = ws->copy[k];
+      err = cudaMemcpyAsync((char *)c->ring + ws->offset[t], c->e->weights[t], g->tensors[t].bytes,
+                            cudaMemcpyHostToDevice, c->ws_stream);
+    }
+    if (err == cudaSuccess) err = cudaEventRecord(c->ws_copied[j], c->ws_stream);
+    if (err != cudaSuccess) return ws_cuda_error(err, "copying weights into the ring");
+#endif
+  }
+#ifdef KILN_HAVE_CUDA
+  if (cuda && ws->group_start[li + 1] > ws->group_start[li] &&
+      (err = cudaStreamWaitEvent((cudaStream_t)stream, c->ws_copied[li], 0)) != cudaSuccess)
+    return ws_cuda_error(err, "waiting for the weight copies");
+#else
+  (void)stream;
+#endif
+  return KILN_OK;
+}
+
+/* Weight streaming, after layer li is enqueued: with KILN_POISON the ring bytes of the constants
+ * it read last become 0xFF (so a layer reading a constant the schedule let go reads NaN); then,
+ * when a group waits for li, the event that says it ran. */
+static kiln_status ws_after(kiln_context *c, int32_t li, void *stream) {
+  const kiln_wstream *ws = &c->e->ws;
+  const kiln_layer_def *l = &c->e->g.layers[li];
+  int cuda = c->e->exec == KILN_TARGET_CUDA;
+  for (int32_t j = 0; c->ws_poison && j < l->n_in; j++) {
+    int32_t t = l->in[j];
+    size_t bytes = c->e->g.tensors[t].bytes;
+    if (ws->offset[t] < 0 || ws->last[t] != li || !bytes) continue;
+    if (!cuda) {
+      memset((char *)c->ring + ws->offset[t], KILN_POISON_BYTE, bytes);
+      continue;
+    }
+#ifdef KILN_HAVE_CUDA
+    cudaError_t err = cudaMemsetAsync((char *)c->ring + ws->offset[t], KILN_POISON_BYTE, bytes, (cudaStream_t)stream);
+    if (err != cudaSuccess) return ws_cuda_error(err, "KILN_POISON: cudaMemsetAsync");
+#endif
+  }
+#ifdef KILN_HAVE_CUDA
+  cudaError_t err;
+  if (cuda && ws->signals[li] && (err = cudaEventRecord(c->ws_done[li], (cudaStream_t)stream)) != cudaSuccess)
+    return ws_cuda_error(err, "recording a layer's event");
+#else
+  (void)stream;
+#endif
+  return KILN_OK;
+}
+
+/* Weight streaming, when a run ends (also after an error): the next run's copies wait for what
+ * this one enqueued. */
+static kiln_status ws_finish(kiln_context *c, void *stream) {
+  (void)c, (void)stream;
+#ifdef KILN_HAVE_CUDA
+  if (c->e->exec == KILN_TARGET_CUDA) {
+    cudaError_t err = cudaEventRecord(c->ws_end, (cudaStream_t)stream);
+    if (err != cudaSuccess) return ws_cuda_error(err, "recording the end of a run");
+    c->ws_ran = 1;
+  }
+#endif
+  return KILN_OK;
+}
+
+static kiln_status run_each_layer(kiln_context *c, void *stream) {
   const kiln_graph *g = &c->e->g;
   for (int32_t li = 0; li < g->n_layers; li++) {
+    if (c->ring) KILN_TRY(ws_before(c, li, stream));
     const kiln_layer_def *l = &g->layers[li];
     kiln_tensor in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
     for (int32_t j = 0; j < l->n_in; j++)
@@ -235,6 +390,7 @@ static kiln_status run_layers(kiln_context *c, void *stream) {
 #endif
     }
     if (s != KILN_OK) return kiln_error_context(s, "layer %s (%s): ", l->name, kiln_op_name(l->op));
+    if (c->ring) KILN_TRY(ws_after(c, li, stream));
     if (c->prof_on) {
 #ifdef KILN_HAVE_CUDA
       if (c->e->exec == KILN_TARGET_CUDA) cudaStreamSynchronize((cudaStream_t)stream);
@@ -245,6 +401,12 @@ static kiln_status run_layers(kiln_context *c, void *stream) {
   }
   (void)stream;
   return KILN_OK;
+}
+
+static kiln_status run_layers(kiln_context *c, void *stream) {
+  if (!c->ring) return run_each_layer(c, stream);
+  kiln_status s = run_each_layer(c, stream), s_end = ws_finish(c, stream);
+  return s != KILN_OK ? s : s_end;
 }
 
 static kiln_status check_bindings(kiln_context *c) {

@@ -1,5 +1,7 @@
 /* src/runtime/engine.c - loading an engine file: parse and validate (engine_format.c), check the
- * target GPU, instantiate plugins from the registry, and place the weights on the device. */
+ * target GPU, instantiate plugins from the registry, and place the weights on the device, or,
+ * with weight streaming, keep them in (pinned) host memory and plan how contexts stream them
+ * (wstream.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +26,10 @@ void kiln_engine_destroy(kiln_engine *e) {
   kiln_engine_meta_free(&e->meta);
 #ifdef KILN_HAVE_CUDA
   if (e->device_weights) kiln_cuda_free(e->device_weights);
+  if (e->host_weights) kiln_cuda_host_free(e->host_weights);
   if (e->cuda) kiln_cuda_ctx_destroy(e->cuda);
 #endif
+  kiln_wstream_free(&e->ws);
   free(e->weights);
   free(e->io);
   if (e->map_handle) kiln_file_unmap(e->map_handle);
@@ -75,9 +79,42 @@ static kiln_status load_plugins(kiln_engine *e, kiln_plugin_registry *reg) {
   return KILN_OK;
 }
 
-static kiln_status place_weights(kiln_engine *e) {
+/* Weight streaming: the schedule for a ring of `ring` bytes, and the constants where contexts copy
+ * them from: in place for a CPU engine (the image), in pinned host memory for a CUDA engine (so
+ * copies are asynchronous). No device memory is held for them. */
+static kiln_status stream_weights(kiln_engine *e, size_t ring) {
+  KILN_TRY(kiln_wstream_plan(&e->g, ring, &e->ws));
+  e->weight_bytes = 0;
+  if (e->exec == KILN_TARGET_CPU) {
+    for (int32_t i = 0; i < e->g.n_tensors; i++)
+      if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) e->weights[i] = e->g.tensors[i].data;
+    return KILN_OK;
+  }
+#ifdef KILN_HAVE_CUDA
+  size_t total = 0;
+  for (int32_t i = 0; i < e->g.n_tensors; i++)
+    if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += (e->g.tensors[i].bytes + 255) / 256 * 256;
+  kiln_status s = kiln_cuda_host_alloc(&e->host_weights, total ? total : 1);
+  if (s != KILN_OK)
+    return kiln_error_context(s, "weight streaming: cannot pin %zu bytes of host memory for the weights: ", total);
+  size_t off = 0;
+  for (int32_t i = 0; i < e->g.n_tensors; i++) {
+    const kiln_tensor_def *t = &e->g.tensors[i];
+    if (t->kind != KILN_TENSOR_CONSTANT) continue;
+    e->weights[i] = (char *)e->host_weights + off;
+    if (t->bytes) memcpy(e->weights[i], t->data, t->bytes);
+    off += (t->bytes + 255) / 256 * 256;
+  }
+  return KILN_OK;
+#else
+  return kiln_error(KILN_ERR_INTERNAL, "CUDA engine without CUDA");
+#endif
+}
+
+static kiln_status place_weights(kiln_engine *e, size_t stream_bytes) {
   e->weights = calloc((size_t)e->g.n_tensors + 1, sizeof *e->weights);
   if (!e->weights) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
+  if (stream_bytes) return stream_weights(e, stream_bytes);
   size_t total = 0;
   for (int32_t i = 0; i < e->g.n_tensors; i++)
     if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += (e->g.tensors[i].bytes + 255) / 256 * 256;
@@ -122,7 +159,7 @@ static kiln_status finish_load(kiln_engine *e, const kiln_engine_load_params *p)
   e->device = p->device;
   KILN_TRY(check_device(e, p));
   KILN_TRY(load_plugins(e, p->plugins ? p->plugins : kiln_plugin_registry_default()));
-  return place_weights(e);
+  return place_weights(e, p->weight_stream_bytes);
 }
 
 kiln_status kiln_engine_load(const char *path, const kiln_engine_load_params *params, kiln_engine **out) {
@@ -170,7 +207,9 @@ kiln_dtype kiln_engine_precision(const kiln_engine *e) { return e->g.precision; 
 int32_t kiln_engine_num_io(const kiln_engine *e) { return e->n_io; }
 int32_t kiln_engine_num_profiles(const kiln_engine *e) { return e->g.n_profiles; }
 size_t kiln_engine_weight_bytes(const kiln_engine *e) { return e->weight_bytes; }
-size_t kiln_engine_context_bytes(const kiln_engine *e) { return e->g.arena_bytes + e->g.workspace_bytes; }
+size_t kiln_engine_context_bytes(const kiln_engine *e) { return e->g.arena_bytes + e->g.workspace_bytes + e->ws.ring_bytes; }
+size_t kiln_engine_streamed_bytes(const kiln_engine *e) { return e ? e->ws.streamed_bytes : 0; }
+size_t kiln_engine_stream_min_bytes(const kiln_engine *e) { return e ? kiln_wstream_min_bytes(&e->g) : 0; }
 
 kiln_status kiln_engine_io(const kiln_engine *e, int32_t index, kiln_io_info *info) {
   if (!e || !info || index < 0 || index >= e->n_io)

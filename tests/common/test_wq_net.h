@@ -104,7 +104,7 @@ typedef struct wn_outs {
   int64_t n[WN_OUTPUTS];
 } wn_outs;
 
-static void wn_outs_free(wn_outs *o) {
+static inline void wn_outs_free(wn_outs *o) {
   for (int i = 0; i < WN_OUTPUTS; i++) free(o->v[i]);
   memset(o, 0, sizeof *o);
 }

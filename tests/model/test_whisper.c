@@ -4,7 +4,7 @@
  * config, shape mismatch, missing tensor, unsupported dtype, decode before encode); fp16 and
  * bf16 engines, and engines with int8 / int4 weight-only linear layers, stay close to the
  * reference; an int8 KV cache stays close to the fp32 one (logits, greedy tokens, beam rows,
- * saved caches).
+ * saved caches); the encoder's weights streamed (stream_encoder_bytes) change nothing.
  *
  * The checkpoint is a random-weight tiny Whisper (d_model 64, 2+2 layers, vocab 51865) that the
  * test writes itself from tests/data/whisper-tiny-random/ (config.json, tensors.txt) with the
@@ -230,6 +230,68 @@ static void test_model(const ref_file *rf) {
   kiln_whisper_result_free(r);
   free(mel), free(out), free(logits);
   kiln_whisper_destroy(w);
+}
+
+/* The encoder loaded with weight streaming (stream_encoder_bytes): the default ring and the
+ * smallest one the encoder takes give the resident encoder's output bit for bit and the
+ * reference greedy tokens; the planned device bytes count the ring, not the encoder's weights; a
+ * ring below the minimum fails to load, naming it. KILN_POISON is on for this test: ring bytes
+ * whose last reader has run are NaN. */
+static void test_stream(const ref_file *rf) {
+  const ref_entry *greedy = ref_get(rf, "greedy_tokens");
+  kiln_engine_load_params ep = kiln_engine_default_load_params();
+  ep.skip_device_check = 1;
+  kiln_engine *enc = NULL;
+  CHECK_OK(kiln_engine_load(ENGINES "/encoder.engine", &ep, &enc));
+  int64_t min = enc ? (int64_t)kiln_engine_stream_min_bytes(enc) : 0;
+  kiln_engine_destroy(enc);
+  kiln_whisper *ref = NULL;
+  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &ref));
+  CHECK(min > 0);
+  if (!ref || !greedy || min <= 0) {
+    kiln_whisper_destroy(ref);
+    return;
+  }
+  setenv("KILN_POISON", "1", 1);
+  float *mel = malloc(80 * 3000 * 4), *want = malloc(1500 * 64 * 4), *got = malloc(1500 * 64 * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  CHECK_OK(kiln_whisper_encode(ref, mel, want));
+  CHECK_EQ_INT(kiln_whisper_encoder_ring_bytes(ref), 0);
+  const int64_t rings[2] = {KILN_WHISPER_STREAM_AUTO, min};
+  for (int i = 0; i < 2; i++) {
+    kiln_whisper_load_params lp = kiln_whisper_default_load_params();
+    lp.stream_encoder_bytes = rings[i];
+    kiln_whisper *w = NULL;
+    CHECK_OK(kiln_whisper_load(ENGINES, &lp, &w));
+    if (!w) continue;
+    int64_t ring = kiln_whisper_encoder_ring_bytes(w);
+    CHECK(rings[i] > 0 ? ring == rings[i] : ring >= (1 << 20) && ring % (1 << 20) == 0);
+    memset(got, 0, 1500 * 64 * 4);
+    CHECK_OK(kiln_whisper_encode(w, mel, got));
+    CHECK(memcmp(got, want, 1500 * 64 * 4) == 0);
+    kiln_whisper_result *r = NULL;
+    CHECK_OK(kiln_whisper_transcribe(w, mel, NULL, &r));
+    int same = r && r->n_tokens == greedy->count && memcmp(r->tokens, greedy->data, (size_t)r->n_tokens * 4) == 0;
+    CHECK(same);
+    if (ring < min * 4) /* the device keeps the ring instead of the encoder's weights */
+      CHECK(ENGINE_TARGET == KILN_TARGET_CPU ? kiln_whisper_device_bytes(w) == 0
+                                             : kiln_whisper_device_bytes(w) < kiln_whisper_device_bytes(ref));
+    fprintf(stderr, "whisper, encoder weights streamed through a ring of %lld bytes (minimum %lld): encoder output %s, "
+                    "greedy tokens %s\n",
+            (long long)ring, (long long)min, memcmp(got, want, 1500 * 64 * 4) == 0 ? "bitwise equal" : "DIFFERENT",
+            same ? "the reference's" : "DIFFERENT");
+    kiln_whisper_result_free(r);
+    kiln_whisper_destroy(w);
+  }
+  kiln_whisper_load_params lp = kiln_whisper_default_load_params();
+  lp.stream_encoder_bytes = min - 256;
+  kiln_whisper *w = NULL;
+  CHECK_STATUS(kiln_whisper_load(ENGINES, &lp, &w), KILN_ERR_INVALID_ARG);
+  CHECK_MSG("streaming the encoder's weights");
+  CHECK_MSG("at least");
+  unsetenv("KILN_POISON");
+  free(mel), free(want), free(got);
+  kiln_whisper_destroy(ref);
 }
 
 /* Device or host buffer for the engines under test (CUDA engines take device pointers). */
@@ -553,6 +615,7 @@ int main(void) {
   p.max_beams = 2;
   CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
   test_model(&rf);
+  test_stream(&rf);
   test_batch(&rf);
   test_encoder_batch(&rf);
   test_kv_int8(&rf);

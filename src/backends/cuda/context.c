@@ -186,6 +186,18 @@ void kiln_cuda_free(void *p) {
   if (p) (void)cudaFree(p);
 }
 
+kiln_status kiln_cuda_host_alloc(void **p, size_t bytes) {
+  void *q = NULL;
+  if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_host_alloc: p is NULL");
+  KILN_CUDA_CHECK(cudaMallocHost(&q, bytes ? bytes : 1));
+  *p = q;
+  return KILN_OK;
+}
+
+void kiln_cuda_host_free(void *p) {
+  if (p) (void)cudaFreeHost(p);
+}
+
 static kiln_status copy_args(void *dst, const void *src, size_t bytes, const char *what) {
   if (bytes && (!dst || !src))
     return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL pointer for a %zu-byte copy", what, bytes);

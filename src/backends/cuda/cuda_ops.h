@@ -48,6 +48,9 @@ int kiln_cuda_available(void);
 /* Memory (device and pinned host) and copies; all return a status. */
 kiln_status kiln_cuda_malloc(void **p, size_t bytes);
 void kiln_cuda_free(void *p);
+/* Page-locked host memory (cudaMallocHost): copies from it are asynchronous. */
+kiln_status kiln_cuda_host_alloc(void **p, size_t bytes);
+void kiln_cuda_host_free(void *p);
 kiln_status kiln_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream);
 kiln_status kiln_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);
 kiln_status kiln_cuda_memset(void *dst, int value, size_t bytes, void *stream);

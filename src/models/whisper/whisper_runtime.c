@@ -15,6 +15,8 @@
  * encoder for one window into its slot's cross-attention rows, leaving the other slots and their
  * decoder rows as they are; _encode_slot_frames takes the window from a whole file's log-mel
  * already in engine memory (on the GPU: written there by mel_cuda.cu), so no host round trip.
+ * The encoder engine may be loaded with weight streaming (stream_encoder_bytes): its weights in
+ * pinned host memory, copied through a ring while it runs; the decoder's stay on the device.
  * Not here: timestamps, temperature fallback, beams, long-form audio (decode.c, beam.c,
  * transcribe.c).
  */
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "kiln/engine.h"
@@ -43,6 +46,7 @@ typedef struct cache_set {
 struct kiln_whisper {
   kiln_whisper_config c;
   kiln_engine *enc, *dec;
+  size_t enc_ring;    /* the encoder's weight streaming ring (0: its weights are resident) */
   kiln_context *ectx, *dctx;
   kiln_tokenizer *tok;
   kiln_dtype prec;
@@ -330,12 +334,36 @@ static kiln_status alloc_buffers(kiln_whisper *w) {
   return mem_copy(w, w->picks_host, w->picks, 4, 0); /* waits for the upload */
 }
 
+/* The encoder's weight streaming ring for stream_encoder_bytes (0: none): AUTO is two encoder
+ * layers' share of the engine file (almost all weights), rounded up to whole MiB, at least 1 MiB. */
+static kiln_status encoder_ring(const kiln_whisper *w, const char *enc, int64_t asked, size_t *ring) {
+  *ring = 0;
+  if (asked == 0) return KILN_OK;
+  if (asked > 0) return *ring = (size_t)asked, KILN_OK;
+  if (asked != KILN_WHISPER_STREAM_AUTO)
+    return kiln_error(KILN_ERR_INVALID_ARG, "stream_encoder_bytes is %lld: give 0 (off), a ring size in bytes, or "
+                                            "KILN_WHISPER_STREAM_AUTO", (long long)asked);
+  struct stat st;
+  if (stat(enc, &st) != 0) return kiln_error(KILN_ERR_IO, "cannot read the size of %s", enc);
+  size_t mib = (size_t)1 << 20, layers = w->c.encoder_layers > 0 ? (size_t)w->c.encoder_layers : 1;
+  size_t bytes = 2 * ((size_t)st.st_size / layers + 1);
+  *ring = (bytes + mib - 1) / mib * mib;
+  return KILN_OK;
+}
+
 static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisper_load_params *p) {
   char enc[4096], dec[4096];
   KILN_TRY(read_manifest(w, dir, enc, dec, sizeof enc));
   kiln_engine_load_params lp = kiln_engine_default_load_params();
   lp.device = p->device;
-  KILN_TRY(kiln_engine_load(enc, &lp, &w->enc));
+  KILN_TRY(encoder_ring(w, enc, p->stream_encoder_bytes, &lp.weight_stream_bytes));
+  kiln_status s = kiln_engine_load(enc, &lp, &w->enc);
+  if (s != KILN_OK && lp.weight_stream_bytes)
+    return kiln_error_context(s, "streaming the encoder's weights (a ring of %.1f MiB): ",
+                              (double)lp.weight_stream_bytes / 1048576.0);
+  KILN_TRY(s);
+  w->enc_ring = lp.weight_stream_bytes;
+  lp.weight_stream_bytes = 0; /* the decoder's weights stay on the device */
   KILN_TRY(kiln_engine_load(dec, &lp, &w->dec));
   w->prec = kiln_engine_precision(w->enc);
   w->esz = kiln_dtype_bytes(w->prec, 1);
@@ -422,6 +450,8 @@ int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
 int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w) {
   return w ? (int64_t)kiln_engine_weight_bytes(w->dec) : 0;
 }
+
+int64_t kiln_whisper_encoder_ring_bytes(const kiln_whisper *w) { return w ? (int64_t)w->enc_ring : 0; }
 
 /* ---- running --------------------------------------------------------------------------------- */
 
