@@ -273,7 +273,9 @@ static void test_stream(const ref_file *rf) {
     CHECK_OK(kiln_whisper_transcribe(w, mel, NULL, &r));
     int same = r && r->n_tokens == greedy->count && memcmp(r->tokens, greedy->data, (size_t)r->n_tokens * 4) == 0;
     CHECK(same);
-    if (ring < min * 4) /* the device keeps the ring instead of the encoder's weights */
+    if (rings[i] == min) /* the device keeps the ring instead of the encoder's weights (all of its layers
+                          * together are more than the minimum ring, one layer's; the automatic ring,
+                          * whole MiB, is larger than this tiny encoder) */
       CHECK(ENGINE_TARGET == KILN_TARGET_CPU ? kiln_whisper_device_bytes(w) == 0
                                              : kiln_whisper_device_bytes(w) < kiln_whisper_device_bytes(ref));
     fprintf(stderr, "whisper, encoder weights streamed through a ring of %lld bytes (minimum %lld): encoder output %s, "
