@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rowmath.h"
 #include "kiln/engine.h"
 #include "kiln/tokenizer.h"
 #include "models/whisper/whisper_internal.h"
@@ -776,10 +777,7 @@ static int32_t pick(const kiln_whisper *w, float *row, int32_t n_sampled, int32_
   for (int32_t i = 0; i < c->n_suppress; i++) row[c->suppress[i]] = -INFINITY;
   for (int32_t i = 0; n_sampled == 0 && i < c->n_begin_suppress; i++) row[c->begin_suppress[i]] = -INFINITY;
   if (n_sampled < min_new) row[c->eot] = -INFINITY;
-  int32_t best = 0;
-  for (int32_t i = 1; i < c->vocab_size; i++)
-    if (row[i] > row[best]) best = i;
-  return best;
+  return (int32_t)kiln_row_argmax(row, c->vocab_size);
 }
 
 void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n) {
