@@ -7,14 +7,19 @@
  *              timestamps, openai-whisper's timestamp rules: a logsumexp over the 1501 timestamp
  *              tokens and a max over the text tokens), the argmax and the logsumexp of the row
  *              (the sum of log-probabilities), with timestamps on and off;
- *   step:      both as a decoding step does them (each window's row converted, then chosen).
+ *   step:      both as a decoding step does them (each window's row converted, then chosen);
+ *              with --threads N also split over N threads (the calling one and N - 1 workers
+ *              waiting at a barrier: what a pool of threads in dec_step could gain).
  * The windows' token histories are reset before each step (a timestamp, then a few text tokens,
  * some ending on a timestamp) so that every step does the same work. Prints ms per step
  * (median and mean over --iterations steps).
  *
- * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N]
+ * --portable runs kiln's portable C code instead of its AVX2/F16C code (core/cpu.h).
+ *
+ * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]
  * Not a test: the checks are in tests/unit/test_rowmath.c and the model tests. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +27,7 @@
 
 #define BENCH_NAME "decode_host_bench"
 #include "bench_util.h"
+#include "core/cpu.h"
 #include "kiln/kiln.h"
 #include "models/whisper/decode_internal.h"
 
@@ -88,18 +94,54 @@ static void reset_task(dec_task *t, int32_t r) {
   t->len[0] = n, t->next[0] = seq[n - 1], t->step = n - d->sample_begin, t->done = 0, t->sum[0] = 0;
 }
 
+/* One step's rows (convert + choose) split over the threads: thread `id` takes rows id, id + T, ... */
+static struct {
+  dec_task *tasks;
+  const uint16_t *src;
+  int rows, threads, quit;
+  pthread_barrier_t start, done;
+} job;
+
+static void step_rows(int id) {
+  for (int r = id; r < job.rows; r += job.threads) {
+    kiln_convert_floats(job.tasks[r].logits, KILN_DTYPE_FP32, job.src + (size_t)r * VOCAB, KILN_DTYPE_FP16, VOCAB);
+    REQUIRE(dec_task_choose(&job.tasks[r]));
+  }
+}
+
+static void *worker(void *arg) {
+  int id = (int)(intptr_t)arg;
+  for (;;) {
+    pthread_barrier_wait(&job.start);
+    if (job.quit) return NULL;
+    step_rows(id);
+    pthread_barrier_wait(&job.done);
+  }
+}
+
+static double timed_step(void) {
+  double t0 = now_ms();
+  if (job.threads > 1) pthread_barrier_wait(&job.start);
+  step_rows(0);
+  if (job.threads > 1) pthread_barrier_wait(&job.done);
+  return now_ms() - t0;
+}
+
 int main(int argc, char **argv) {
-  int rows = 16, iterations = 200, warmup = 10;
+  int rows = 16, iterations = 200, warmup = 10, threads = 1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--portable")) kiln_cpu_set_portable(1);
     else {
-      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N]\n", BENCH_NAME);
+      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]\n", BENCH_NAME);
       return 2;
     }
   }
   if (rows < 1 || iterations < 1 || warmup < 0) DIE("--rows and --iterations must be >= 1");
+  if (threads < 1 || threads > 64) DIE("--threads must be 1 to 64");
   size_t per_set = (size_t)rows * VOCAB;
   uint16_t *h16 = malloc(SETS * per_set * 2), *b16 = malloc(SETS * per_set * 2);
   float *f32 = malloc(SETS * per_set * 4), *conv = malloc(per_set * 4);
@@ -122,7 +164,14 @@ int main(int argc, char **argv) {
     t->logits = malloc(sizeof *t->logits * VOCAB);
     if (!t->next || !t->len || !t->sum || !t->rng || !t->seq || !t->logits) DIE("out of memory");
   }
-  printf("%s: %d rows x vocabulary %d, logits std 3, %d steps (+%d warm-up)\n", BENCH_NAME, rows, VOCAB, iterations, warmup);
+  printf("%s: %d rows x vocabulary %d, logits std 3, %d steps (+%d warm-up), %d thread(s) for the step, %s code\n", BENCH_NAME,
+         rows, VOCAB, iterations, warmup, threads, kiln_cpu_has_avx2_fma() ? "AVX2/F16C" : "portable");
+  pthread_t workers[64];
+  job.tasks = tasks, job.rows = rows, job.threads = threads;
+  if (threads > 1 && (pthread_barrier_init(&job.start, NULL, (unsigned)threads) || pthread_barrier_init(&job.done, NULL, (unsigned)threads)))
+    DIE("pthread_barrier_init failed");
+  for (int i = 1; i < threads; i++)
+    if (pthread_create(&workers[i], NULL, worker, (void *)(intptr_t)i)) DIE("pthread_create failed");
 
   /* convert: all rows of a step at once, fp16 and bf16 */
   const char *names[2] = {"convert fp16 -> fp32 (all rows)", "convert bf16 -> fp32 (all rows)"};
@@ -138,7 +187,8 @@ int main(int argc, char **argv) {
   }
 
   /* choose (the rows restored outside the timer) and step (convert + choose), timestamps on/off */
-  double checksum = 0;
+  double logprobs = 0; /* what the steps chose, to compare builds: the tokens' hash, the log-probabilities' sum */
+  uint64_t token_hash = 0;
   for (int timestamps = 1; timestamps >= 0; timestamps--) {
     for (int r = 0; r < rows; r++) make_ctx(&tasks[r].d, &o, timestamps);
     for (int it = -warmup; it < iterations; it++) {
@@ -151,25 +201,28 @@ int main(int argc, char **argv) {
         double t0 = now_ms();
         REQUIRE(dec_task_choose(t));
         total += now_ms() - t0;
-        checksum += t->sum[0] + t->seq[t->len[0] - 1];
+        logprobs += t->sum[0], token_hash = token_hash * 31 + (uint64_t)t->seq[t->len[0] - 1];
       }
       if (it >= 0) ms[it] = total;
     }
     report(timestamps ? "choose, timestamps (all rows)" : "choose, no timestamps (all rows)", ms, iterations);
     for (int it = -warmup; it < iterations; it++) {
-      const uint16_t *s = h16 + (size_t)((it + warmup) % SETS) * per_set;
+      job.src = h16 + (size_t)((it + warmup) % SETS) * per_set;
       for (int r = 0; r < rows; r++) reset_task(&tasks[r], r);
-      double t0 = now_ms();
-      for (int r = 0; r < rows; r++) {
-        kiln_convert_floats(tasks[r].logits, KILN_DTYPE_FP32, s + (size_t)r * VOCAB, KILN_DTYPE_FP16, VOCAB);
-        REQUIRE(dec_task_choose(&tasks[r]));
-      }
-      if (it >= 0) ms[it] = now_ms() - t0;
-      for (int r = 0; r < rows; r++) checksum += tasks[r].sum[0];
+      double t = timed_step();
+      if (it >= 0) ms[it] = t;
+      for (int r = 0; r < rows; r++)
+        logprobs += tasks[r].sum[0], token_hash = token_hash * 31 + (uint64_t)tasks[r].seq[tasks[r].len[0] - 1];
     }
     report(timestamps ? "step (fp16), timestamps" : "step (fp16), no timestamps", ms, iterations);
   }
-  printf("  (checksum %.6g)\n", checksum);
+  printf("  chosen tokens' hash %016llx, sum of their log-probabilities %.9g\n", (unsigned long long)token_hash, logprobs);
+  if (threads > 1) {
+    job.quit = 1;
+    pthread_barrier_wait(&job.start);
+    for (int i = 1; i < threads; i++) pthread_join(workers[i], NULL);
+    pthread_barrier_destroy(&job.start), pthread_barrier_destroy(&job.done);
+  }
   for (int r = 0; r < rows; r++) {
     dec_task *t = &tasks[r];
     free(t->next), free(t->len), free(t->sum), free(t->rng), free(t->seq), free(t->logits);
