@@ -96,7 +96,9 @@ uint16_t kiln_fp32_to_fp16(float f) {
   return (uint16_t)(sign | h);
 }
 
-float kiln_fp16_to_fp32(uint16_t h) {
+/* kiln_fp16_to_fp32's body, static so that the conversion loops inline it (-fPIC keeps exported
+ * functions from being inlined into their own library) */
+static float fp16_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t man = h & 0x3ffu;
@@ -107,6 +109,8 @@ float kiln_fp16_to_fp32(uint16_t h) {
   if (exp == 31) return bits_float(sign | 0x7f800000u | (man << 13));
   return bits_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
+
+float kiln_fp16_to_fp32(uint16_t h) { return fp16_to_float(h); }
 
 uint16_t kiln_fp32_to_bf16(float f) {
   uint32_t x = float_bits(f);
@@ -121,7 +125,7 @@ float kiln_bf16_to_fp32(uint16_t b) { return bits_float((uint32_t)b << 16); }
 __attribute__((target("avx,f16c"))) static void fp16_to_fp32_f16c(float *dst, const uint16_t *src, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-  for (; i < n; i++) dst[i] = kiln_fp16_to_fp32(src[i]);
+  for (; i < n; i++) dst[i] = fp16_to_float(src[i]);
 }
 #endif
 
@@ -132,7 +136,7 @@ static void fp16_to_fp32(float *dst, const uint16_t *src, int64_t n) {
     return;
   }
 #endif
-  for (int64_t i = 0; i < n; i++) dst[i] = kiln_fp16_to_fp32(src[i]);
+  for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_float(src[i]);
 }
 
 static void bf16_to_fp32(float *dst, const uint16_t *src, int64_t n) {
