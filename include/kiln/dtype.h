@@ -47,7 +47,9 @@ uint16_t kiln_fp32_to_bf16(float f);
 float kiln_bf16_to_fp32(uint16_t b);
 
 /* Convert n float elements between fp32/fp16/bf16 buffers on the host (src and dst may not
- * overlap unless the dtypes are equal and the pointers equal). */
+ * overlap unless the dtypes are equal and the pointers equal). The values are those of the
+ * functions above; fp16 -> fp32 uses the CPU's F16C instructions where it has them, which return
+ * a signaling NaN quiet (its payload otherwise kept). */
 int kiln_convert_floats(void *dst, kiln_dtype dst_dtype, const void *src, kiln_dtype src_dtype,
                         int64_t n);
 

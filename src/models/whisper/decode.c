@@ -5,7 +5,8 @@
  * transcribe(), and the task/step machinery (decode_internal.h) that advances the windows of
  * several slots as one batch. Not here: beam search's rules (beam.c), the long-form loop and
  * the slot scheduling (transcribe.c), the output writers (writers.c).
- * Sums of log-probabilities are kept in float as openai-whisper's float32 tensors keep them. */
+ * Sums of log-probabilities are kept in float as openai-whisper's float32 tensors keep them; the
+ * row reductions (max, argmax, logsumexp) are core/rowmath.c's vectorized ones. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "core/rowmath.h"
 #include "kiln/tokenizer.h"
 #include "models/whisper/decode_internal.h"
 #include "models/whisper/whisper_internal.h"
@@ -75,19 +77,7 @@ static void mask(float *row, int32_t from, int32_t to) {
 }
 
 double dec_logsumexp(const float *row, int32_t from, int32_t to) {
-  float m = -INFINITY;
-  for (int32_t i = from; i < to; i++) m = row[i] > m ? row[i] : m;
-  if (m == -INFINITY) return -INFINITY;
-  double s = 0;
-  for (int32_t i = from; i < to; i++) s += exp((double)row[i] - m);
-  return m + log(s);
-}
-
-static int32_t argmax(const float *row, int32_t n) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < n; i++)
-    if (row[i] > row[best]) best = i;
-  return best;
+  return kiln_row_logsumexp(row + from, to > from ? to - from : 0, NULL);
 }
 
 static double uniform(uint64_t *state) { /* splitmix64 -> [0, 1) */
@@ -136,8 +126,7 @@ static void timestamp_rules(const dec_ctx *d, float *row, const int32_t *toks, i
     if (d->max_initial >= 0 && tb + d->max_initial + 1 < V) mask(row, tb + d->max_initial + 1, V);
   }
   double ts = dec_logsumexp(row, tb, V);
-  float text = -INFINITY;
-  for (int32_t i = 0; i < tb; i++) text = row[i] > text ? row[i] : text;
+  float text = kiln_row_max(row, tb);
   if (ts > (double)text) mask(row, 0, tb);
 }
 
@@ -359,8 +348,10 @@ static void choose_samples(dec_task *t) {
     float *row = t->logits + (size_t)j * d->vocab;
     int32_t *seq = t->seq + (size_t)j * stride, n = t->len[j];
     dec_apply_filters(d, row, seq, n);
-    int32_t tok = t->T == 0 ? argmax(row, d->vocab) : sample(row, d->vocab, t->T, &t->rng[j]);
-    t->sum[j] += (float)((double)row[tok] - dec_logsumexp(row, 0, d->vocab));
+    int64_t best = 0;
+    double lse = kiln_row_logsumexp(row, d->vocab, t->T == 0 ? &best : NULL);
+    int32_t tok = t->T == 0 ? (int32_t)best : sample(row, d->vocab, t->T, &t->rng[j]);
+    t->sum[j] += (float)((double)row[tok] - lse);
     seq[n++] = tok;
     t->len[j] = n;
     t->next[j] = tok == d->eot || n > d->n_ctx || t->step + 1 == d->sample_len ? -1 : tok;
@@ -441,16 +432,21 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
         kiln_whisper_row_reset(w, r, 0);
       }
     st = kiln_whisper_batch_step(w, R, tokens, NULL);
+    int32_t end = 0; /* the logits rows up to the last live one, in one copy */
+    for (int32_t s = 0; s < slots; s++)
+      for (int32_t j = 0; tasks[s] && !tasks[s]->done && j < tasks[s]->n; j++)
+        if (tasks[s]->next[j] >= 0) end = tasks[s]->r.first + j + 1;
+    if (st == KILN_OK) st = kiln_whisper_step_fetch(w, end);
     for (int32_t s = 0; st == KILN_OK && s < slots; s++) { /* each task's rows up to its last live one */
       dec_task *t = tasks[s];
       int32_t n = 0;
       for (int32_t j = 0; t && !t->done && j < t->n; j++)
         if (t->next[j] >= 0) n = j + 1;
       if (n > 0) st = kiln_whisper_step_logits(w, t->r.first, n, t->logits);
+      if (st == KILN_OK && t && !t->done) st = dec_task_choose(t); /* while its rows are in the cache */
     }
   }
-  for (int32_t s = 0; st == KILN_OK && s < slots; s++)
-    if (tasks[s] && !tasks[s]->done) st = dec_task_choose(tasks[s]);
+  if (st == KILN_OK && kv) st = dec_task_choose(tasks[0]);
   free(tokens), free(logits);
   return st;
 }
@@ -511,7 +507,7 @@ kiln_status dec_detect_row(kiln_whisper *w, int32_t row, float *probs, const cha
   if (s == KILN_OK) s = kiln_whisper_last_logits(w, 0, row_logits);
   if (s == KILN_OK) { /* language tokens follow <|startoftranscript|> */
     double lse = dec_logsumexp(row_logits, sot + 1, sot + 1 + nl);
-    int32_t best = sot + 1 + argmax(row_logits + sot + 1, nl);
+    int32_t best = sot + 1 + (int32_t)kiln_row_argmax(row_logits + sot + 1, nl);
     for (int32_t i = 0; probs && i < nl; i++) probs[i] = (float)exp((double)row_logits[sot + 1 + i] - lse);
     *code = kiln_tokenizer_language_code(tok, best);
   }

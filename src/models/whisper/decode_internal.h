@@ -38,7 +38,7 @@ typedef struct dec_ctx {
 kiln_status dec_ctx_init(dec_ctx *d, kiln_whisper *w, const kiln_whisper_options *o, const char *language,
                          const int32_t *prompt, int32_t n_prompt);
 void dec_ctx_free(dec_ctx *d);
-/* log(sum(exp(row[from:to]))) in double; -inf when all are -inf. */
+/* log(sum(exp(row[from:to]))) (kiln_row_logsumexp: within about 1e-6); -inf when all are -inf. */
 double dec_logsumexp(const float *row, int32_t from, int32_t to);
 /* Logit filters on row [vocab], given the n tokens so far (initial ones included). */
 void dec_apply_filters(const dec_ctx *d, float *row, const int32_t *toks, int32_t n);

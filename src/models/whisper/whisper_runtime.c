@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/rowmath.h"
 #include "kiln/engine.h"
 #include "kiln/tokenizer.h"
 #include "models/whisper/whisper_internal.h"
@@ -76,6 +77,7 @@ struct kiln_whisper {
   int32_t beams;      /* decoder rows per window in the current decode (cross row = row / beams) */
   int32_t last_first; /* first token (of the last kiln_whisper_decode call) in the logits buffer */
   int32_t last_rows;  /* rows in the logits buffer */
+  int32_t host_rows;  /* CUDA: logits rows 0 .. host_rows - 1 of the last run are in logits_host */
   int32_t bound_r0, bound_b, bound_k0, bound_bk; /* what the decoder context is bound to (-1: nothing) */
   float *row;         /* [vocab] fp32: one logits row for greedy decoding */
   int32_t *sup_dev;   /* CUDA: the suppressed tokens, for greedy choices on the GPU */
@@ -678,17 +680,35 @@ static kiln_status run_decoder(kiln_whisper *w, int32_t r0, int32_t B, int32_t S
   KILN_TRY(kiln_context_enqueue(w->dctx, w->stream));
   for (int32_t b = 0; b < B; b++) w->T[r0 + b] += S;
   w->last_rows = B * S;
+  w->host_rows = 0;
   return KILN_OK;
 }
 
-/* Logits rows [row0, row0 + rows) of the last decoder run as fp32. */
+/* Logits rows [row0, row0 + rows) of the last decoder run as fp32: converted from the host
+ * staging (which mirrors the logits buffer) after a copy of those rows, or without one when
+ * fetch_logits brought them already; CPU engines' logits are host memory, converted in place. */
 static kiln_status read_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out) {
   if (row0 < 0 || rows < 0 || row0 + rows > w->last_rows)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper: logits rows %d..%d are not in the last decoder run (%d rows)", row0,
                       row0 + rows - 1, w->last_rows);
-  size_t v = (size_t)w->c.vocab_size, bytes = (size_t)rows * v * w->esz;
-  KILN_TRY(mem_copy(w, w->logits_host, (char *)w->logits + (size_t)row0 * v * w->esz, bytes, 0));
-  kiln_convert_floats(out, KILN_DTYPE_FP32, w->logits_host, w->prec, (int64_t)rows * (int64_t)v);
+  size_t v = (size_t)w->c.vocab_size, offset = (size_t)row0 * v * w->esz;
+  const char *src = (const char *)w->logits + offset;
+  if (w->cuda) {
+    if (row0 + rows > w->host_rows) KILN_TRY(mem_copy(w, (char *)w->logits_host + offset, src, (size_t)rows * v * w->esz, 0));
+    src = (const char *)w->logits_host + offset;
+  }
+  kiln_convert_floats(out, KILN_DTYPE_FP32, src, w->prec, (int64_t)rows * (int64_t)v);
+  return KILN_OK;
+}
+
+/* Logits rows [0, rows) of the last decoder run into the host staging in one copy. */
+static kiln_status fetch_logits(kiln_whisper *w, int32_t rows) {
+  if (rows < 0 || rows > w->last_rows)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: logits rows 0..%d are not in the last decoder run (%d rows)", rows - 1,
+                      w->last_rows);
+  if (!w->cuda || rows <= w->host_rows) return KILN_OK;
+  KILN_TRY(mem_copy(w, w->logits_host, w->logits, (size_t)rows * (size_t)w->c.vocab_size * w->esz, 0));
+  w->host_rows = rows;
   return KILN_OK;
 }
 
@@ -738,6 +758,8 @@ kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t
   return logits ? read_logits(w, 0, rows, logits) : KILN_OK;
 }
 
+kiln_status kiln_whisper_step_fetch(kiln_whisper *w, int32_t rows) { return fetch_logits(w, rows); }
+
 kiln_status kiln_whisper_step_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out) {
   return read_logits(w, row0, rows, out);
 }
@@ -785,10 +807,7 @@ static int32_t pick(const kiln_whisper *w, float *row, int32_t n_sampled, int32_
   for (int32_t i = 0; i < c->n_suppress; i++) row[c->suppress[i]] = -INFINITY;
   for (int32_t i = 0; n_sampled == 0 && i < c->n_begin_suppress; i++) row[c->begin_suppress[i]] = -INFINITY;
   if (n_sampled < min_new) row[c->eot] = -INFINITY;
-  int32_t best = 0;
-  for (int32_t i = 1; i < c->vocab_size; i++)
-    if (row[i] > row[best]) best = i;
-  return best;
+  return (int32_t)kiln_row_argmax(row, c->vocab_size);
 }
 
 void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n) {
