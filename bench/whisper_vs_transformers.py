@@ -175,6 +175,33 @@ def time_transformers(path, batch, steps, reps=3):
     return sorted(times)[len(times) // 2], peak
 
 
+def time_faster_whisper(args, ckpt, batches):
+    """{batch: {"ms": ...} or an error string} from bench/fw_random_bench.py (subprocess)."""
+    env = dict(os.environ)
+    if args.fw_python_path:
+        env["PYTHONPATH"] = args.fw_python_path + ":" + env.get("PYTHONPATH", "")
+    if args.fw_lib_dir:
+        env["LD_LIBRARY_PATH"] = os.path.abspath(args.fw_lib_dir) + ":" + env.get("LD_LIBRARY_PATH", "")
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fw_random_bench.py"), ckpt,
+           os.path.join(args.workdir, "ct2"), "--batches", ",".join(map(str, batches)), "--steps", str(args.steps)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.bench_timeout * 2, env=env)
+    except subprocess.TimeoutExpired:
+        return {b: "faster-whisper timed out" for b in batches}
+    sys.stderr.write(p.stderr[-2000:])
+    if p.returncode != 0 or not p.stdout.strip():
+        return {b: "faster-whisper failed: " + error_tail(p.stderr, lines=1, chars=150) for b in batches}
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    res = {}
+    for b in batches:
+        r = out["runs"].get(str(b))
+        if r and all(t == args.steps for t in r["tokens"]):
+            res[b] = {"ms": r["ms"]}
+        else:
+            res[b] = "faster-whisper decoded %s tokens, not %d" % (r and sorted(set(r["tokens"])), args.steps)
+    return res
+
+
 def engine_dir(args, name, max_batch):
     return os.path.join(args.workdir, "engines", re.sub(r"[^a-z0-9]+", "-", name.lower()) + f"-max{max_batch}")
 
@@ -269,7 +296,7 @@ def fmt_memory(m):
     return f"{mib(m['planned_bytes']):.0f} / {mib(m['device_used_delta_bytes']):.0f}"
 
 
-def table_rows(configs, batches, results, tf, agree):
+def table_rows(configs, batches, results, tf, fw, agree):
     """Markdown rows: one per (configuration, batch), or one per configuration that did not build."""
     rows = []
     for name, _ in configs:
@@ -284,7 +311,7 @@ def table_rows(configs, batches, results, tf, agree):
         else:
             a_cells = [f"{a[0]:.2e}", f"{100 * a[1]:.1f}%"]
         if r.get("error"):
-            rows.append(f"| {name} | all | {r['error']} |" + " |" * 10 + f" {a_cells[0]} | {a_cells[1]} |")
+            rows.append(f"| {name} | all | {r['error']} |" + " |" * 12 + f" {a_cells[0]} | {a_cells[1]} |")
             continue
         for b in batches:
             k, mem = r["runs"].get(b), r["memory"].get(b)
@@ -295,10 +322,13 @@ def table_rows(configs, batches, results, tf, agree):
             elif t:
                 t_ms = f"{t['ms']:.1f}"
                 t_mem = f"{mib(t['peak_bytes']):.0f}" if t["peak_bytes"] else "n/a (CPU)"
+            f = fw.get(b)
+            f_ms = f if isinstance(f, str) else (f"{f['ms']:.1f}" if f else "—")
             if isinstance(k, str):
                 rows.append(f"| {name} | {b} | {k} |" + " |" * 5 + f" {fmt_memory(mem)} | {t_ms} | {t_mem} | | |"
-                            f" {a_cells[0]} | {a_cells[1]} |")
+                            f" {f_ms} | | {a_cells[0]} | {a_cells[1]} |")
                 continue
+            f_speed = f"{f['ms'] / k['ms_per_batch']:.2f}x" if isinstance(f, dict) else ""
             speed = f"{t['ms'] / k['ms_per_batch']:.2f}x" if isinstance(t, dict) else ""
             ratio = ""
             if isinstance(t, dict) and t["peak_bytes"] and isinstance(mem, dict) and mem["planned_bytes"] > 0:
@@ -307,14 +337,15 @@ def table_rows(configs, batches, results, tf, agree):
             over = f"{k['step_over_floor']:.2f}x" if k["floor_ms"] > 0 else "n/a"
             rows.append(f"| {name} | {b} | {k['ms_per_batch']:.1f} | {k['ms_per_batch'] / b / 30000:.5f} | "
                         f"{num(k['tokens_per_s'])} | {k['ms_per_step']:.3f} | {floor} | {over} | {fmt_memory(mem)} | "
-                        f"{t_ms} | {t_mem} | {speed} | {ratio} | {a_cells[0]} | {a_cells[1]} |")
+                        f"{t_ms} | {t_mem} | {speed} | {ratio} | {f_ms} | {f_speed} | {a_cells[0]} | {a_cells[1]} |")
     return rows
 
 
 HEADER = ("| config | batch | kiln wall ms | RTF | decode tokens/s | step ms | floor ms | step/floor | "
           "kiln GPU MiB planned / in use | transformers ms | transformers MiB (peak alloc.) | speed (transformers / kiln) | "
-          "memory (kiln / transformers) | logits nmse vs fp16 | argmax agreement |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "memory (kiln / transformers) | faster-whisper ms | speed (faster-whisper / kiln) | logits nmse vs fp16 | "
+          "argmax agreement |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def device_name():
@@ -387,6 +418,11 @@ def main():
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--build-only", action="store_true", help="make the checkpoint and build the engines, then stop")
     ap.add_argument("--no-transformers", action="store_true")
+    ap.add_argument("--faster-whisper", action="store_true",
+                    help="also time faster-whisper (CTranslate2, float16) on the same checkpoint: "
+                         "bench/fw_random_bench.py in a subprocess (converts the checkpoint to WORKDIR/ct2 once)")
+    ap.add_argument("--fw-python-path", default="", help="PYTHONPATH for that subprocess (where ctranslate2 is)")
+    ap.add_argument("--fw-lib-dir", default="", help="prepended to its LD_LIBRARY_PATH (cuBLAS 12 shim, docs/peers.md)")
     ap.add_argument("--build-timeout", type=int, default=300)
     ap.add_argument("--bench-timeout", type=int, default=300)
     ap.add_argument("--output", help="also write the table (with its notes) to this file, rewritten after each "
@@ -422,6 +458,10 @@ def main():
                 print(f"transformers batch {b} FAILED: {e!r}", flush=True)
                 tf[b] = "transformers failed: " + error_tail(repr(e), lines=1, chars=150)
 
+    fw = {}
+    if args.faster_whisper and not args.build_only:
+        fw = time_faster_whisper(args, ckpt, batches)
+
     results, agree = {}, {}
     for name, flags in configs:
         r = results[name] = {"flags": flags, "runs": {}, "memory": {}, "engines": {}}
@@ -451,12 +491,12 @@ def main():
             r["logits"] = path
             if err:
                 agree[name] = err
-        write_table(args, configs, batches, mem_batches, ckpt, results, tf, agree, final=False)
+        write_table(args, configs, batches, mem_batches, ckpt, results, tf, fw, agree, final=False)
     if args.build_only:
         failed = [n for n, r in results.items() if r.get("error")]
         print(f"built in {time.time() - t0:.0f} s; failed: {', '.join(failed) or 'none'}")
         return 0
-    write_table(args, configs, batches, mem_batches, ckpt, results, tf, agree, final=True)
+    write_table(args, configs, batches, mem_batches, ckpt, results, tf, fw, agree, final=True)
     failures = sum(1 for r in results.values() if r.get("error")) + sum(
         1 for r in results.values() for b, v in list(r["runs"].items()) + [(b, r["memory"].get(b)) for b in mem_batches]
         if isinstance(v, str))
@@ -464,7 +504,7 @@ def main():
     return 0
 
 
-def write_table(args, configs, batches, mem_batches, ckpt, results, tf, agree, final):
+def write_table(args, configs, batches, mem_batches, ckpt, results, tf, fw, agree, final):
     """The notes and the table for what has run so far: printed when final, written to --output
     (and the raw numbers to WORKDIR/results.json) every time."""
     max_b = batches[-1]
@@ -491,17 +531,22 @@ def write_table(args, configs, batches, mem_batches, ckpt, results, tf, agree, f
                             ("fp16" if tf_cuda() else "fp32 on the CPU (no GPU: a smoke test of this script)")
                             + ", SDPA, generate() with min_new_tokens = max_new_tokens = steps, greedy, median of 3 "
                             "after a warm-up; memory: torch.cuda.max_memory_allocated()"),
+        "faster-whisper: " + ("not run (--faster-whisper)" if not args.faster_whisper else
+                              "CTranslate2 float16 on the same checkpoint (converted), bench/fw_random_bench.py: the "
+                              "same random windows' shape, prompt <|startoftranscript|>, <|endoftext|> suppressed so "
+                              "each row decodes exactly the steps, median of 3 after a warm-up"),
     ]
     done = [(n, f) for n, f in configs if n in results]
     text = ("\n".join("- " + n for n in notes) + "\n\n" + HEADER + "\n"
-            + "\n".join(table_rows(done, batches, results, tf, agree)) + "\n")
+            + "\n".join(table_rows(done, batches, results, tf, fw, agree)) + "\n")
     if final:
         print("\n== Whisper quantization table\n" + text)
     if args.output:
         with open(args.output, "w") as f:
             f.write(text if final else text + "\n(partial: the run has not finished)\n")
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump({"results": results, "transformers": tf, "agreement": agree, "notes": notes}, f, indent=1,
+        json.dump({"results": results, "transformers": tf, "faster_whisper": fw, "agreement": agree, "notes": notes}, f,
+                  indent=1,
                   default=str)
 
 
