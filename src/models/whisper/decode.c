@@ -408,6 +408,14 @@ static kiln_status step_kv(kiln_whisper *w, dec_task *t, int32_t G, int32_t *tok
   return KILN_OK;
 }
 
+/* A task's rows up to its last live one (0 for no task or a finished one). */
+static int32_t live_rows(const dec_task *t) {
+  int32_t n = 0;
+  for (int32_t j = 0; t && !t->done && j < t->n; j++)
+    if (t->next[j] >= 0) n = j + 1;
+  return n;
+}
+
 kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, int32_t G) {
   const kiln_whisper_config *c = kiln_whisper_get_config(w);
   int32_t V = c->vocab_size, slots = 0;
@@ -434,14 +442,11 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
     st = kiln_whisper_batch_step(w, R, tokens, NULL);
     int32_t end = 0; /* the logits rows up to the last live one, in one copy */
     for (int32_t s = 0; s < slots; s++)
-      for (int32_t j = 0; tasks[s] && !tasks[s]->done && j < tasks[s]->n; j++)
-        if (tasks[s]->next[j] >= 0) end = tasks[s]->r.first + j + 1;
+      if (live_rows(tasks[s]) > 0) end = tasks[s]->r.first + live_rows(tasks[s]);
     if (st == KILN_OK) st = kiln_whisper_step_fetch(w, end);
     for (int32_t s = 0; st == KILN_OK && s < slots; s++) { /* each task's rows up to its last live one */
       dec_task *t = tasks[s];
-      int32_t n = 0;
-      for (int32_t j = 0; t && !t->done && j < t->n; j++)
-        if (t->next[j] >= 0) n = j + 1;
+      int32_t n = live_rows(t);
       if (n > 0) st = kiln_whisper_step_logits(w, t->r.first, n, t->logits);
       if (st == KILN_OK && t && !t->done) st = dec_task_choose(t); /* while its rows are in the cache */
     }

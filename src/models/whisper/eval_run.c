@@ -187,6 +187,11 @@ static int32_t worker_count(int32_t asked) {
   return t < KILN_EVAL_MAX_THREADS ? t : KILN_EVAL_MAX_THREADS;
 }
 
+/* Utterances in the batch that starts at i. */
+static int32_t batch_len(int64_t total, int64_t i, int32_t batch) {
+  return total - i < batch ? (int32_t)(total - i) : batch;
+}
+
 static kiln_status run_all(kiln_whisper *w, const kiln_manifest *m, const kiln_eval_run_params *p,
                            kiln_eval_report *report, int32_t batch, kiln_eval_run_stats *st) {
   int64_t total = kiln_manifest_count(m);
@@ -203,13 +208,12 @@ static kiln_status run_all(kiln_whisper *w, const kiln_manifest *m, const kiln_e
     if (!fb[j].mels || !fb[j].u) s = kiln_error(KILN_ERR_OUT_OF_MEMORY, "kiln_eval_run: out of memory for the mel spectrograms");
   }
   double t0 = now_s();
-  if (s == KILN_OK && total > 0) fe_start(&fb[0], 0, total < batch ? (int32_t)total : batch);
+  if (s == KILN_OK && total > 0) fe_start(&fb[0], 0, batch_len(total, 0, batch));
   for (int64_t i = 0, j = 0; s == KILN_OK && i < total; i += batch, j ^= 1) {
     double w0 = now_s();
     fe_join(&fb[j]);
     st->frontend_wait_seconds += now_s() - w0;
-    int64_t next = i + batch;
-    if (next < total) fe_start(&fb[j ^ 1], next, total - next < batch ? (int32_t)(total - next) : batch);
+    if (i + batch < total) fe_start(&fb[j ^ 1], i + batch, batch_len(total, i + batch, batch));
     s = run_batch(w, p, report, &fb[j], r, st);
     st->wall_seconds = now_s() - t0;
   }
