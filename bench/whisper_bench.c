@@ -35,6 +35,8 @@
 #include "kiln/whisper.h"
 
 #ifdef KILN_HAVE_CUDA
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -76,6 +78,60 @@ static double device_gbps(void) {
 #else
   return 0;
 #endif
+}
+
+/* The dense fp16 GEMM rate the encoder is judged against (issue 5: encoder throughput at least
+ * 60% of it): cuBLAS fp16 x fp16 -> fp16 with fp32 accumulation at the shape of the encoder's
+ * widest matmul at this batch (M = batch x 1500 rows, N = 4 x d_model, K = d_model: the MLP's
+ * first layer), best of 20 timed calls after a warm-up, in TFLOP/s. 0 when it cannot be run. */
+static double dense_gemm_tflops(int64_t m, int64_t n, int64_t k) {
+#ifdef KILN_HAVE_CUDA
+  void *a = NULL, *b = NULL, *c = NULL;
+  cublasHandle_t h = NULL;
+  cudaEvent_t e0 = NULL, e1 = NULL;
+  double best = 0;
+  if (cudaMalloc(&a, (size_t)(m * k) * 2) != cudaSuccess || cudaMalloc(&b, (size_t)(k * n) * 2) != cudaSuccess ||
+      cudaMalloc(&c, (size_t)(m * n) * 2) != cudaSuccess || cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+    goto done;
+  cudaMemset(a, 0x3c, (size_t)(m * k) * 2), cudaMemset(b, 0x3c, (size_t)(k * n) * 2); /* 1.0-ish halves */
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  const float one = 1.0f, zero = 0.0f;
+  for (int i = 0; i < 21; i++) {
+    float ms = 0;
+    cudaEventRecord(e0, 0);
+    /* column-major C[n x m] = B[n x k] * A[k x m]: the row-major [m, n] = [m, k] x [k, n] */
+    if (cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, b, CUDA_R_16F, (int)n, a, CUDA_R_16F,
+                     (int)k, &zero, c, CUDA_R_16F, (int)n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) !=
+        CUBLAS_STATUS_SUCCESS)
+      break;
+    cudaEventRecord(e1, 0);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms, e0, e1);
+    double tf = ms > 0 ? 2.0 * (double)m * (double)n * (double)k / (ms * 1e-3) / 1e12 : 0;
+    if (i && tf > best) best = tf;
+  }
+done:
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  if (h) cublasDestroy(h);
+  cudaFree(a), cudaFree(b), cudaFree(c);
+  return best;
+#else
+  (void)m, (void)n, (void)k;
+  return 0;
+#endif
+}
+
+/* The encoder's floating-point operations for one 30 s window (multiply-adds count 2): the two
+ * convolutions of the stem (3000 and 1500 frames), per layer the q/k/v/out projections, the MLP
+ * and attention's two products over 1500 positions, and the cross-attention keys/values of
+ * every decoder layer, which the encoder engine computes. */
+static double encoder_flops(const kiln_whisper_config *c) {
+  double d = c->d_model, t = c->n_audio_ctx;
+  double stem = 2.0 * c->n_mels * 3 * d * 2 * t + 2.0 * d * 3 * d * t;
+  double layer = 2.0 * 4 * d * d * t + 2.0 * 2 * d * c->encoder_ffn * t + 2.0 * 2 * t * t * d;
+  double cross = (double)c->decoder_layers * 2 * 2.0 * d * d * t;
+  return stem + c->encoder_layers * layer + cross;
 }
 
 /* Bytes one decoding step of `batch` rows reads from the KV tensors of the decoder engine in
@@ -236,14 +292,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   double bytes = weights + kv;
+  double enc_tflops = enc > 0 ? encoder_flops(c) * batch / (enc * 1e-3) / 1e12 : 0;
+  double gemm_tflops = dense_gemm_tflops((int64_t)batch * c->n_audio_ctx, 4 * (int64_t)c->d_model, c->d_model);
   double gbps = device_gbps(), floor_ms = gbps > 0 ? bytes / (gbps * 1e9) * 1e3 : 0;
   printf("kiln batch %d steps %d ms_per_batch %.2f ms_per_window %.2f encoder_ms %.2f ms_per_step %.3f rtf %.5f "
          "tokens_per_s %.1f planned_bytes %lld device_used_delta_bytes %lld step_bytes %.0f step_weight_bytes %.0f "
-         "step_kv_bytes %.0f device_gbps %.0f floor_ms %.3f step_over_floor %.2f encoder_ring_bytes %lld\n",
+         "step_kv_bytes %.0f device_gbps %.0f floor_ms %.3f step_over_floor %.2f encoder_ring_bytes %lld "
+         "encoder_tflops %.1f dense_gemm_tflops %.1f encoder_over_gemm %.2f\n",
          batch, steps, total, total / batch, enc, step, total / batch / 30000.0, batch * steps / (total / 1e3),
          (long long)kiln_whisper_device_bytes(w), (long long)(peak > before ? peak - before : 0), bytes, weights, kv, gbps,
          floor_ms,
-         floor_ms > 0 ? step / floor_ms : 0, (long long)kiln_whisper_encoder_ring_bytes(w));
+         floor_ms > 0 ? step / floor_ms : 0, (long long)kiln_whisper_encoder_ring_bytes(w), enc_tflops, gemm_tflops,
+         gemm_tflops > 0 ? enc_tflops / gemm_tflops : 0);
   free(mel), free(res);
   kiln_whisper_destroy(w);
   return 0;

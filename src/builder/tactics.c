@@ -4,7 +4,10 @@
  * kernels, from the CUDA backend; for a weight-only quantized matmul, kiln's small-M kernels and
  * cuBLASLt on the dequantized weights) and every plugin's tactics are timed at the profile's opt shape
  * on the GPU with random inputs, and each is run once at the min and max shapes; a candidate that
- * fails anywhere is skipped with a log line. The fastest survivor wins. Choices are kept in the
+ * fails anywhere is skipped with a log line. Matmuls are timed with cold weights, as a decoding
+ * step reads them: the timed calls cycle through copies of the layer's constants (weights,
+ * scales, bias, layernorm parameters) that together exceed twice the GPU's L2 cache, so that a
+ * small-M tactic that only looks fast with its weights in L2 does not win. The fastest survivor wins. Choices are kept in the
  * timing cache (keyed by GPU, driver, CUDA and kiln version) so rebuilds skip the timing.
  * CPU targets have one implementation per op: nothing to choose.
  */
@@ -58,11 +61,33 @@ static int64_t rows_of(const kiln_dims *d) {
   return m;
 }
 
+#define MM_MAX_COPIES 16
+
 /* A matmul or matmul_wq layer's operands on the device: x [m_max, K] random, the constants
- * (weights, scales, bias) copied, y [m_max, N]. */
+ * (weights, scales, bias) copied `copies` times (copy c of input j at dev[j] + c * stride[j]),
+ * y [m_max, N]. */
 typedef struct mm_bufs {
   void *dev[KILN_MAX_LAYER_IO + 1]; /* per input, then y */
+  size_t stride[KILN_MAX_LAYER_IO]; /* bytes between copies of a constant input; 0: one copy */
+  int32_t copies;
 } mm_bufs;
+
+static size_t align256(size_t n) { return (n + 255u) / 256u * 256u; }
+
+/* Copies of the constants whose bytes together exceed twice the L2 cache (at most MM_MAX_COPIES). */
+static int32_t cold_copies(const kiln_graph *g, const kiln_layer_def *l) {
+  int dev = 0, l2 = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess)
+    l2 = 64 << 20;
+  size_t bytes = 0;
+  for (int32_t j = 1; j < l->n_in; j++) {
+    const kiln_tensor_def *t = &g->tensors[l->in[j]];
+    if (t->kind == KILN_TENSOR_CONSTANT && t->data) bytes += align256(t->bytes);
+  }
+  if (!bytes) return 1;
+  size_t c = (2 * (size_t)l2 + bytes - 1) / bytes;
+  return c < 1 ? 1 : c > MM_MAX_COPIES ? MM_MAX_COPIES : (int32_t)c;
+}
 
 static void mm_bufs_free(mm_bufs *b) {
   for (int32_t i = 0; i <= KILN_MAX_LAYER_IO; i++) kiln_cuda_free(b->dev[i]);
@@ -75,14 +100,17 @@ static kiln_status mm_bufs_alloc(const kiln_graph *g, const kiln_layer_def *l, i
   kiln_matmul_io io;
   memset(b, 0, sizeof *b);
   KILN_TRY(kiln_matmul_io_of(l, &io));
+  b->copies = cold_copies(g, l);
   kiln_status st = random_device(&b->dev[0], g->precision, m_max * k, 1);
   for (int32_t j = 1; j < l->n_in && st == KILN_OK; j++) {
     const kiln_tensor_def *t = &g->tensors[l->in[j]];
     if (j == io.residual) {
       st = random_device(&b->dev[j], t->dtype, m_max * n, 1 + (uint64_t)j);
     } else if (t->kind == KILN_TENSOR_CONSTANT && t->data) {
-      st = kiln_cuda_malloc(&b->dev[j], t->bytes ? t->bytes : 1);
-      if (st == KILN_OK) st = kiln_cuda_memcpy_h2d(b->dev[j], t->data, t->bytes, NULL);
+      b->stride[j] = align256(t->bytes ? t->bytes : 1);
+      st = kiln_cuda_malloc(&b->dev[j], b->stride[j] * (size_t)b->copies);
+      for (int32_t c = 0; c < b->copies && st == KILN_OK; c++)
+        st = kiln_cuda_memcpy_h2d((char *)b->dev[j] + b->stride[j] * (size_t)c, t->data, t->bytes, NULL);
     } else {
       st = random_device(&b->dev[j], t->dtype, kiln_dims_count(&t->dims), 1 + (uint64_t)j);
     }
@@ -92,8 +120,14 @@ static kiln_status mm_bufs_alloc(const kiln_graph *g, const kiln_layer_def *l, i
   return st;
 }
 
+/* Point the constant inputs at copy c. */
+static void mm_use_copy(const mm_bufs *b, int32_t n_in, kiln_tensor *in, int32_t c) {
+  for (int32_t j = 1; j < n_in; j++)
+    if (b->stride[j]) in[j].data = (char *)b->dev[j] + b->stride[j] * (size_t)(c % b->copies);
+}
+
 /* Run layer l with tactic t for M rows (through the backend's layer dispatch, as the runtime
- * does); time it if `ms` is not NULL. */
+ * does); time it if `ms` is not NULL, cycling through the constants' copies. */
 static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_graph *g, const kiln_layer_def *l,
                               const mm_bufs *b, int64_t m, float *ms) {
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
@@ -111,11 +145,15 @@ static kiln_status run_matmul(timing_env *env, const kiln_tactic *t, const kiln_
     KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
     return kiln_cuda_stream_sync(env->stream);
   }
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < 2; i++) {
+    mm_use_copy(b, l->n_in, in, i + 1);
     KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
+  }
   cudaEventRecord(env->start, env->stream);
-  for (int32_t i = 0; i < env->iterations; i++)
+  for (int32_t i = 0; i < env->iterations; i++) {
+    mm_use_copy(b, l->n_in, in, i + 3);
     KILN_TRY(kiln_cuda_run_layer(env->cu, g, &tl, in, &y, env->workspace, env->workspace_bytes, env->stream));
+  }
   cudaEventRecord(env->stop, env->stream);
   if (cudaEventSynchronize(env->stop) != cudaSuccess) return kiln_error(KILN_ERR_CUDA, "timing a matmul tactic failed");
   float total = 0;
@@ -128,7 +166,7 @@ static void matmul_key(const kiln_graph *g, const kiln_layer_def *l, int64_t m_o
   const kiln_tensor_def *w = &g->tensors[l->in[1]];
   kiln_matmul_io io;
   int32_t has_bias = kiln_matmul_io_of(l, &io) == KILN_OK && io.bias >= 0;
-  int used = snprintf(key, n, "%s|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d|fuse=%d", kiln_op_name(l->op),
+  int used = snprintf(key, n, "%s|cold|m=%lld|n=%lld|k=%lld|%s|bias=%d|act=%d|fuse=%d", kiln_op_name(l->op),
                       (long long)m_opt, (long long)w->dims.d[0], (long long)w->dims.d[1], kiln_dtype_name(g->precision),
                       has_bias, l->p.activation, l->p.fuse);
   if (l->op == KILN_OP_MATMUL_WQ && used > 0 && (size_t)used < n)

@@ -119,7 +119,9 @@ static void test_activation(void) {
 static void test_layernorm(void) {
   check_rng r = {13};
   const shape shapes[] = {{2, {1, 1}}, {2, {3, 7}},     {2, {5, 1000}}, {3, {2, 3, 4096}},
-                          {2, {0, 16}}, {2, {4, 257}},  {1, {384}},     {2, {300, 1280}}};
+                          {2, {0, 16}}, {2, {4, 257}},  {1, {384}},     {2, {300, 1280}},
+                          /* fp16/bf16 rows of a multiple of 8: the warp-per-row path at each width */
+                          {2, {7, 8}},  {2, {3, 520}},  {2, {2, 2048}}, {3, {2, 5, 64}}};
   char what[200];
   for (int d = 0; d < 3; d++)
     for (size_t s = 0; s < NELEM(shapes); s++)
@@ -236,46 +238,73 @@ static void test_embedding(void) {
 
 /* ---- conv1d ------------------------------------------------------------------------------- */
 
+/* Both paths of kiln_cuda_conv1d against the CPU: path 0 the direct kernel (no workspace),
+ * path 1 cuBLASLt over im2col columns (workspace of kiln_cuda_conv1d_workspace bytes), path 2 a
+ * workspace one byte short (must fall back to the direct kernel and stay right). The cuBLASLt
+ * path rounds the product to the output dtype before the bias (one extra rounding of a value as
+ * large as max |x * w|, computed here on the CPU), so its tolerance adds half an ulp of that. */
 static void test_conv1d(void) {
   check_rng r = {16};
   const struct {
     int64_t b, cin, t, cout;
     int32_t stride;
-  } cases[] = {{1, 1, 1, 1, 1},    {2, 3, 10, 5, 1},  {2, 3, 10, 5, 2},   {1, 80, 301, 64, 1},
-               {1, 64, 300, 64, 2}, {2, 17, 33, 19, 2}, {0, 3, 5, 4, 1},   {1, 2, 2, 3, 2},
-               {3, 5, 7, 0, 1}};
+  } cases[] = {{1, 1, 1, 1, 1},     {2, 3, 10, 5, 1},    {2, 3, 10, 5, 2},    {1, 80, 301, 64, 1},
+               {1, 64, 300, 64, 2}, {2, 17, 33, 19, 2},  {0, 3, 5, 4, 1},     {1, 2, 2, 3, 2},
+               {3, 5, 7, 0, 1},     {2, 80, 3000, 48, 1}, {3, 72, 301, 40, 2}, {1, 33, 65, 70, 2}};
   char what[200];
+  void *ws = NULL;
+  size_t ws_cap = 0;
+  for (size_t c = 0; c < NELEM(cases); c++) {
+    int64_t xd[3] = {cases[c].b, cases[c].cin, cases[c].t}, wd[3] = {cases[c].cout, cases[c].cin, 3};
+    kiln_dims xdims = {3, {xd[0], xd[1], xd[2]}}, wdims = {3, {wd[0], wd[1], wd[2]}};
+    size_t need = kiln_cuda_conv1d_workspace(&xdims, &wdims, cases[c].stride, KILN_DTYPE_FP32);
+    if (need > ws_cap) ws_cap = need;
+  }
+  GT_REQUIRE(kiln_cuda_malloc(&ws, ws_cap));
   for (int d = 0; d < 3; d++)
     for (size_t c = 0; c < NELEM(cases); c++)
-      for (int variant = 0; variant < 2; variant++) { /* 0: bias + gelu, 1: no bias, none */
-        kiln_dtype dt = gt_dtypes[d];
-        int64_t tout = (cases[c].t + 2 - 3) / cases[c].stride + 1;
-        int64_t xd[3] = {cases[c].b, cases[c].cin, cases[c].t};
-        int64_t wd[3] = {cases[c].cout, cases[c].cin, 3}, bd[1] = {cases[c].cout};
-        int64_t yd[3] = {cases[c].b, cases[c].cout, tout};
-        gt_buf x = gt_new(dt, 3, xd), w = gt_new(dt, 3, wd), b = gt_new(dt, 1, bd);
-        gt_buf y = gt_new(dt, 3, yd);
-        kiln_activation act = variant ? KILN_ACTIVATION_NONE : KILN_ACTIVATION_GELU;
-        gt_random(&x, &r, -1, 1), gt_random(&w, &r, -0.5f, 0.5f), gt_random(&b, &r, -1, 1);
-        gt_poison(&y);
-        CHECK_OK(kiln_cpu_conv1d(&x.h, &w.h, variant ? NULL : &b.h, cases[c].stride, act, &y.h));
-        CHECK_OK(kiln_cuda_conv1d(ctx, &x.d, &w.d, variant ? NULL : &b.d, cases[c].stride, act,
-                                  &y.d, gt_stream_));
-        snprintf(what, sizeof what, "conv1d %s B=%lld Cin=%lld T=%lld Cout=%lld stride %d %s",
-                 kiln_dtype_name(dt), (long long)cases[c].b, (long long)cases[c].cin,
-                 (long long)cases[c].t, (long long)cases[c].cout, (int)cases[c].stride,
-                 variant ? "plain" : "bias+gelu");
-        gt_compare(what, &y, gt_atol(dt) + 4e-6 * (double)(cases[c].cin * 3), gt_rtol(dt));
-        gt_free(&x), gt_free(&w), gt_free(&b), gt_free(&y);
-      }
+      for (int variant = 0; variant < 2; variant++) /* 0: bias + gelu, 1: no bias, none */
+        for (int path = 0; path < 3; path++) {
+          kiln_dtype dt = gt_dtypes[d];
+          int64_t tout = (cases[c].t + 2 - 3) / cases[c].stride + 1;
+          int64_t xd[3] = {cases[c].b, cases[c].cin, cases[c].t};
+          int64_t wd[3] = {cases[c].cout, cases[c].cin, 3}, bd[1] = {cases[c].cout};
+          int64_t yd[3] = {cases[c].b, cases[c].cout, tout};
+          gt_buf x = gt_new(dt, 3, xd), w = gt_new(dt, 3, wd), b = gt_new(dt, 1, bd);
+          gt_buf y = gt_new(dt, 3, yd), pre = gt_new(KILN_DTYPE_FP32, 3, yd);
+          kiln_activation act = variant ? KILN_ACTIVATION_NONE : KILN_ACTIVATION_GELU;
+          gt_random(&x, &r, -1, 1), gt_random(&w, &r, -0.5f, 0.5f), gt_random(&b, &r, -1, 1);
+          gt_poison(&y);
+          CHECK_OK(kiln_cpu_conv1d(&x.h, &w.h, variant ? NULL : &b.h, cases[c].stride, act, &y.h));
+          CHECK_OK(kiln_cpu_conv1d(&x.h, &w.h, NULL, cases[c].stride, KILN_ACTIVATION_NONE, &pre.h));
+          double pre_max = 0;
+          for (int64_t i = 0; i < pre.n; i++) {
+            double v = fabs((double)((const float *)pre.host)[i]);
+            if (v > pre_max) pre_max = v;
+          }
+          size_t need = kiln_cuda_conv1d_workspace(&x.d.shape, &w.d.shape, cases[c].stride, dt);
+          CHECK(need > 0 && need <= ws_cap);
+          CHECK_OK(kiln_cuda_conv1d(ctx, &x.d, &w.d, variant ? NULL : &b.d, cases[c].stride, act, &y.d,
+                                    path ? ws : NULL, path == 1 ? need : path == 2 ? need - 1 : 0, gt_stream_));
+          snprintf(what, sizeof what, "conv1d %s B=%lld Cin=%lld T=%lld Cout=%lld stride %d %s, %s",
+                   kiln_dtype_name(dt), (long long)cases[c].b, (long long)cases[c].cin,
+                   (long long)cases[c].t, (long long)cases[c].cout, (int)cases[c].stride,
+                   variant ? "plain" : "bias+gelu",
+                   path == 1 ? "cuBLASLt" : path == 2 ? "workspace short: direct" : "direct");
+          double half_ulp = dt == KILN_DTYPE_FP16 ? 0x1p-11 : dt == KILN_DTYPE_BF16 ? 0x1p-8 : 0x1p-24;
+          double atol = gt_atol(dt) + 4e-6 * (double)(cases[c].cin * 3) + (path == 1 ? half_ulp * pre_max : 0);
+          gt_compare(what, &y, atol, gt_rtol(dt));
+          gt_free(&x), gt_free(&w), gt_free(&b), gt_free(&y), gt_free(&pre);
+        }
+  kiln_cuda_free(ws);
   {
     int64_t xd[3] = {1, 2, 5}, wd[3] = {3, 2, 3}, yd[3] = {1, 3, 5};
     gt_buf x = gt_new(KILN_DTYPE_FP32, 3, xd), w = gt_new(KILN_DTYPE_FP32, 3, wd);
     gt_buf y = gt_new(KILN_DTYPE_FP32, 3, yd);
     gt_poison(&y);
-    CHECK_STATUS(kiln_cuda_conv1d(ctx, &x.d, &w.d, NULL, 3, KILN_ACTIVATION_NONE, &y.d, gt_stream_),
+    CHECK_STATUS(kiln_cuda_conv1d(ctx, &x.d, &w.d, NULL, 3, KILN_ACTIVATION_NONE, &y.d, NULL, 0, gt_stream_),
                  KILN_ERR_INVALID_ARG);
-    CHECK_STATUS(kiln_cuda_conv1d(ctx, &x.d, &w.d, NULL, 2, KILN_ACTIVATION_NONE, &y.d, gt_stream_),
+    CHECK_STATUS(kiln_cuda_conv1d(ctx, &x.d, &w.d, NULL, 2, KILN_ACTIVATION_NONE, &y.d, NULL, 0, gt_stream_),
                  KILN_ERR_SHAPE); /* stride 2 gives T = 3, not 5 */
     CHECK(gt_dev_still_poisoned(&y));
     gt_free(&x), gt_free(&w), gt_free(&y);
@@ -308,7 +337,12 @@ static void test_copy_transpose(void) {
                {{8, {2, 1, 3, 1, 2, 2, 1, 3}}, {7, 0, 6, 1, 5, 2, 4, 3}},
                {{3, {5, 0, 3}}, {2, 1, 0}},
                {{4, {2, 1500, 6, 64}}, {0, 2, 1, 3}},
-               {{1, {9}}, {0}}};
+               {{1, {9}}, {0}},
+               /* the last dim kept: 16-byte rows (the vector path) or not, per dtype */
+               {{4, {3, 7, 5, 8}}, {2, 0, 1, 3}},
+               {{5, {2, 1, 3, 4, 12}}, {3, 1, 0, 2, 4}},
+               {{3, {4, 5, 4}}, {1, 0, 2}},
+               {{4, {2, 20, 33, 64}}, {0, 2, 1, 3}}};
   char what[200];
   for (int d = 0; d < 3; d++)
     for (size_t c = 0; c < NELEM(cases); c++) {

@@ -128,7 +128,7 @@ static kiln_status dispatch(const kiln_graph *g, const kiln_layer_def *l, const 
                              &out[0]);
     case KILN_OP_RESHAPE:
       KILN_TRY(check_io(l, 1, 1, 1));
-      return kiln_cpu_copy(&in[0], &out[0]);
+      return in[0].data == out[0].data ? KILN_OK : kiln_cpu_copy(&in[0], &out[0]); /* a view: see memplan.c */
     case KILN_OP_TRANSPOSE:
       KILN_TRY(check_io(l, 1, 1, 1));
       return run_transpose(l, in, out);

@@ -3,7 +3,10 @@
  *
  * One thread per output element (grid-stride), dtype conversion on the way. Transpose computes
  * each source offset from the output coordinates: correct for every permutation, not tiled for
- * coalescing (a tiled 2-D path is a later optimization). Not for strided (non-contiguous) views.
+ * coalescing. A permutation that keeps the last dim in place (attention's head splits and merges,
+ * [B, S, H, Dh] <-> [B, H, S, Dh]) with one dtype and rows of a multiple of 16 bytes moves 16
+ * bytes per thread instead (transpose_rows_kernel: whole rows, both sides coalesced).
+ * Not for strided (non-contiguous) views.
  */
 #include "backends/cuda/cuda_common.cuh"
 
@@ -20,18 +23,29 @@ typedef struct transpose_map {
   int64_t in_strides[KILN_MAX_DIMS];
 } transpose_map;
 
+/* The input offset of output element i. */
+static __device__ __forceinline__ int64_t source_offset(int64_t i, const transpose_map &map) {
+  int64_t rem = i, off = 0;
+  for (int32_t d = map.rank - 1; d >= 0; d--) {
+    int64_t c = rem % map.out_dims[d];
+    rem /= map.out_dims[d];
+    off += c * map.in_strides[d];
+  }
+  return off;
+}
+
 static __global__ void transpose_kernel(const void *x, int xdt, void *y, int ydt, int64_t n,
                                         transpose_map map) {
   int64_t step = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-    int64_t rem = i, off = 0;
-    for (int32_t d = map.rank - 1; d >= 0; d--) {
-      int64_t c = rem % map.out_dims[d];
-      rem /= map.out_dims[d];
-      off += c * map.in_strides[d];
-    }
-    kiln_st(y, ydt, i, kiln_ld(x, xdt, off));
-  }
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step)
+    kiln_st(y, ydt, i, kiln_ld(x, xdt, source_offset(i, map)));
+}
+
+/* The row path: map.out_dims[rank - 1] and in_strides count 16-byte vectors (the last dim is
+ * kept, so a row is contiguous on both sides). */
+static __global__ void transpose_rows_kernel(const uint4 *x, uint4 *y, int64_t n, transpose_map map) {
+  int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) y[i] = x[source_offset(i, map)];
 }
 
 /* y viewed as [outer, y_chunk]; x as [outer, x_chunk]; copies x[o, r] <-> y[o, y_off + r] for
@@ -107,6 +121,21 @@ extern "C" kiln_status kiln_cuda_transpose(const kiln_tensor *x, const int64_t *
   int64_t n = kiln_dims_count(&y->shape);
   if (n == 0) return KILN_OK;
   /* contiguous x may carry any stride on a size-1 dim; those never contribute (coordinate 0) */
+  int32_t r = map.rank;
+  size_t es = kiln_dtype_bytes(x->dtype, 1), row = r > 0 ? es * (size_t)map.out_dims[r - 1] : 0;
+  if (r > 1 && perm[r - 1] == r - 1 && x->dtype == y->dtype && row % 16 == 0 && x->strides[r - 1] == 1 &&
+      ((uintptr_t)x->data | (uintptr_t)y->data) % 16 == 0) {
+    int64_t per = (int64_t)(16 / es); /* elements per vector */
+    transpose_map vm = map;
+    for (int32_t i = 0; i < r - 1; i++) vm.in_strides[i] = map.in_strides[i] / per;
+    vm.out_dims[r - 1] = map.out_dims[r - 1] / per;
+    vm.in_strides[r - 1] = 1;
+    int64_t nv = n / per;
+    transpose_rows_kernel<<<kiln_grid_1d(nv), KILN_CUDA_THREADS, 0, kiln_stream(stream)>>>(
+        (const uint4 *)x->data, (uint4 *)y->data, nv, vm);
+    KILN_CUDA_CHECK_LAUNCH();
+    return KILN_OK;
+  }
   transpose_kernel<<<kiln_grid_1d(n), KILN_CUDA_THREADS, 0, kiln_stream(stream)>>>(
       x->data, x->dtype, y->data, y->dtype, n, map);
   KILN_CUDA_CHECK_LAUNCH();

@@ -35,6 +35,42 @@ static __device__ __forceinline__ void kiln_st(void *p, int dtype, int64_t i, fl
     ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
 }
 
+/* 8 consecutive 16-bit floats (dtype fp16 or bf16) at a 16-byte aligned p, as floats; and back. */
+static __device__ __forceinline__ void kiln_ld8(const void *p, int dtype, float *v) {
+  union {
+    uint4 u;
+    __half2 h[4];
+    __nv_bfloat162 b[4];
+  } x;
+  x.u = *(const uint4 *)p;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float2 f = dtype == KILN_DTYPE_FP16 ? __half22float2(x.h[i]) : __bfloat1622float2(x.b[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+
+static __device__ __forceinline__ void kiln_st8(void *p, int dtype, const float *v) {
+  union {
+    uint4 u;
+    __half2 h[4];
+    __nv_bfloat162 b[4];
+  } x;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if (dtype == KILN_DTYPE_FP16) x.h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+    else x.b[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+  }
+  *(uint4 *)p = x.u;
+}
+
+/* 1 when t is fp16/bf16, its data 16-byte aligned and its element count a multiple of 8: the
+ * 8-wide paths above apply. */
+static inline int kiln_vec8_ok(const kiln_tensor *t) {
+  return (t->dtype == KILN_DTYPE_FP16 || t->dtype == KILN_DTYPE_BF16) && (uintptr_t)t->data % 16 == 0 &&
+         kiln_dims_count(&t->shape) % 8 == 0;
+}
+
 /* kiln_activation on one value; GELU is the erf form. */
 static __device__ __forceinline__ float kiln_act(float v, int act) {
   switch (act) {

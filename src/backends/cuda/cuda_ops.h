@@ -140,9 +140,15 @@ kiln_status kiln_cuda_add_layernorm(const kiln_tensor *a, const kiln_tensor *b,
 kiln_status kiln_cuda_softmax(const kiln_tensor *x, kiln_tensor *y, void *stream);
 kiln_status kiln_cuda_embedding(const kiln_tensor *table, const kiln_tensor *ids, kiln_tensor *y,
                                 void *stream);
+/* conv1d (kernel 3, padding 1, stride 1 or 2): through cuBLASLt when given a context and a
+ * workspace of kiln_cuda_conv1d_workspace bytes (x, w, y in one dtype), else kiln's direct kernel
+ * (any dtype mix, no workspace). */
 kiln_status kiln_cuda_conv1d(kiln_cuda_ctx *cu, const kiln_tensor *x, const kiln_tensor *w,
                              const kiln_tensor *b, int32_t stride, kiln_activation act,
-                             kiln_tensor *y, void *stream);
+                             kiln_tensor *y, void *workspace, size_t workspace_bytes, void *stream);
+/* Workspace bytes for conv1d's cuBLASLt path at input dims x [B, Cin, T], weight w, in dtype
+ * (one window's columns and a matmul workspace); 0 for arguments it does not take. */
+size_t kiln_cuda_conv1d_workspace(const kiln_dims *x, const kiln_dims *w, int32_t stride, kiln_dtype dtype);
 kiln_status kiln_cuda_copy(const kiln_tensor *x, kiln_tensor *y, void *stream);
 kiln_status kiln_cuda_transpose(const kiln_tensor *x, const int64_t *perm, kiln_tensor *y,
                                 void *stream);

@@ -119,9 +119,11 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
     case KILN_OP_EMBEDDING: st = kiln_cuda_embedding(&in[0], &in[1], &out[0], stream); break;
     case KILN_OP_CONV1D:
       st = kiln_cuda_conv1d(cu, &in[0], &in[1], l->n_in > 2 ? &in[2] : NULL, l->p.stride,
-                            (kiln_activation)l->p.activation, &out[0], stream);
+                            (kiln_activation)l->p.activation, &out[0], workspace, workspace_bytes, stream);
       break;
-    case KILN_OP_RESHAPE: st = kiln_cuda_copy(&in[0], &out[0], stream); break;
+    case KILN_OP_RESHAPE: /* a view when the planner gave both the same bytes */
+      st = in[0].data == out[0].data ? KILN_OK : kiln_cuda_copy(&in[0], &out[0], stream);
+      break;
     case KILN_OP_TRANSPOSE:
       if (l->p.dims.rank != in[0].shape.rank)
         return kiln_error(KILN_ERR_SHAPE, "layer %s: permutation of rank %d for an input of rank %d",
@@ -162,6 +164,8 @@ size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
     if (l->tactic.kind == KILN_TACTIC_DEFAULT) return ln + KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
     return ln;
   }
+  if (l->op == KILN_OP_CONV1D && in_dims && l->n_in >= 2)
+    return kiln_cuda_conv1d_workspace(&in_dims[0], &in_dims[1], l->p.stride, g->tensors[l->in[0]].dtype);
   if (l->op == KILN_OP_KV_ATTENTION && in_dims && l->n_in >= 3)
     return kiln_cuda_kv_attention_workspace(&in_dims[0], &in_dims[1], l->p.heads);
   if (l->op == KILN_OP_MATMUL_WQ && l->n_in >= 3) {
