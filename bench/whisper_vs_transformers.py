@@ -311,7 +311,7 @@ def table_rows(configs, batches, results, tf, fw, agree):
         else:
             a_cells = [f"{a[0]:.2e}", f"{100 * a[1]:.1f}%"]
         if r.get("error"):
-            rows.append(f"| {name} | all | {r['error']} |" + " |" * 12 + f" {a_cells[0]} | {a_cells[1]} |")
+            rows.append(f"| {name} | all | {r['error']} |" + " |" * 13 + f" {a_cells[0]} | {a_cells[1]} |")
             continue
         for b in batches:
             k, mem = r["runs"].get(b), r["memory"].get(b)
@@ -325,7 +325,7 @@ def table_rows(configs, batches, results, tf, fw, agree):
             f = fw.get(b)
             f_ms = f if isinstance(f, str) else (f"{f['ms']:.1f}" if f else "—")
             if isinstance(k, str):
-                rows.append(f"| {name} | {b} | {k} |" + " |" * 5 + f" {fmt_memory(mem)} | {t_ms} | {t_mem} | | |"
+                rows.append(f"| {name} | {b} | {k} |" + " |" * 6 + f" {fmt_memory(mem)} | {t_ms} | {t_mem} | | |"
                             f" {f_ms} | | {a_cells[0]} | {a_cells[1]} |")
                 continue
             f_speed = f"{f['ms'] / k['ms_per_batch']:.2f}x" if isinstance(f, dict) else ""
@@ -335,17 +335,21 @@ def table_rows(configs, batches, results, tf, fw, agree):
                 ratio = f"{mem['planned_bytes'] / t['peak_bytes']:.2f}x"
             floor = f"{k['floor_ms']:.3f}" if k["floor_ms"] > 0 else "n/a"
             over = f"{k['step_over_floor']:.2f}x" if k["floor_ms"] > 0 else "n/a"
+            enc = f"{k['encoder_ms']:.1f}" if "encoder_ms" in k else "n/a"
+            if k.get("dense_gemm_tflops", 0) > 0:
+                enc += f" ({k['encoder_tflops']:.0f} TF/s, {k['encoder_over_gemm']:.2f}x of {k['dense_gemm_tflops']:.0f})"
             rows.append(f"| {name} | {b} | {k['ms_per_batch']:.1f} | {k['ms_per_batch'] / b / 30000:.5f} | "
-                        f"{num(k['tokens_per_s'])} | {k['ms_per_step']:.3f} | {floor} | {over} | {fmt_memory(mem)} | "
+                        f"{num(k['tokens_per_s'])} | {k['ms_per_step']:.3f} | {floor} | {over} | {enc} | {fmt_memory(mem)} | "
                         f"{t_ms} | {t_mem} | {speed} | {ratio} | {f_ms} | {f_speed} | {a_cells[0]} | {a_cells[1]} |")
     return rows
 
 
 HEADER = ("| config | batch | kiln wall ms | RTF | decode tokens/s | step ms | floor ms | step/floor | "
+          "encoder ms (TFLOP/s, share of the dense fp16 GEMM rate) | "
           "kiln GPU MiB planned / in use | transformers ms | transformers MiB (peak alloc.) | speed (transformers / kiln) | "
           "memory (kiln / transformers) | faster-whisper ms | speed (faster-whisper / kiln) | logits nmse vs fp16 | "
           "argmax agreement |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def device_name():
@@ -524,7 +528,9 @@ def write_table(args, configs, batches, mem_batches, ckpt, results, tf, fw, agre
         f"{', '.join(map(str, batches))} timed on them; {args.steps} greedy steps per random 30 s window; RTF = wall / "
         "(batch x 30 s); step = (wall - encoder) / (steps + 1); floor = bytes a step reads (decoder weights as stored "
         "+ cross-attention K/V of every window + self-attention caches at their mean length, dtypes and scales from the "
-        "engine) / device-to-device copy bandwidth",
+        "engine) / device-to-device copy bandwidth; encoder = kiln_whisper_encode_batch alone, its TFLOP/s from the "
+        "model's matmul and attention FLOPs (whisper_bench.c encoder_flops) against cuBLAS's fp16 GEMM rate at the "
+        "encoder's MLP shape measured in the same process",
         mem_note,
         notes_agree,
         "transformers: " + ("not run" if args.no_transformers else
