@@ -11,14 +11,16 @@
  *              on the fp16 logits of all rows (each row converted, then chosen), with --threads N
  *              on a pool of N threads (core/pool.h: the calling one and N - 1 workers), the pool
  *              a kiln_whisper loaded with decode_threads N uses, with dec_step's rule for how
- *              many of them a step of that many rows takes (DEC_ROWS_PER_THREAD).
+ *              many of them a step of that many rows takes (a thread per DEC_ROWS_PER_THREAD
+ *              rows), or a thread per --rows-per-thread K rows (to find where threads pay).
  * The windows' token histories are reset before each step (a timestamp, then a few text tokens,
  * some ending on a timestamp) so that every step does the same work. Prints ms per step
  * (median and mean over --iterations steps).
  *
  * --portable runs kiln's portable C code instead of its AVX2/F16C code (core/cpu.h).
  *
- * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]
+ * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N] [--threads N] [--rows-per-thread K]
+ *                          [--portable]
  * Not a test: the checks are in tests/unit/test_rowmath.c and the model tests. */
 #include <math.h>
 #include <stdio.h>
@@ -97,27 +99,30 @@ static void reset_task(dec_task *t, int32_t r) {
 }
 
 /* One step's rows (convert + choose) as dec_step does them. */
-static double timed_step(kiln_pool *pool, dec_task *const *tasks, int rows, const uint16_t *src) {
+static double timed_step(kiln_pool *pool, dec_task *const *tasks, int rows, const uint16_t *src, int per_thread) {
   double t0 = now_ms();
-  REQUIRE(dec_choose_step(pool, tasks, rows, src, KILN_DTYPE_FP16));
+  REQUIRE(dec_choose_step(pool, tasks, rows, src, KILN_DTYPE_FP16, per_thread));
   return now_ms() - t0;
 }
 
 int main(int argc, char **argv) {
-  int rows = 16, iterations = 200, warmup = 10, threads = 1;
+  int rows = 16, iterations = 200, warmup = 10, threads = 1, per_thread = DEC_ROWS_PER_THREAD;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rows-per-thread") && i + 1 < argc) per_thread = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--portable")) kiln_cpu_set_portable(1);
     else {
-      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]\n", BENCH_NAME);
+      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N] [--threads N] [--rows-per-thread K] [--portable]\n",
+              BENCH_NAME);
       return 2;
     }
   }
   if (rows < 1 || iterations < 1 || warmup < 0) DIE("--rows and --iterations must be >= 1");
-  if (threads < 1 || threads > 64) DIE("--threads must be 1 to 64");
+  if (threads < 1 || threads > KILN_POOL_MAX_THREADS) DIE("--threads must be 1 to %d", KILN_POOL_MAX_THREADS);
+  if (per_thread < 1) DIE("--rows-per-thread must be >= 1");
   size_t per_set = (size_t)rows * VOCAB;
   uint16_t *h16 = malloc(SETS * per_set * 2), *b16 = malloc(SETS * per_set * 2);
   float *f32 = malloc(SETS * per_set * 4), *conv = malloc(per_set * 4);
@@ -143,7 +148,7 @@ int main(int argc, char **argv) {
   }
   kiln_pool *pool = NULL;
   if (threads > 1) REQUIRE(kiln_pool_create(threads, &pool));
-  int used = rows / DEC_ROWS_PER_THREAD < kiln_pool_threads(pool) ? rows / DEC_ROWS_PER_THREAD : kiln_pool_threads(pool);
+  int used = rows / per_thread < kiln_pool_threads(pool) ? rows / per_thread : kiln_pool_threads(pool);
   printf("%s: %d rows x vocabulary %d, logits std 3, %d steps (+%d warm-up), a pool of %d thread(s) (%d for a step of %d rows), "
          "%s code\n", BENCH_NAME, rows, VOCAB, iterations, warmup, kiln_pool_threads(pool), used > 1 ? used : 1, rows,
          kiln_cpu_has_avx2_fma() ? "AVX2/F16C" : "portable");
@@ -184,7 +189,7 @@ int main(int argc, char **argv) {
     for (int it = -warmup; it < iterations; it++) {
       const uint16_t *src = h16 + (size_t)((it + warmup) % SETS) * per_set;
       for (int r = 0; r < rows; r++) reset_task(&tasks[r], r);
-      double t = timed_step(pool, task_ptrs, rows, src);
+      double t = timed_step(pool, task_ptrs, rows, src, per_thread);
       if (it >= 0) ms[it] = t;
       for (int r = 0; r < rows; r++)
         logprobs += tasks[r].sum[0], token_hash = token_hash * 31 + (uint64_t)tasks[r].seq[tasks[r].len[0] - 1];

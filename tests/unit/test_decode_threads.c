@@ -89,7 +89,7 @@ static void make_logits(uint16_t *h, int step) {
 
 /* Steps until every window is done: the pool's dec_choose_step, or (reference) each task's live
  * rows converted one by one and dec_task_choose, slot after slot. Returns the steps taken. */
-static int decode(run *r, kiln_pool *pool, int reference, uint16_t *h) {
+static int decode(run *r, kiln_pool *pool, int32_t rows_per_thread, int reference, uint16_t *h) {
   int step = 0;
   for (; step < MAX_STEPS; step++) {
     int live = 0;
@@ -97,7 +97,7 @@ static int decode(run *r, kiln_pool *pool, int reference, uint16_t *h) {
     if (!live) break;
     make_logits(h, step);
     if (!reference) {
-      CHECK_OK(dec_choose_step(pool, r->ptrs, SLOTS, h, KILN_DTYPE_FP16));
+      CHECK_OK(dec_choose_step(pool, r->ptrs, SLOTS, h, KILN_DTYPE_FP16, rows_per_thread));
       continue;
     }
     for (int32_t s = 0; s < SLOTS; s++) {
@@ -136,7 +136,7 @@ int main(void) {
   if (!h) abort();
   static run ref, got;
   run_init(&ref, &o);
-  int steps = decode(&ref, NULL, 1, h);
+  int steps = decode(&ref, NULL, 0, 1, h);
   CHECK(steps > 3 && steps < MAX_STEPS); /* windows ended, not all at once */
   int ended_early = 0, timestamps = 0;
   for (int32_t s = 0; s < SLOTS; s++) {
@@ -155,9 +155,9 @@ int main(void) {
     if (pools[k] > 1) CHECK_OK(kiln_pool_create(pools[k], &pool));
     char what[64];
     snprintf(what, sizeof what, "pool of %d threads", pools[k]);
-    for (int rep = 0; rep < 3; rep++) {
+    for (int32_t rows_per_thread = 0; rows_per_thread <= 2; rows_per_thread++) { /* 0: dec_step's */
       run_init(&got, &o);
-      CHECK_EQ_INT(decode(&got, pool, 0, h), steps);
+      CHECK_EQ_INT(decode(&got, pool, rows_per_thread, 0, h), steps);
       tokens = same_runs(&got, &ref, what);
       run_free(&got);
     }

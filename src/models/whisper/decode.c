@@ -435,7 +435,7 @@ static void step_item_run(void *user, int32_t i) {
 }
 
 kiln_status dec_choose_step(kiln_pool *pool, dec_task *const *tasks, int32_t n_slots, const void *logits,
-                            kiln_dtype dtype) {
+                            kiln_dtype dtype, int32_t rows_per_thread) {
   int32_t total = 0, V = 0;
   for (int32_t s = 0; s < n_slots; s++)
     if (tasks[s] && !tasks[s]->done) total += tasks[s]->n, V = tasks[s]->d.vocab;
@@ -449,9 +449,9 @@ kiln_status dec_choose_step(kiln_pool *pool, dec_task *const *tasks, int32_t n_s
     for (int32_t i = 0; i < k; i++) items[n].t = t, items[n++].row = rows[i];
   }
   step_job job = {items, logits, dtype, kiln_dtype_bytes(dtype, V)};
-  /* a thread for every DEC_ROWS_PER_THREAD rows: below that, waking a worker costs more than the
-   * rows it would take (bench/decode_host_bench) */
-  kiln_pool_run(pool, n, n / DEC_ROWS_PER_THREAD, step_item_run, &job);
+  /* a thread for every DEC_ROWS_PER_THREAD rows: a row takes about 25 us (AVX2; 51865 tokens),
+   * about what waking a worker takes, so one row alone stays on the calling thread */
+  kiln_pool_run(pool, n, n / (rows_per_thread > 0 ? rows_per_thread : DEC_ROWS_PER_THREAD), step_item_run, &job);
   free(items);
   kiln_status st = KILN_OK;
   for (int32_t s = 0; st == KILN_OK && s < n_slots; s++) /* in slot order: beam search copies rows */
@@ -502,7 +502,7 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
   kiln_status st = tokens && (logits || !kv) ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for a decoding step");
   if (st == KILN_OK && kv) {
     st = step_kv(w, tasks[0], G, tokens, logits);
-    if (st == KILN_OK) st = dec_choose_step(pool, tasks, 1, NULL, KILN_DTYPE_FP32);
+    if (st == KILN_OK) st = dec_choose_step(pool, tasks, 1, NULL, KILN_DTYPE_FP32, 0);
   } else if (st == KILN_OK) {
     for (int32_t r = 0; r < R; r++) tokens[r] = -1;
     for (int32_t s = 0; s < slots; s++) {
@@ -521,7 +521,7 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
     const void *host = NULL;
     kiln_dtype dtype = KILN_DTYPE_FP32;
     if (st == KILN_OK) st = kiln_whisper_step_fetch(w, end, &host, &dtype);
-    if (st == KILN_OK) st = dec_choose_step(pool, tasks, slots, host, dtype);
+    if (st == KILN_OK) st = dec_choose_step(pool, tasks, slots, host, dtype, 0);
   }
   free(tokens), free(logits);
   return st;

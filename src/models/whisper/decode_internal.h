@@ -124,13 +124,14 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
 /* The host side of a step: for the live rows of tasks[0 .. n_slots - 1] (NULL or done: nothing),
  * row j of task t converted from logits (host memory, dtype, [rows, vocab]: row t->r.first + j)
  * into t->logits (logits NULL: t->logits holds them already), and dec_task_row, spread over
- * the pool's threads (core/pool.h; NULL: the calling thread); then dec_task_finish of each task
- * in slot order. Fewer threads when the rows are few (DEC_ROWS_PER_THREAD). The results do not
- * depend on the pool. */
+ * the pool's threads (core/pool.h; NULL: the calling thread), a thread for every
+ * rows_per_thread rows at most (0: DEC_ROWS_PER_THREAD; bench/decode_host_bench measures
+ * others); then dec_task_finish of each task in slot order. The results do not depend on the
+ * pool. */
 #define DEC_ROWS_PER_THREAD 2
 typedef struct kiln_pool kiln_pool;
 kiln_status dec_choose_step(kiln_pool *pool, dec_task *const *tasks, int32_t n_slots, const void *logits,
-                            kiln_dtype dtype);
+                            kiln_dtype dtype, int32_t rows_per_thread);
 
 /* Beam search (beam.c) over a task's storage rows: dec_beam_rows, dec_beam_row and
  * dec_beam_finish are dec_task_rows, dec_task_row and dec_task_finish for beam search. */
