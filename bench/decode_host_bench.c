@@ -7,19 +7,22 @@
  *              timestamps, openai-whisper's timestamp rules: a logsumexp over the 1501 timestamp
  *              tokens and a max over the text tokens), the argmax and the logsumexp of the row
  *              (the sum of log-probabilities), with timestamps on and off;
- *   step:      both as a decoding step does them (each window's row converted, then chosen);
- *              with --threads N also split over N threads (the calling one and N - 1 workers
- *              waiting at a barrier: what a pool of threads in dec_step could gain).
+ *   step:      both as a decoding step does them: dec_choose_step, the host side of dec_step,
+ *              on the fp16 logits of all rows (each row converted, then chosen), with --threads N
+ *              on a pool of N threads (core/pool.h: the calling one and N - 1 workers), the pool
+ *              a kiln_whisper loaded with decode_threads N uses, with dec_step's rule for how
+ *              many of them a step of that many rows takes (a thread per DEC_ROWS_PER_THREAD
+ *              rows), or a thread per --rows-per-thread K rows (to find where threads pay).
  * The windows' token histories are reset before each step (a timestamp, then a few text tokens,
  * some ending on a timestamp) so that every step does the same work. Prints ms per step
  * (median and mean over --iterations steps).
  *
  * --portable runs kiln's portable C code instead of its AVX2/F16C code (core/cpu.h).
  *
- * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]
+ * usage: decode_host_bench [--rows N] [--iterations N] [--warmup N] [--threads N] [--rows-per-thread K]
+ *                          [--portable]
  * Not a test: the checks are in tests/unit/test_rowmath.c and the model tests. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,7 @@
 #define BENCH_NAME "decode_host_bench"
 #include "bench_util.h"
 #include "core/cpu.h"
+#include "core/pool.h"
 #include "kiln/kiln.h"
 #include "models/whisper/decode_internal.h"
 
@@ -94,60 +98,37 @@ static void reset_task(dec_task *t, int32_t r) {
   t->len[0] = n, t->next[0] = seq[n - 1], t->step = n - d->sample_begin, t->done = 0, t->sum[0] = 0;
 }
 
-/* One step's rows (convert + choose) split over the threads: thread `id` takes rows id, id + T, ... */
-static struct {
-  dec_task *tasks;
-  const uint16_t *src;
-  int rows, threads, quit;
-  pthread_barrier_t start, done;
-} job;
-
-static void step_rows(int id) {
-  for (int r = id; r < job.rows; r += job.threads) {
-    kiln_convert_floats(job.tasks[r].logits, KILN_DTYPE_FP32, job.src + (size_t)r * VOCAB, KILN_DTYPE_FP16, VOCAB);
-    REQUIRE(dec_task_choose(&job.tasks[r]));
-  }
-}
-
-static void *worker(void *arg) {
-  int id = (int)(intptr_t)arg;
-  for (;;) {
-    pthread_barrier_wait(&job.start);
-    if (job.quit) return NULL;
-    step_rows(id);
-    pthread_barrier_wait(&job.done);
-  }
-}
-
-static double timed_step(void) {
+/* One step's rows (convert + choose) as dec_step does them. */
+static double timed_step(kiln_pool *pool, dec_task *const *tasks, int rows, const uint16_t *src, int per_thread) {
   double t0 = now_ms();
-  if (job.threads > 1) pthread_barrier_wait(&job.start);
-  step_rows(0);
-  if (job.threads > 1) pthread_barrier_wait(&job.done);
+  REQUIRE(dec_choose_step(pool, tasks, rows, src, KILN_DTYPE_FP16, per_thread));
   return now_ms() - t0;
 }
 
 int main(int argc, char **argv) {
-  int rows = 16, iterations = 200, warmup = 10, threads = 1;
+  int rows = 16, iterations = 200, warmup = 10, threads = 1, per_thread = DEC_ROWS_PER_THREAD;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rows-per-thread") && i + 1 < argc) per_thread = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--portable")) kiln_cpu_set_portable(1);
     else {
-      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N] [--threads N] [--portable]\n", BENCH_NAME);
+      fprintf(stderr, "usage: %s [--rows N] [--iterations N] [--warmup N] [--threads N] [--rows-per-thread K] [--portable]\n",
+              BENCH_NAME);
       return 2;
     }
   }
   if (rows < 1 || iterations < 1 || warmup < 0) DIE("--rows and --iterations must be >= 1");
-  if (threads < 1 || threads > 64) DIE("--threads must be 1 to 64");
+  if (threads < 1 || threads > KILN_POOL_MAX_THREADS) DIE("--threads must be 1 to %d", KILN_POOL_MAX_THREADS);
+  if (per_thread < 1) DIE("--rows-per-thread must be >= 1");
   size_t per_set = (size_t)rows * VOCAB;
   uint16_t *h16 = malloc(SETS * per_set * 2), *b16 = malloc(SETS * per_set * 2);
   float *f32 = malloc(SETS * per_set * 4), *conv = malloc(per_set * 4);
   double *ms = malloc(sizeof(double) * (size_t)iterations);
-  dec_task *tasks = calloc((size_t)rows, sizeof *tasks);
-  if (!h16 || !b16 || !f32 || !conv || !ms || !tasks) DIE("out of memory");
+  dec_task *tasks = calloc((size_t)rows, sizeof *tasks), **task_ptrs = calloc((size_t)rows, sizeof *task_ptrs);
+  if (!h16 || !b16 || !f32 || !conv || !ms || !tasks || !task_ptrs) DIE("out of memory");
   for (size_t i = 0; i < SETS * per_set; i++) {
     f32[i] = 3.0f * gaussian();
     h16[i] = kiln_fp32_to_fp16(f32[i]);
@@ -157,21 +138,20 @@ int main(int argc, char **argv) {
   kiln_whisper_options o = kiln_whisper_default_options();
   for (int r = 0; r < rows; r++) {
     dec_task *t = &tasks[r];
-    t->n = 1, t->T = 0;
+    t->n = 1, t->T = 0, t->r.first = r; /* window r's row is row r of the step's logits */
+    task_ptrs[r] = t;
     t->next = malloc(sizeof *t->next), t->len = malloc(sizeof *t->len), t->sum = malloc(sizeof *t->sum);
     t->rng = calloc(1, sizeof *t->rng);
     t->seq = malloc(sizeof *t->seq * (N_CTX + 2));
     t->logits = malloc(sizeof *t->logits * VOCAB);
     if (!t->next || !t->len || !t->sum || !t->rng || !t->seq || !t->logits) DIE("out of memory");
   }
-  printf("%s: %d rows x vocabulary %d, logits std 3, %d steps (+%d warm-up), %d thread(s) for the step, %s code\n", BENCH_NAME,
-         rows, VOCAB, iterations, warmup, threads, kiln_cpu_has_avx2_fma() ? "AVX2/F16C" : "portable");
-  pthread_t workers[64];
-  job.tasks = tasks, job.rows = rows, job.threads = threads;
-  if (threads > 1 && (pthread_barrier_init(&job.start, NULL, (unsigned)threads) || pthread_barrier_init(&job.done, NULL, (unsigned)threads)))
-    DIE("pthread_barrier_init failed");
-  for (int i = 1; i < threads; i++)
-    if (pthread_create(&workers[i], NULL, worker, (void *)(intptr_t)i)) DIE("pthread_create failed");
+  kiln_pool *pool = NULL;
+  if (threads > 1) REQUIRE(kiln_pool_create(threads, &pool));
+  int used = rows / per_thread < kiln_pool_threads(pool) ? rows / per_thread : kiln_pool_threads(pool);
+  printf("%s: %d rows x vocabulary %d, logits std 3, %d steps (+%d warm-up), a pool of %d thread(s) (%d for a step of %d rows), "
+         "%s code\n", BENCH_NAME, rows, VOCAB, iterations, warmup, kiln_pool_threads(pool), used > 1 ? used : 1, rows,
+         kiln_cpu_has_avx2_fma() ? "AVX2/F16C" : "portable");
 
   /* convert: all rows of a step at once, fp16 and bf16 */
   const char *names[2] = {"convert fp16 -> fp32 (all rows)", "convert bf16 -> fp32 (all rows)"};
@@ -207,9 +187,9 @@ int main(int argc, char **argv) {
     }
     report(timestamps ? "choose, timestamps (all rows)" : "choose, no timestamps (all rows)", ms, iterations);
     for (int it = -warmup; it < iterations; it++) {
-      job.src = h16 + (size_t)((it + warmup) % SETS) * per_set;
+      const uint16_t *src = h16 + (size_t)((it + warmup) % SETS) * per_set;
       for (int r = 0; r < rows; r++) reset_task(&tasks[r], r);
-      double t = timed_step();
+      double t = timed_step(pool, task_ptrs, rows, src, per_thread);
       if (it >= 0) ms[it] = t;
       for (int r = 0; r < rows; r++)
         logprobs += tasks[r].sum[0], token_hash = token_hash * 31 + (uint64_t)tasks[r].seq[tasks[r].len[0] - 1];
@@ -217,16 +197,11 @@ int main(int argc, char **argv) {
     report(timestamps ? "step (fp16), timestamps" : "step (fp16), no timestamps", ms, iterations);
   }
   printf("  chosen tokens' hash %016llx, sum of their log-probabilities %.9g\n", (unsigned long long)token_hash, logprobs);
-  if (threads > 1) {
-    job.quit = 1;
-    pthread_barrier_wait(&job.start);
-    for (int i = 1; i < threads; i++) pthread_join(workers[i], NULL);
-    pthread_barrier_destroy(&job.start), pthread_barrier_destroy(&job.done);
-  }
+  kiln_pool_destroy(pool);
   for (int r = 0; r < rows; r++) {
     dec_task *t = &tasks[r];
     free(t->next), free(t->len), free(t->sum), free(t->rng), free(t->seq), free(t->logits);
   }
-  free(tasks), free(ms), free(conv), free(f32), free(b16), free(h16);
+  free(task_ptrs), free(tasks), free(ms), free(conv), free(f32), free(b16), free(h16);
   return 0;
 }

@@ -48,7 +48,10 @@
  *
  * Ownership: results belong to the caller (kiln_whisper_result_free). On error outputs stay
  * untouched. Thread-safety: a kiln_whisper holds one execution context per engine and the KV
- * cache: use it from one thread at a time (load one per thread to run several).
+ * cache: use it from one thread at a time (load one per thread to run several). Its decoding
+ * steps spread their host work (logits conversion, logit filters, choices) over
+ * decode_threads - 1 worker threads of its own (kiln_whisper_load_params), started by the first
+ * step that needs them and ended by kiln_whisper_destroy; results do not depend on their number.
  */
 #ifndef KILN_WHISPER_H
 #define KILN_WHISPER_H
@@ -133,8 +136,21 @@ typedef struct kiln_whisper_load_params {
                                weights (2 x the encoder engine file's size / encoder layers, at
                                least 1 MiB). The decoder's weights always stay on the device (a
                                decoding step reads them all and computes little) */
+  int32_t decode_threads;   /* threads for the host side of each decoding step of
+                               kiln_whisper_decode_window / _transcribe_audio / _transcribe_files
+                               (the calling thread included): every live decoder row's logits
+                               converted to fp32, filtered (suppressed tokens, timestamp rules)
+                               and chosen from (argmax, logsumexp, sampling, beam candidates) while
+                               the GPU waits. A step takes a thread per two rows at most (one row:
+                               the calling thread alone). Tokens and log-probabilities are the
+                               same for every count. 0 (default): the environment variable
+                               KILN_DECODE_THREADS when set, else min(4, online CPUs - 1), at least
+                               1; at most KILN_WHISPER_MAX_DECODE_THREADS. Not used by
+                               kiln_whisper_transcribe / _transcribe_batch (kiln eval), which choose
+                               greedy tokens on the GPU for CUDA engines */
 } kiln_whisper_load_params;
 #define KILN_WHISPER_STREAM_AUTO ((int64_t)-1)
+#define KILN_WHISPER_MAX_DECODE_THREADS 64
 
 kiln_whisper_load_params kiln_whisper_default_load_params(void);
 
@@ -188,6 +204,9 @@ void kiln_whisper_results_free(kiln_whisper_result **r, int32_t n);
  * max_beams). */
 int32_t kiln_whisper_max_windows(const kiln_whisper *w);
 int32_t kiln_whisper_max_rows(const kiln_whisper *w);
+/* The decode threads the model was loaded with (kiln_whisper_load_params.decode_threads,
+ * resolved: 0 and the environment turned into a count). */
+int32_t kiln_whisper_decode_threads(const kiln_whisper *w);
 
 /* The steps, for tests and custom decoding loops:
  * kiln_whisper_encode: runs the encoder on mel [n_mels x 3000], keeps the cross-attention

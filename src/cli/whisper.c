@@ -148,6 +148,11 @@ static void transcribe_help(FILE *f) {
           "  --batch-size N        files decoded together (default: the engines' --max-batch; 1: one\n"
           "                        file at a time)\n"
           "  --cpu-mel             compute the log-mel on the CPU (default: on the GPU for CUDA engines)\n"
+          "  --decode-threads N    threads for the host side of each decoding step (the logits of every\n"
+          "                        decoder row converted to fp32, the logit filters, the choice of the\n"
+          "                        next tokens) while the GPU waits; a step takes one thread per two\n"
+          "                        rows at most (default: $KILN_DECODE_THREADS, else min(4, CPUs - 1);\n"
+          "                        the transcripts do not depend on it)\n"
           "  --stream-encoder-weights [MiB]  keep the encoder's weights in host memory and copy them to\n"
           "                        the GPU layer by layer, through a ring of MiB (default: about two\n"
           "                        encoder layers' weights), while the layers before compute: less GPU\n"
@@ -321,6 +326,9 @@ static int parse_transcribe(int argc, char **argv, kiln_whisper_options *o, kiln
       o->batch_size = (int32_t)n;
     } else if (strcmp(argv[i], "--cpu-mel") == 0) {
       o->cpu_mel = 1;
+    } else if (cli_flag_value(argc, argv, &i, "--decode-threads", &v)) {
+      if (cli_parse_int("transcribe", "--decode-threads", v, 1, KILN_WHISPER_MAX_DECODE_THREADS, &n)) return CLI_USAGE;
+      lp->decode_threads = (int32_t)n;
     } else if (cli_flag_value(argc, argv, &i, "--device", &v)) {
       if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return CLI_USAGE;
       lp->device = (int32_t)n;

@@ -29,6 +29,7 @@
 #include "check.h"
 #include "common/test_whisper_base.h"
 #include "common/test_json.h"
+#include "common/test_whisper_files.h"
 #include "kiln/audio.h"
 #include "kiln/kiln.h"
 #include "kiln/whisper.h"
@@ -42,50 +43,13 @@
 #define ROWS_ENGINES "whisper_batch_engines_rows"
 #define ONE_ENGINES "whisper_batch_engines_one"
 
-#define MAX_FILES 8
-
 /* ---- kiln_whisper_transcribe_files with files on disk ---------------------------------------- */
 
-typedef struct run {
-  const char *const *paths;
-  int n;
-  kiln_status status[MAX_FILES];
-  kiln_whisper_transcript *t[MAX_FILES];
-  int calls[MAX_FILES];
-} run;
-
-static kiln_status load(void *user, int64_t i, float **samples, int64_t *n) {
-  run *r = user;
-  return kiln_audio_load(r->paths[i], 16000, samples, n);
-}
-
-static void unload(void *user, float *samples) {
-  (void)user;
-  kiln_audio_free(samples);
-}
-
-static void done(void *user, int64_t i, kiln_status s, kiln_whisper_transcript *t) {
-  run *r = user;
-  r->calls[i]++;
-  r->status[i] = s;
-  r->t[i] = t;
-}
-
 /* The files (the last one missing) with o at --batch-size batch. */
-static void run_files(kiln_whisper *w, const kiln_whisper_options *o, int32_t batch, const char *const *paths, int n, run *r) {
-  memset(r, 0, sizeof *r);
-  r->paths = paths, r->n = n;
-  kiln_whisper_options opt = *o;
-  opt.batch_size = batch;
-  kiln_whisper_files io = {n, load, unload, done, r};
-  CHECK_OK(kiln_whisper_transcribe_files(w, &io, &opt));
-  for (int i = 0; i < n; i++) CHECK_EQ_INT(r->calls[i], 1);
+static void run_files(kiln_whisper *w, const kiln_whisper_options *o, int32_t batch, const char *const *paths, int n, files_run *r) {
+  files_run_start(w, o, batch, paths, n, r);
   for (int i = 0; i + 1 < n; i++) CHECK_OK(r->status[i]);
   CHECK(r->status[n - 1] == KILN_ERR_IO && r->t[n - 1] == NULL); /* the missing file fails alone */
-}
-
-static void run_free(run *r) {
-  for (int i = 0; i < r->n; i++) kiln_whisper_transcript_free(r->t[i]);
 }
 
 /* The JSON writer's output: identical but for the log-probabilities, which carry the CPU BLAS's
@@ -109,7 +73,7 @@ static void same_json(const char *x, const char *y) {
 }
 
 /* Every writer's output of every file: byte-identical (JSON: see same_json). */
-static void same_outputs(const run *a, const run *b, const char *what) {
+static void same_outputs(const files_run *a, const files_run *b, const char *what) {
   for (int i = 0; i < a->n; i++) {
     if (!a->t[i] || !b->t[i]) {
       CHECK(a->t[i] == b->t[i]);
@@ -133,7 +97,7 @@ static void same_outputs(const run *a, const run *b, const char *what) {
 /* --batch-size 1 and 3: the same outputs; every segment decoded at temperature T. */
 static void files_case(kiln_whisper *w, const kiln_whisper_options *o, const char *const *paths, int n, double T,
                        const char *what) {
-  run r1, r3;
+  files_run r1, r3;
   run_files(w, o, 1, paths, n, &r1);
   run_files(w, o, 3, paths, n, &r3);
   same_outputs(&r1, &r3, what);
@@ -141,7 +105,7 @@ static void files_case(kiln_whisper *w, const kiln_whisper_options *o, const cha
     for (int32_t k = 0; r3.t[i] && k < r3.t[i]->n_segments; k++) CHECK(r3.t[i]->segments[k].temperature == T);
   for (int i = 0; i + 1 < n; i++)
     fprintf(stderr, "%s: file %d: %s\n", what, i, r3.t[i] ? r3.t[i]->text : "(failed)");
-  run_free(&r1), run_free(&r3);
+  files_run_free(&r1), files_run_free(&r3);
 }
 
 static void files_tests(kiln_whisper *w) {
@@ -150,7 +114,7 @@ static void files_tests(kiln_whisper *w) {
   static const char *const all[] = {JFK, LONG, SHORT, JFK, "no/such/file.flac"};
   static const char *const two[] = {SHORT, MEDIUM, "no/such/file.flac"};
   kiln_whisper_options o = kiln_whisper_default_options();
-  run r;
+  files_run r;
   run_files(w, &o, 3, all, 5, &r);
   char *ref = read_text(REFS "whisper_base_decode.json");
   cJSON *j = ref ? cJSON_Parse(ref) : NULL;
@@ -158,10 +122,10 @@ static void files_tests(kiln_whisper *w) {
   CHECK(cJSON_IsString(lt));
   if (cJSON_IsString(lt) && r.t[1]) CHECK_EQ_STR(r.t[1]->text, lt->valuestring); /* openai-whisper's */
   if (r.t[0] && r.t[3]) CHECK_EQ_STR(r.t[0]->text, r.t[3]->text);                 /* the same file twice */
-  run one;
+  files_run one;
   run_files(w, &o, 1, all, 5, &one);
   same_outputs(&one, &r, "defaults");
-  run_free(&r), run_free(&one);
+  files_run_free(&r), files_run_free(&one);
   cJSON_Delete(j), free(ref);
   o.language = "en";
   o.beam_size = 5;

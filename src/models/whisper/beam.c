@@ -25,6 +25,9 @@ struct beam_state {
   float *sum;              /* [B] */
   float *logits;           /* [B storage rows, vocab] (the task's) */
   int32_t map[DEC_MAX_BEAMS]; /* the storage row of each beam */
+  int32_t k;               /* tokens each beam proposes: B + 1 (at most 64) */
+  double lse[DEC_MAX_BEAMS]; /* each beam's row: logsumexp, */
+  int32_t *top;            /* [B, k] and its k largest entries (dec_beam_row) */
   cand *c;                 /* [B * (B + 1)] */
   int32_t *fin;            /* [cap, n_ctx + 2] finished sequences */
   int32_t *fin_n;          /* their lengths */
@@ -38,7 +41,7 @@ struct beam_state {
 void dec_beam_free(dec_task *t) {
   beam_state *b = t->beam;
   if (!b) return;
-  free(b->tok), free(b->ntok), free(b->sum), free(b->c);
+  free(b->tok), free(b->ntok), free(b->sum), free(b->top), free(b->c);
   free(b->fin), free(b->fin_n), free(b->fin_sum);
   free(b);
   t->beam = NULL;
@@ -51,15 +54,17 @@ static kiln_status beam_alloc(beam_state *b, dec_ctx *d) {
   if (b->max_cand < 1) return kiln_error(KILN_ERR_INVALID_ARG, "whisper: beam size %d with patience %g keeps no candidate",
                                          b->B, d->o->patience);
   b->cap = b->max_cand + b->B;
+  b->k = b->B + 1 < 64 ? b->B + 1 : 64;
   size_t B = (size_t)b->B;
   b->tok = malloc(sizeof(int32_t) * B * STRIDE(d));
   b->ntok = malloc(sizeof(int32_t) * B * STRIDE(d));
   b->sum = calloc(B, sizeof(float));
+  b->top = malloc(sizeof(int32_t) * B * (size_t)b->k);
   b->c = malloc(sizeof(cand) * B * (B + 1));
   b->fin = malloc(sizeof(int32_t) * (size_t)b->cap * STRIDE(d));
   b->fin_n = malloc(sizeof(int32_t) * (size_t)b->cap);
   b->fin_sum = malloc(sizeof(float) * (size_t)b->cap);
-  if (!b->tok || !b->ntok || !b->sum || !b->c || !b->fin || !b->fin_n || !b->fin_sum)
+  if (!b->tok || !b->ntok || !b->sum || !b->top || !b->c || !b->fin || !b->fin_n || !b->fin_sum)
     return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for beam search");
   return KILN_OK;
 }
@@ -79,15 +84,15 @@ static void topk(const float *row, int32_t n, int32_t k, int32_t *idx) {
 }
 
 /* STEP 1 of BeamSearchDecoder.update: candidates (a dict keyed by the whole sequence: a
- * repeated sequence keeps its first place and takes the last score and source). */
+ * repeated sequence keeps its first place and takes the last score and source), from each
+ * beam's row statistics (dec_beam_row). */
 static int32_t candidates(beam_state *b) {
   dec_ctx *d = b->d;
-  int32_t n = 0, idx[64];
-  int32_t k = b->B + 1 < 64 ? b->B + 1 : 64;
+  int32_t n = 0, k = b->k;
   for (int32_t j = 0; j < b->B; j++) {
     const float *row = ROW(b, j);
-    double lse = dec_logsumexp(row, 0, d->vocab);
-    topk(row, d->vocab, k, idx);
+    const int32_t *idx = b->top + (size_t)j * (size_t)k;
+    double lse = b->lse[j];
     for (int32_t t = 0; t < k; t++) {
       float lp = (float)((double)row[idx[t]] - lse), score = b->sum[j] + lp;
       int32_t e = 0;
@@ -206,14 +211,45 @@ kiln_status dec_beam_begin(dec_task *t) {
   return KILN_OK;
 }
 
-/* One step of BeamSearchDecoder: filters, update, and the rows of the next step. */
-kiln_status dec_beam_choose(dec_task *t) {
+/* The first beam on storage row `row` (the first step's beams all share row 0; later each beam
+ * has its own). */
+static int32_t first_beam(const beam_state *b, int32_t row) {
+  for (int32_t j = 0; j < b->B; j++)
+    if (b->map[j] == row) return j;
+  return 0;
+}
+
+int32_t dec_beam_rows(const dec_task *t, int32_t *rows) {
+  const beam_state *b = t->beam;
+  int32_t n = 0;
+  for (int32_t j = 0; j < b->B; j++)
+    if (first_beam(b, b->map[j]) == j) rows[n++] = b->map[j];
+  return n;
+}
+
+/* The row's part of a step of BeamSearchDecoder: the logit filters (with the tokens of the first
+ * beam on the row), then the row's logsumexp and its k largest entries. */
+void dec_beam_row(dec_task *t, int32_t row) {
+  dec_ctx *d = &t->d;
+  beam_state *b = t->beam;
+  int32_t j = first_beam(b, row);
+  float *logits = ROW(b, j);
+  dec_apply_filters(d, logits, b->tok + (size_t)j * STRIDE(d), b->L);
+  b->lse[j] = dec_logsumexp(logits, 0, d->vocab);
+  topk(logits, d->vocab, b->k, b->top + (size_t)j * (size_t)b->k);
+}
+
+/* The rest of the step once every row is done: update, and the rows of the next step. */
+kiln_status dec_beam_finish(dec_task *t) {
   dec_ctx *d = &t->d;
   beam_state *b = t->beam;
   int32_t src[DEC_MAX_BEAMS];
-  for (int32_t j = 0; j < b->B; j++)
-    if (j == 0 || b->map[j] != b->map[0] || t->step > 0) /* the first step's beams share one row */
-      dec_apply_filters(d, ROW(b, j), b->tok + (size_t)j * STRIDE(d), b->L);
+  for (int32_t j = 0; j < b->B; j++) { /* beams sharing a row share its statistics */
+    int32_t f = first_beam(b, b->map[j]);
+    if (f == j) continue;
+    b->lse[j] = b->lse[f];
+    memcpy(b->top + (size_t)j * (size_t)b->k, b->top + (size_t)f * (size_t)b->k, sizeof(int32_t) * (size_t)b->k);
+  }
   int done = update(b, src);
   t->step++;
   for (int32_t j = 0; j < t->n; j++) t->next[j] = -1;

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "core/pool.h"
 #include "core/rowmath.h"
 #include "kiln/tokenizer.h"
 #include "models/whisper/decode_internal.h"
@@ -337,37 +338,60 @@ kiln_status dec_task_begin(dec_task *t, kiln_whisper *w, const kiln_whisper_opti
   return s;
 }
 
-/* One step of every live sample: filters, choice, log-probability (run sequentially, as
- * openai-whisper's GreedyDecoder does for each of best_of sequences). */
-static void choose_samples(dec_task *t) {
+/* One live sample's step: filters, choice, log-probability (openai-whisper's GreedyDecoder does
+ * the best_of sequences one after the other; each depends only on its own row and generator). */
+static void sample_row(dec_task *t, int32_t j) {
   dec_ctx *d = &t->d;
   size_t stride = (size_t)d->n_ctx + 2;
+  float *row = t->logits + (size_t)j * d->vocab;
+  int32_t *seq = t->seq + (size_t)j * stride, n = t->len[j];
+  dec_apply_filters(d, row, seq, n);
+  int64_t best = 0;
+  double lse = kiln_row_logsumexp(row, d->vocab, t->T == 0 ? &best : NULL);
+  int32_t tok = t->T == 0 ? (int32_t)best : sample(row, d->vocab, t->T, &t->rng[j]);
+  t->sum[j] += (float)((double)row[tok] - lse);
+  seq[n++] = tok;
+  t->len[j] = n;
+  t->next[j] = tok == d->eot || n > d->n_ctx || t->step + 1 == d->sample_len ? -1 : tok;
+}
+
+/* After every live sample's step: done when none is live. */
+static void finish_samples(dec_task *t) {
   int live = 0;
-  for (int32_t j = 0; j < t->n; j++) {
-    if (t->next[j] < 0) continue;
-    float *row = t->logits + (size_t)j * d->vocab;
-    int32_t *seq = t->seq + (size_t)j * stride, n = t->len[j];
-    dec_apply_filters(d, row, seq, n);
-    int64_t best = 0;
-    double lse = kiln_row_logsumexp(row, d->vocab, t->T == 0 ? &best : NULL);
-    int32_t tok = t->T == 0 ? (int32_t)best : sample(row, d->vocab, t->T, &t->rng[j]);
-    t->sum[j] += (float)((double)row[tok] - lse);
-    seq[n++] = tok;
-    t->len[j] = n;
-    t->next[j] = tok == d->eot || n > d->n_ctx || t->step + 1 == d->sample_len ? -1 : tok;
-    live |= t->next[j] >= 0;
-  }
+  for (int32_t j = 0; j < t->n; j++) live |= t->next[j] >= 0;
   t->step++;
   if (live) return;
   t->done = 1;
   t->rng_after = t->n == 1 ? t->rng[0] : t->rng_after + (uint64_t)t->n * (GOLDEN << 32);
 }
 
+int32_t dec_task_rows(const dec_task *t, int32_t *rows) {
+  if (t->done) return 0;
+  if (t->beam) return dec_beam_rows(t, rows);
+  int32_t n = 0;
+  for (int32_t j = 0; j < t->n; j++)
+    if (t->next[j] >= 0) rows[n++] = j;
+  return n;
+}
+
+void dec_task_row(dec_task *t, int32_t row) {
+  if (t->beam) dec_beam_row(t, row);
+  else sample_row(t, row);
+}
+
+kiln_status dec_task_finish(dec_task *t) {
+  if (t->done) return KILN_OK;
+  if (t->beam) return dec_beam_finish(t);
+  finish_samples(t);
+  return KILN_OK;
+}
+
 kiln_status dec_task_choose(dec_task *t) {
   if (t->done) return KILN_OK;
-  if (t->beam) return dec_beam_choose(t);
-  choose_samples(t);
-  return KILN_OK;
+  int32_t rows[DEC_MAX_ROWS];
+  int32_t n = dec_task_rows(t, rows);
+  for (int32_t i = 0; i < n; i++) dec_task_row(t, rows[i]);
+  return dec_task_finish(t);
 }
 
 kiln_status dec_task_result(dec_task *t, kiln_whisper_decoding **out) {
@@ -386,6 +410,54 @@ kiln_status dec_task_result(dec_task *t, kiln_whisper_decoding **out) {
 }
 
 /* ---- the step -------------------------------------------------------------------------------- */
+
+/* The host side of a step as a list of (task, storage row) items for kiln_pool_run. */
+typedef struct step_item {
+  dec_task *t;
+  int32_t row;
+} step_item;
+
+typedef struct step_job {
+  const step_item *items;
+  const char *logits; /* [rows, vocab] in dtype, or NULL */
+  kiln_dtype dtype;
+  size_t row_bytes;
+} step_job;
+
+static void step_item_run(void *user, int32_t i) {
+  const step_job *job = user;
+  dec_task *t = job->items[i].t;
+  int32_t row = job->items[i].row, V = t->d.vocab;
+  if (job->logits)
+    kiln_convert_floats(t->logits + (size_t)row * V, KILN_DTYPE_FP32,
+                        job->logits + (size_t)(t->r.first + row) * job->row_bytes, job->dtype, V);
+  dec_task_row(t, row);
+}
+
+kiln_status dec_choose_step(kiln_pool *pool, dec_task *const *tasks, int32_t n_slots, const void *logits,
+                            kiln_dtype dtype, int32_t rows_per_thread) {
+  int32_t total = 0, V = 0;
+  for (int32_t s = 0; s < n_slots; s++)
+    if (tasks[s] && !tasks[s]->done) total += tasks[s]->n, V = tasks[s]->d.vocab;
+  if (total == 0) return KILN_OK;
+  step_item *items = malloc(sizeof *items * (size_t)total);
+  if (!items) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for a decoding step");
+  int32_t n = 0, rows[DEC_MAX_ROWS];
+  for (int32_t s = 0; s < n_slots; s++) {
+    dec_task *t = tasks[s];
+    int32_t k = t && !t->done ? dec_task_rows(t, rows) : 0;
+    for (int32_t i = 0; i < k; i++) items[n].t = t, items[n++].row = rows[i];
+  }
+  step_job job = {items, logits, dtype, kiln_dtype_bytes(dtype, V)};
+  /* a thread for every DEC_ROWS_PER_THREAD rows: a row takes about 25 us (AVX2; 51865 tokens),
+   * about what waking a worker takes, so one row alone stays on the calling thread */
+  kiln_pool_run(pool, n, n / (rows_per_thread > 0 ? rows_per_thread : DEC_ROWS_PER_THREAD), step_item_run, &job);
+  free(items);
+  kiln_status st = KILN_OK;
+  for (int32_t s = 0; st == KILN_OK && s < n_slots; s++) /* in slot order: beam search copies rows */
+    if (tasks[s]) st = dec_task_finish(tasks[s]);
+  return st;
+}
 
 /* A task with KV-copy rows: its live rows in turns of G decoder rows (rows 0 .. G - 1). */
 static kiln_status step_kv(kiln_whisper *w, dec_task *t, int32_t G, int32_t *tokens, float *logits) {
@@ -422,12 +494,15 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
   for (int32_t s = 0; s < n_slots; s++)
     if (tasks[s] && !tasks[s]->done) slots = s + 1;
   if (slots == 0) return KILN_OK;
+  kiln_pool *pool = NULL;
+  KILN_TRY(kiln_whisper_decode_pool(w, &pool));
   int32_t R = slots * G, kv = tasks[0] && !tasks[0]->done && tasks[0]->r.kv;
   int32_t *tokens = malloc(sizeof(int32_t) * (size_t)R);
   float *logits = kv ? malloc(sizeof(float) * (size_t)R * (size_t)V) : NULL;
   kiln_status st = tokens && (logits || !kv) ? KILN_OK : kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory for a decoding step");
   if (st == KILN_OK && kv) {
     st = step_kv(w, tasks[0], G, tokens, logits);
+    if (st == KILN_OK) st = dec_choose_step(pool, tasks, 1, NULL, KILN_DTYPE_FP32, 0);
   } else if (st == KILN_OK) {
     for (int32_t r = 0; r < R; r++) tokens[r] = -1;
     for (int32_t s = 0; s < slots; s++) {
@@ -443,15 +518,11 @@ kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, i
     int32_t end = 0; /* the logits rows up to the last live one, in one copy */
     for (int32_t s = 0; s < slots; s++)
       if (live_rows(tasks[s]) > 0) end = tasks[s]->r.first + live_rows(tasks[s]);
-    if (st == KILN_OK) st = kiln_whisper_step_fetch(w, end);
-    for (int32_t s = 0; st == KILN_OK && s < slots; s++) { /* each task's rows up to its last live one */
-      dec_task *t = tasks[s];
-      int32_t n = live_rows(t);
-      if (n > 0) st = kiln_whisper_step_logits(w, t->r.first, n, t->logits);
-      if (st == KILN_OK && t && !t->done) st = dec_task_choose(t); /* while its rows are in the cache */
-    }
+    const void *host = NULL;
+    kiln_dtype dtype = KILN_DTYPE_FP32;
+    if (st == KILN_OK) st = kiln_whisper_step_fetch(w, end, &host, &dtype);
+    if (st == KILN_OK) st = dec_choose_step(pool, tasks, slots, host, dtype, 0);
   }
-  if (st == KILN_OK && kv) st = dec_task_choose(tasks[0]);
   free(tokens), free(logits);
   return st;
 }

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "kiln/dtype.h"
 #include "kiln/tokenizer.h"
 #include "kiln/whisper.h"
 
@@ -90,21 +91,54 @@ typedef struct dec_task {
  * the caller when the task is done). On error the task holds nothing (dec_task_free is fine). */
 kiln_status dec_task_begin(dec_task *t, kiln_whisper *w, const kiln_whisper_options *o, const char *language,
                            const int32_t *prompt, int32_t n_prompt, double T, uint64_t rng, dec_rows r);
-/* Choose the next tokens from t->logits (after a dec_step). */
+/* Choose the next tokens from t->logits (after a dec_step): dec_task_row for every row of
+ * dec_task_rows in order, then dec_task_finish, all on the calling thread. */
 kiln_status dec_task_choose(dec_task *t);
+/* The choice in two parts, so that the rows of many tasks can be worked on by several threads
+ * (dec_choose_step):
+ * dec_task_rows: the storage rows whose logits the next choice reads, into rows[] (at most t->n;
+ *   0 when done): the live samples' rows, or each beam's row once (the first step's beams
+ *   share row 0).
+ * dec_task_row: one of those rows' own work, on any thread: the logit filters on the row, its
+ *   logsumexp and argmax, or sampled token (its own generator: t->rng[row]), or for beam search
+ *   its top beam_size + 1 tokens. Writes only what the row owns (its logits, its sequence, sum,
+ *   next token and generator; beam search: the row's statistics), so rows may run in any order
+ *   and on any thread with the same results.
+ * dec_task_finish: the rest, on the calling thread once every row is done: the step count and
+ *   the end of the decoding; beam search's candidates, in beam order, and its row copies (engine
+ *   calls). */
+int32_t dec_task_rows(const dec_task *t, int32_t *rows);
+void dec_task_row(dec_task *t, int32_t row);
+kiln_status dec_task_finish(dec_task *t);
 /* The finished task's decoding result. */
 kiln_status dec_task_result(dec_task *t, kiln_whisper_decoding **out);
 void dec_task_free(dec_task *t);
 
 /* One step of the tasks[0 .. n_slots - 1] (NULL or done: the slot idles) whose slot s holds
  * decoder rows s x G .. s x G + G - 1: their live rows' tokens as one batch (idle rows step a
- * dummy token with an empty cache), logits into each task; then dec_task_choose for each. A task
- * with KV-copy rows (only as the one slot) steps in turns of G rows. */
+ * dummy token with an empty cache), then the host side (dec_choose_step) on the model's decode
+ * thread pool (kiln_whisper_load_params.decode_threads). A task with KV-copy rows (only as the
+ * one slot) steps in turns of G rows. */
 kiln_status dec_step(kiln_whisper *w, dec_task *const *tasks, int32_t n_slots, int32_t G);
 
-/* Beam search (beam.c) over a task's storage rows. */
+/* The host side of a step: for the live rows of tasks[0 .. n_slots - 1] (NULL or done: nothing),
+ * row j of task t converted from logits (host memory, dtype, [rows, vocab]: row t->r.first + j)
+ * into t->logits (logits NULL: t->logits holds them already), and dec_task_row, spread over
+ * the pool's threads (core/pool.h; NULL: the calling thread), a thread for every
+ * rows_per_thread rows at most (0: DEC_ROWS_PER_THREAD; bench/decode_host_bench measures
+ * others); then dec_task_finish of each task in slot order. The results do not depend on the
+ * pool. */
+#define DEC_ROWS_PER_THREAD 2
+typedef struct kiln_pool kiln_pool;
+kiln_status dec_choose_step(kiln_pool *pool, dec_task *const *tasks, int32_t n_slots, const void *logits,
+                            kiln_dtype dtype, int32_t rows_per_thread);
+
+/* Beam search (beam.c) over a task's storage rows: dec_beam_rows, dec_beam_row and
+ * dec_beam_finish are dec_task_rows, dec_task_row and dec_task_finish for beam search. */
 kiln_status dec_beam_begin(dec_task *t);
-kiln_status dec_beam_choose(dec_task *t);
+int32_t dec_beam_rows(const dec_task *t, int32_t *rows);
+void dec_beam_row(dec_task *t, int32_t row);
+kiln_status dec_beam_finish(dec_task *t);
 kiln_status dec_beam_result(dec_task *t, kiln_whisper_decoding **out);
 void dec_beam_free(dec_task *t);
 

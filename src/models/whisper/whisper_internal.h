@@ -50,11 +50,14 @@ kiln_status kiln_whisper_last_logits(kiln_whisper *w, int32_t row, float *out);
 kiln_status kiln_whisper_set_beams(kiln_whisper *w, int32_t beams);
 kiln_status kiln_whisper_row_decode(kiln_whisper *w, int32_t row, const int32_t *tokens, int32_t n);
 kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t *tokens, float *logits);
-/* Logits rows row0 .. row0 + rows - 1 of the last batch_step (fp32), e.g. after one with logits
- * NULL: read only the rows needed. step_fetch brings rows 0 .. rows - 1 to the host in one copy
- * (one wait on the GPU); step_logits of rows among them then only converts. */
-kiln_status kiln_whisper_step_fetch(kiln_whisper *w, int32_t rows);
-kiln_status kiln_whisper_step_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out);
+/* After a batch_step with logits NULL: logits rows 0 .. rows - 1 to the host in one copy (one
+ * wait on the GPU); *host receives them, [rows, vocab] in *dtype (the engines' precision), host
+ * memory that stays valid and unchanged until the next decoder run; any thread may read it. */
+kiln_status kiln_whisper_step_fetch(kiln_whisper *w, int32_t rows, const void **host, kiln_dtype *dtype);
+/* The pool of the host side of decoding steps (core/pool.h): started at the first call with
+ * kiln_whisper_decode_threads(w) threads, kept until kiln_whisper_destroy; NULL for 1 thread. */
+typedef struct kiln_pool kiln_pool;
+kiln_status kiln_whisper_decode_pool(kiln_whisper *w, kiln_pool **pool);
 int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row);
 void kiln_whisper_row_reset(kiln_whisper *w, int32_t row, int32_t length);
 kiln_status kiln_whisper_row_copy(kiln_whisper *w, int32_t dst, int32_t src);

@@ -25,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
+#include "core/pool.h"
 #include "core/rowmath.h"
 #include "kiln/engine.h"
 #include "kiln/tokenizer.h"
@@ -85,6 +87,8 @@ struct kiln_whisper {
   int32_t *picks_host;/* CUDA: [rows] their host copy (pinned) */
   int encoded;
   int32_t device;     /* CUDA device of the engines */
+  int32_t decode_threads; /* threads of the host side of a decoding step (load params, resolved) */
+  kiln_pool *pool;    /* their pool, started by the first step that needs it (NULL before, or for 1) */
 };
 
 /* ---- memory for the engines' tensors --------------------------------------------------------- */
@@ -395,11 +399,36 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   return alloc_buffers(w);
 }
 
+/* decode_threads: asked (> 0), else KILN_DECODE_THREADS, else min(4, online CPUs - 1), at least 1. */
+static kiln_status decode_threads(int32_t asked, int32_t *out) {
+  if (asked < 0 || asked > KILN_WHISPER_MAX_DECODE_THREADS)
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: decode_threads %d is out of range; give 0 (automatic) to %d", asked,
+                      KILN_WHISPER_MAX_DECODE_THREADS);
+  const char *env = getenv("KILN_DECODE_THREADS");
+  if (asked == 0 && env && *env) {
+    char *end = NULL;
+    long v = strtol(env, &end, 10);
+    if (*end || v < 1 || v > KILN_WHISPER_MAX_DECODE_THREADS)
+      return kiln_error(KILN_ERR_INVALID_ARG, "KILN_DECODE_THREADS=\"%s\": give a number of threads from 1 to %d (or unset it)",
+                        env, KILN_WHISPER_MAX_DECODE_THREADS);
+    asked = (int32_t)v;
+  }
+  if (asked == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    asked = cpus > 5 ? 4 : cpus > 1 ? (int32_t)cpus - 1 : 1;
+  }
+  *out = asked;
+  return KILN_OK;
+}
+
 kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_params *params, kiln_whisper **out) {
   if (!engine_dir || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_load: NULL argument");
   kiln_whisper_load_params p = params ? *params : kiln_whisper_default_load_params();
+  int32_t threads = 1;
+  KILN_TRY(decode_threads(p.decode_threads, &threads));
   kiln_whisper *w = calloc(1, sizeof *w);
   if (!w) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: out of memory");
+  w->decode_threads = threads;
   kiln_status s = load_parts(w, engine_dir, &p);
   if (s != KILN_OK) {
     kiln_whisper_destroy(w);
@@ -411,6 +440,7 @@ kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_pa
 
 void kiln_whisper_destroy(kiln_whisper *w) {
   if (!w) return;
+  kiln_pool_destroy(w->pool);
 #ifdef KILN_HAVE_CUDA
   if (w->stream) cudaStreamSynchronize((cudaStream_t)w->stream);
 #endif
@@ -441,6 +471,14 @@ int32_t kiln_whisper_cache_length(const kiln_whisper *w) { return w && w->T ? w-
 int32_t kiln_whisper_max_rows(const kiln_whisper *w) { return w ? w->rows : 0; }
 
 int32_t kiln_whisper_max_windows(const kiln_whisper *w) { return w ? w->max_batch : 0; }
+
+int32_t kiln_whisper_decode_threads(const kiln_whisper *w) { return w ? w->decode_threads : 0; }
+
+kiln_status kiln_whisper_decode_pool(kiln_whisper *w, kiln_pool **pool) {
+  if (!w->pool && w->decode_threads > 1) KILN_TRY(kiln_pool_create(w->decode_threads, &w->pool));
+  *pool = w->pool;
+  return KILN_OK;
+}
 
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
   if (!w || !w->cuda) return 0;
@@ -758,10 +796,11 @@ kiln_status kiln_whisper_batch_step(kiln_whisper *w, int32_t rows, const int32_t
   return logits ? read_logits(w, 0, rows, logits) : KILN_OK;
 }
 
-kiln_status kiln_whisper_step_fetch(kiln_whisper *w, int32_t rows) { return fetch_logits(w, rows); }
-
-kiln_status kiln_whisper_step_logits(kiln_whisper *w, int32_t row0, int32_t rows, float *out) {
-  return read_logits(w, row0, rows, out);
+kiln_status kiln_whisper_step_fetch(kiln_whisper *w, int32_t rows, const void **host, kiln_dtype *dtype) {
+  KILN_TRY(fetch_logits(w, rows));
+  *host = w->cuda ? w->logits_host : w->logits;
+  *dtype = w->prec;
+  return KILN_OK;
 }
 
 int32_t kiln_whisper_row_length(const kiln_whisper *w, int32_t row) {
