@@ -252,7 +252,8 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
  * grid (splits, H, B*S), KVA_SPLIT_THREADS threads. TPK threads share a key (one vector load
  * each: 16 bytes of fp32/fp16/bf16, or 8 int8 codes; so a warp reads 32 / TPK whole key rows,
  * contiguous), their partial dot products summed by shuffles;
- * each block scores its chunk of keys, takes the chunk's max and sum, accumulates value pairs and
+ * each block scores its chunk of keys, takes the chunk's max and sum, accumulates the values with
+ * the same vector loads (per thread N dims of every per_iter-th row, summed in shared memory) and
  * writes (acc[D], max, sum) to part[(bs * H + h) * splits + split]. kva_combine_kernel merges the
  * splits of each (row, head). */
 #define KVA_SPLIT_THREADS 128
@@ -288,6 +289,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
   for (int i = 0; i < N; i++) qf[i] = V::one(qr[sub * N + i]) * scale;
   float *sc = kvs_sh;
   float m = -INFINITY;
+#pragma unroll 2
   for (int base = 0; base < n; base += per_iter) { /* uniform trip count: shuffles see every lane */
     int j = base + slot;
     float f[N], dot = 0.0f;
@@ -310,22 +312,27 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
     l += p;
   }
   l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
-  constexpr int PAIRS = D / 2;
-  int groups = blockDim.x / PAIRS, g = threadIdx.x / PAIRS, dp = threadIdx.x % PAIRS;
-  float2 acc = make_float2(0.0f, 0.0f);
-  if (g < groups)
-    for (int j = g; j < n; j += groups) {
-      float2 f = CV::pair(vb + (int64_t)j * D + 2 * dp);
-      acc.x += sc[j] * f.x;
-      acc.y += sc[j] * f.y;
-    }
-  float *ps = kvs_sh + chunk;
-  ps[2 * threadIdx.x] = acc.x, ps[2 * threadIdx.x + 1] = acc.y;
+  /* values as the keys were read: TPK threads per row, one 16-byte (int8: 8-byte) load each,
+   * per_iter rows at a time; then the per_iter partial sums of each dim added in shared memory */
+  float acc[N];
+#pragma unroll
+  for (int i = 0; i < N; i++) acc[i] = 0.0f;
+#pragma unroll 4
+  for (int j = slot; j < n; j += per_iter) {
+    float f[N];
+    CV::load(vb + (int64_t)j * D + sub * N, f);
+    const float p = sc[j];
+#pragma unroll
+    for (int i = 0; i < N; i++) acc[i] += p * f[i];
+  }
+  float *ps = kvs_sh + chunk; /* [per_iter][D]: thread t's N sums at t * N */
+#pragma unroll
+  for (int i = 0; i < N; i++) ps[threadIdx.x * N + i] = acc[i];
   __syncthreads();
-  if (g == 0) {
-    float sx = 0.0f, sy = 0.0f;
-    for (int i = 0; i < groups; i++) sx += ps[2 * (i * PAIRS + dp)], sy += ps[2 * (i * PAIRS + dp) + 1];
-    out[2 * dp] = sx, out[2 * dp + 1] = sy;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float sum = 0.0f;
+    for (int i = 0; i < per_iter; i++) sum += ps[i * D + d];
+    out[d] = sum;
   }
   if (threadIdx.x == 0) out[D] = n ? m : -INFINITY, out[D + 1] = l;
 }
@@ -470,7 +477,7 @@ struct kva_args {
 
 template <typename T, typename C, int TPK>
 static kiln_status launch_split(const kva_args<T, C> &a, float *part, int splits, int chunk, cudaStream_t st) {
-  size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
+  size_t smem = ((size_t)chunk + (size_t)kva_vec<C>::n * KVA_SPLIT_THREADS) * sizeof(float);
   KILN_CUDA_CHECK(kiln_launch(kva_split_kernel<T, C, TPK>, dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)),
                               dim3(KVA_SPLIT_THREADS), smem, st, a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep,
                               (int)a.S, a.heads, a.scale, chunk, splits, part));
@@ -482,7 +489,7 @@ static kiln_status launch_split(const kva_args<T, C> &a, float *part, int splits
 
 template <typename T, typename C, int TPK>
 static kiln_status launch_fused(const kva_args<T, C> &a, int splits, int chunk, cudaStream_t st) {
-  size_t smem = ((size_t)chunk + 2 * KVA_SPLIT_THREADS) * sizeof(float);
+  size_t smem = ((size_t)chunk + (size_t)kva_vec<C>::n * KVA_SPLIT_THREADS) * sizeof(float);
   KILN_CUDA_CHECK(kiln_launch_cluster(kva_fused_kernel<T, C, TPK>,
                                       dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)),
                                       dim3(KVA_SPLIT_THREADS), smem, st, dim3((unsigned)splits, 1, 1), a.q, a.ldq,
