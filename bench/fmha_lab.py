@@ -4,7 +4,9 @@ AoT build needed) over tile configurations, checks each against PyTorch SDPA, ti
 triton.testing.do_bench (median), and prints TFLOP/s next to SDPA's flash and cuDNN backends.
 The configurations that win here become the AoT variants in fmha.py. Needs a GPU.
 
-usage: python3 bench/fmha_lab.py [--shapes quick|all]
+usage: python3 bench/fmha_lab.py [--shapes quick|all] [--kernel PATH] [--configs BM,BN,W,S;...]
+  --kernel: another copy of fmha.py (an experiment) instead of kernels/triton/fmha.py;
+  --configs: only these tile configurations (default: the whole grid below).
 """
 import argparse
 import importlib.util
@@ -17,9 +19,14 @@ import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("fmha", os.path.join(HERE, "..", "kernels", "triton", "fmha.py"))
-fmha = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fmha)
+fmha = None
+
+
+def load_kernel(path):
+    spec = importlib.util.spec_from_file_location("fmha", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 SHAPES = [(8, 32, 512, 64, False), (8, 32, 512, 64, True), (4, 20, 1500, 64, False),
           (4, 32, 4096, 128, False), (1, 16, 16384, 64, False)]
@@ -50,10 +57,16 @@ def sdpa_time(q, k, v, causal, backend):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="all")
+    ap.add_argument("--kernel", default=os.path.join(HERE, "..", "kernels", "triton", "fmha.py"))
+    ap.add_argument("--configs", default="")
     args = ap.parse_args()
+    global fmha, CONFIGS
+    fmha = load_kernel(args.kernel)
+    if args.configs:
+        CONFIGS = [tuple(int(x) for x in c.split(",")) for c in args.configs.split(";") if c]
     torch.manual_seed(0)
     shapes = SHAPES[:2] if args.shapes == "quick" else SHAPES
-    print(f"GPU {torch.cuda.get_device_name()}, triton {triton.__version__}, torch {torch.__version__}")
+    print(f"GPU {torch.cuda.get_device_name()}, triton {triton.__version__}, torch {torch.__version__}, kernel {args.kernel}")
     for (b, h, s, d, causal) in shapes:
         q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.float16) for _ in range(3))
         ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
