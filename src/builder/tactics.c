@@ -7,8 +7,8 @@
  * fails anywhere is skipped with a log line. Matmuls are timed with cold weights, as a decoding
  * step reads them: the timed calls cycle through copies of the layer's constants (weights,
  * scales, bias, layernorm parameters) that together exceed twice the GPU's L2 cache, so that a
- * small-M tactic that only looks fast with its weights in L2 does not win. The fastest survivor wins. Choices are kept in the
- * timing cache (keyed by GPU, driver, CUDA and kiln version) so rebuilds skip the timing.
+ * small-M tactic that only looks fast with its weights in L2 does not win. The fastest survivor
+ * wins. Choices are kept in the timing cache (keyed by GPU, driver, CUDA and kiln version) so rebuilds skip the timing.
  * CPU targets have one implementation per op: nothing to choose.
  */
 #include <stdio.h>
