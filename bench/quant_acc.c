@@ -9,7 +9,8 @@
  * reference's: nmse (sum of squared differences over sum of squares, all positions and tokens),
  * top-1 agreement (unmasked argmax equal), mean KL(reference || engine) of the softmaxes in nats,
  * and the encoder output's nmse. With --wer each engine also transcribes the manifest as
- * `kiln eval` does (greedy, batch 1, Whisper's English normalizer): WER and S / D / I.
+ * `kiln eval` does (greedy, batch 1, Whisper's English normalizer): WER, S / D / I, and the
+ * runaway utterances (hypothesis > 2 x reference + 10 words: repetition loops).
  * One markdown table row per configuration on stdout.
  *
  * Weights (--weights): no engines; every linear layer weight of the checkpoint quantized and
@@ -254,8 +255,11 @@ static scores compare(kiln_whisper *w, const window *win, int n_windows) {
   return s;
 }
 
-/* WER of w on the manifest as `kiln eval` computes it (greedy, batch 1). */
-static void wer(kiln_whisper *w, const kiln_manifest *m, const char *engine_dir, kiln_wer_counts *counts) {
+/* WER of w on the manifest as `kiln eval` computes it (greedy, batch 1), and the number of
+ * runaway utterances (a hypothesis longer than twice the reference plus 10 words: a repetition
+ * loop, which one utterance can turn into 200 insertions). */
+static void wer(kiln_whisper *w, const kiln_manifest *m, const char *engine_dir, kiln_wer_counts *counts,
+                int64_t *runaways) {
   char spelling[4200];
   snprintf(spelling, sizeof spelling, "%s/normalizer.json", engine_dir);
   kiln_textnorm *tn = NULL;
@@ -267,6 +271,12 @@ static void wer(kiln_whisper *w, const kiln_manifest *m, const char *engine_dir,
   REQUIRE(kiln_eval_run(w, m, &rp, rep, &st));
   if (st.failed) DIE("%lld utterances failed", (long long)st.failed);
   REQUIRE(kiln_eval_report_totals(rep, NULL, NULL, counts, NULL));
+  *runaways = 0;
+  for (int64_t i = 0; i < kiln_eval_report_count(rep); i++) {
+    kiln_wer_counts u;
+    REQUIRE(kiln_eval_report_utterance(rep, i, &u, NULL, NULL));
+    *runaways += u.hyp_words > 2 * u.ref_words + 10;
+  }
   kiln_eval_report_destroy(rep);
   kiln_textnorm_destroy(tn);
 }
@@ -288,8 +298,8 @@ static void run_engines(const opts *o) {
   printf("- %s, CPU engines in %s, %d windows (%lld positions compared) against the unquantized engines\n", o->checkpoint,
          kiln_dtype_name(o->dtype), n_windows, (long long)positions);
   printf("\n| config | logits nmse | top-1 agreement | mean KL (nats) | encoder nmse |%s\n",
-         o->wer ? " WER | S / D / I (N) |" : "");
-  printf("|---|---|---|---|---|%s\n", o->wer ? "---|---|" : "");
+         o->wer ? " WER | S / D / I (N) | runaways |" : "");
+  printf("|---|---|---|---|---|%s\n", o->wer ? "---|---|---|" : "");
   fflush(stdout);
   for (int ci = 0; ci < o->n_configs; ci++) {
     char *keep = NULL, name[32];
@@ -302,10 +312,11 @@ static void run_engines(const opts *o) {
     if (o->wer && m) {
       char dir[4096];
       kiln_wer_counts wc;
+      int64_t runaways = 0;
       snprintf(dir, sizeof dir, "%s/%s", o->out, name);
-      wer(w, m, dir, &wc);
-      printf(" %.2f%% | %lld / %lld / %lld (%lld) |", 100 * kiln_wer_rate(&wc), (long long)wc.substitutions,
-             (long long)wc.deletions, (long long)wc.insertions, (long long)wc.ref_words);
+      wer(w, m, dir, &wc, &runaways);
+      printf(" %.2f%% | %lld / %lld / %lld (%lld) | %lld |", 100 * kiln_wer_rate(&wc), (long long)wc.substitutions,
+             (long long)wc.deletions, (long long)wc.insertions, (long long)wc.ref_words, (long long)runaways);
     }
     printf("\n");
     fflush(stdout);

@@ -121,7 +121,7 @@ typedef struct kiln_whisper_build_params {
 
 /* What int4 builds keep in the precision unless told otherwise: the first encoder layer. On
  * whisper-base it carries more of the int4 error than any other layer (mean KL of the forced-
- * decoding logits against the float engines 0.159 -> 0.116 with it kept, at +4.7 MB; see
+ * decoding logits against the float engines 0.159 -> 0.116 with it kept, at +4.6 MB in fp16; see
  * docs/quantization.md). */
 #define KILN_WHISPER_KEEP_FLOAT_INT4 "model.encoder.layers.0.*"
 

@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "core/quant.h"
 
-
 int64_t kiln_quant_scale_count(int64_t n, int64_t k, int32_t group) {
   return group > 0 ? n * (k / group) : n;
 }
