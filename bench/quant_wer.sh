@@ -15,7 +15,8 @@
 # Environment (all optional):
 #   CHECKPOINT      the Hugging Face checkpoint folder (default models/whisper-base)
 #   CONFIGS         default "fp16 int8 int4 fp16+kv8 int8+kv8 int4+kv8" (parts: fp16, int8, int4,
-#                   int4g64 = int4 with --group-size 64, kv8 = --kv-cache int8)
+#                   int4g64 = int4 with --group-size 64, kv8 = --kv-cache int8, allq = --keep-float
+#                   none: every linear layer quantized, int4's first encoder layer included)
 #   TARGET          cuda | cpu (default: detected as above)
 #   DTYPE           --dtype of the engines (default fp16)
 #   BATCH           --max-batch of the engines and kiln eval --batch-size (default 16 on the GPU, 1 on the CPU)
@@ -57,6 +58,7 @@ config_flags() {
       int4) flags+=" --weight-only int4" ;;
       int4g64) flags+=" --weight-only int4 --group-size 64" ;;
       kv8) flags+=" --kv-cache int8" ;;
+      allq) flags+=" --keep-float none" ;;
       *) return 1 ;;
     esac
   done
@@ -69,7 +71,7 @@ tail_cell() { tail -n 3 "$1" | tr '\n' ' ' | sed 's/|/\\|/g' | cut -c1-300; }
 declare -A STATUS
 for cfg in $CONFIGS; do
   if ! flags=$(config_flags "$cfg"); then
-    STATUS[$cfg]="unknown configuration (parts: fp16 int8 int4 int4g64 kv8)"
+    STATUS[$cfg]="unknown configuration (parts: fp16 int8 int4 int4g64 kv8 allq)"
     continue
   fi
   name=${cfg//+/-}

@@ -12,8 +12,8 @@
  * in the engine and are dequantized inside the kernel; activations keep the build precision.
  * Left in the build precision, with a log line (kiln_log, level INFO) saying why: a weight that
  * another kind of layer also reads (a token embedding table tied to the output projection), an
- * int4 weight whose K is not a multiple of group_size, a weight with non-finite values.
- * Conv1d weights stay float. The report counts both.
+ * int4 weight whose K is not a multiple of group_size, a weight with non-finite values, a weight
+ * whose name matches a keep_float pattern. Conv1d weights stay float. The report counts both.
  *
  * Usage:
  *   kiln_build_params p = kiln_build_default_params();
@@ -61,6 +61,10 @@ typedef struct kiln_build_params {
   kiln_weight_only weight_only; /* default KILN_WEIGHT_ONLY_NONE */
   int32_t group_size;          /* int4 group along K: a positive multiple of 32 (default 128; 64
                                   is the other common choice); int8 ignores it */
+  const char *keep_float;      /* under weight_only: comma-separated fnmatch(3) patterns of weight
+                                  names (e.g. "model.decoder.*,*.fc2.weight"); a matmul whose
+                                  weight matches one stays in the build precision (NULL or "":
+                                  none; each pattern at most 255 characters). Default NULL */
 } kiln_build_params;
 
 kiln_build_params kiln_build_default_params(void);

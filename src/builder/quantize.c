@@ -6,10 +6,11 @@
  *
  * Runs before the precision pass, which keeps the scales in fp32. A weight that some other layer
  * reads (an embedding table tied to the output projection), an int4 weight whose K is not a
- * multiple of the group, or one with non-finite values stays float for that matmul, with an
- * INFO log line; the report counts quantized and skipped layers. Not a calibration pass
- * (activations are not quantized).
+ * multiple of the group, one with non-finite values, or one whose name matches a keep_float
+ * pattern (kiln_build_params) stays float for that matmul, with an INFO log line; the report
+ * counts quantized and skipped layers. Not a calibration pass (activations are not quantized).
  */
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include "builder/builder_internal.h"
 #include "core/error.h"
 #include "core/quant.h"
+
+#define KEEP_PATTERN_MAX 256 /* bytes of one keep_float pattern, its NUL included */
 
 /* A layer other than a matmul reading t as its weight (input 1), or -1. */
 static int32_t other_reader(const kiln_graph *g, int32_t t) {
@@ -26,6 +29,21 @@ static int32_t other_reader(const kiln_graph *g, int32_t t) {
       if (l->in[j] == t && !(l->op == KILN_OP_MATMUL && j == 1)) return li;
   }
   return -1;
+}
+
+/* The first pattern of the comma-separated list `patterns` (may be NULL) that name matches, copied
+ * into out[n] (empty patterns are skipped); 0 when none does. */
+static int kept_float(const char *patterns, const char *name, char *out, size_t n) {
+  for (const char *p = patterns; p && *p;) {
+    size_t len = strcspn(p, ",");
+    if (len > 0 && len < n) { /* longer ones were rejected up front */
+      memcpy(out, p, len);
+      out[len] = '\0';
+      if (fnmatch(out, name, 0) == 0) return 1;
+    }
+    p += len + (p[len] == ',');
+  }
+  return 0;
 }
 
 /* "<base><suffix>", or "<base><suffix>.<i>" for the first i that no tensor uses yet. */
@@ -86,6 +104,10 @@ kiln_status kiln_builder_quantize_weights(kiln_graph *g, const kiln_build_params
   int32_t group = qdt == KILN_DTYPE_INT8 ? 0 : p->group_size;
   if (qdt == KILN_DTYPE_INT4 && (group <= 0 || group % 32 != 0))
     return kiln_error(KILN_ERR_INVALID_ARG, "int4 group size %d is not a positive multiple of 32; use 64 or 128", (int)group);
+  for (const char *k = p->keep_float; k && *k; k += strcspn(k, ",") + (k[strcspn(k, ",")] == ','))
+    if (strcspn(k, ",") >= KEEP_PATTERN_MAX)
+      return kiln_error(KILN_ERR_INVALID_ARG, "keep-float pattern \"%.40s...\" is longer than %d characters; use a shorter "
+                        "pattern with * or ?", k, KEEP_PATTERN_MAX - 1);
   const char *prec = kiln_dtype_name(p->precision);
   int32_t n0 = g->n_tensors; /* weights are among the tensors that exist now */
   int32_t *done = malloc(((size_t)n0 + 1) * 2 * sizeof *done); /* per weight: ids of its codes and scales */
@@ -100,7 +122,7 @@ kiln_status kiln_builder_quantize_weights(kiln_graph *g, const kiln_build_params
     int64_t n = t->dims.d[0], k = t->dims.d[1];
     int32_t reader = other_reader(g, w);
     const char *why = NULL;
-    char reason[256];
+    char reason[512], pattern[KEEP_PATTERN_MAX];
     if (t->kind != KILN_TENSOR_CONSTANT || !t->data || t->dims.rank != 2 || !kiln_dtype_is_float(t->dtype)) {
       why = "its weight is not a 2-D float constant";
     } else if (n == 0 || k == 0) {
@@ -113,6 +135,9 @@ kiln_status kiln_builder_quantize_weights(kiln_graph *g, const kiln_build_params
       why = "its weight is a network output";
     } else if (group > 0 && k % group != 0) {
       snprintf(reason, sizeof reason, "K = %lld is not a multiple of the int4 group size %d", (long long)k, (int)group);
+      why = reason;
+    } else if (kept_float(p->keep_float, t->name, pattern, sizeof pattern)) {
+      snprintf(reason, sizeof reason, "its weight %s matches the keep-float pattern \"%s\"", t->name, pattern);
       why = reason;
     }
     if (!why && done[2 * w] < 0) {

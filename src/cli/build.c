@@ -31,6 +31,8 @@ static void build_help(FILE *f) {
           "                          dequantized inside the kernels (weights about 1/2 or 1/4 of fp16);\n"
           "                          a weight another layer also reads (tied embeddings) stays float\n"
           "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
+          "  --keep-float PATTERNS   with --weight-only: matmuls whose weight name matches one of these\n"
+          "                          comma-separated shell patterns (fnmatch) stay in --dtype\n"
           "  --iterations N          timed runs per tactic candidate (default 10)\n"
           "  --workspace MIB         workspace limit per layer for tactics (default 32)\n"
           "  --plugins LIB.so        load plugins from a shared library first (may repeat)\n"
@@ -112,7 +114,7 @@ int cli_build(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     int handled;
     int rc = cli_common_flag("build", argc, argv, &i, &handled);
-    if (rc == CLI_OK && !handled) rc = cli_weight_only_flag("build", argc, argv, &i, &p.weight_only, &p.group_size, &handled);
+    if (rc == CLI_OK && !handled) rc = cli_weight_only_flag("build", argc, argv, &i, &p.weight_only, &p.group_size, &p.keep_float, &handled);
     if (rc != CLI_OK) return rc;
     if (handled) continue;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

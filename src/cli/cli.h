@@ -25,11 +25,12 @@ int cli_fail(const char *cmd, const char *what, kiln_status s);
 /* Options: is argv[*i] the flag `name`? Takes its value (next arg) into *value. */
 int cli_flag_value(int argc, char **argv, int *i, const char *name, const char **value);
 int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
-/* --weight-only none|int8|int4 and --group-size 64|128 (kiln build, kiln build whisper): when
- * argv[*i] is one of them, parse its value into *wo / *group and set *handled. Returns CLI_OK or
- * CLI_USAGE (message printed). */
+/* --weight-only none|int8|int4, --group-size 64|128 and --keep-float PATTERNS (kiln build,
+ * kiln build whisper): when argv[*i] is one of them, parse its value into *wo / *group /
+ * *keep_float (pointing into argv; "none" gives "") and set *handled. Returns CLI_OK or CLI_USAGE (message
+ * printed). */
 int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_weight_only *wo, int32_t *group,
-                         int *handled);
+                         const char **keep_float, int *handled);
 /* " (int8: 12 matmuls quantized, 1 left in fp16...)" for the build summary, "" without weight_only. */
 void cli_weight_only_summary(kiln_weight_only wo, const kiln_build_report *r, kiln_dtype precision, char *buf,
                              size_t n);

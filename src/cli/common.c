@@ -44,7 +44,7 @@ int cli_parse_int(const char *cmd, const char *flag, const char *s, int64_t lo, 
 }
 
 int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_weight_only *wo, int32_t *group,
-                         int *handled) {
+                         const char **keep_float, int *handled) {
   const char *v = NULL;
   *handled = 1;
   if (cli_flag_value(argc, argv, i, "--weight-only", &v)) {
@@ -58,6 +58,11 @@ int cli_weight_only_flag(const char *cmd, int argc, char **argv, int *i, kiln_we
     if (!v || (strcmp(v, "64") != 0 && strcmp(v, "128") != 0))
       return fprintf(stderr, "kiln %s: --group-size is 64 or 128\n", cmd), CLI_USAGE;
     *group = (int32_t)atoi(v);
+    return CLI_OK;
+  }
+  if (cli_flag_value(argc, argv, i, "--keep-float", &v)) {
+    if (!v) return fprintf(stderr, "kiln %s: --keep-float takes comma-separated weight name patterns\n", cmd), CLI_USAGE;
+    *keep_float = strcmp(v, "none") == 0 ? "" : v;
     return CLI_OK;
   }
   *handled = 0;

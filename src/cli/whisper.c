@@ -35,6 +35,12 @@ static void build_whisper_help(FILE *f) {
           "                          the output projection (tied to the token embedding) and the\n"
           "                          convolutions stay in --dtype\n"
           "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
+          "  --keep-float PATTERNS|none  with --weight-only: linear layers whose weight name matches one\n"
+          "                          of these comma-separated shell patterns stay in --dtype, e.g.\n"
+          "                          'model.decoder.layers.5.*' (names as in the checkpoint; the fused\n"
+          "                          self-attention projection is LAYER.self_attn.qkv_proj.weight);\n"
+          "                          default with int4: '" KILN_WHISPER_KEEP_FLOAT_INT4 "' (the first\n"
+          "                          encoder layer, the most sensitive), with int8: none\n"
           "  --kv-cache int8|DTYPE   the KV cache (self-attention caches, cross-attention keys/values):\n"
           "                          int8 codes with one scale per cached vector (max|x| / 127, computed\n"
           "                          as it is written; about half the memory of fp16), or the --dtype\n"
@@ -54,7 +60,7 @@ int cli_build_whisper(int argc, char **argv) {
     int handled;
     int rc = cli_common_flag("build whisper", argc, argv, &i, &handled);
     if (rc == CLI_OK && !handled)
-      rc = cli_weight_only_flag("build whisper", argc, argv, &i, &p.weight_only, &p.group_size, &handled);
+      rc = cli_weight_only_flag("build whisper", argc, argv, &i, &p.weight_only, &p.group_size, &p.keep_float, &handled);
     if (rc != CLI_OK) return rc;
     if (handled) continue;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -2,16 +2,31 @@
  * shared by the builder (quantizing weights), the CPU backend (dequantizing them) and tests.
  *
  * Format (the weights and scales of KILN_OP_MATMUL_WQ, see net/graph.h):
- *   - codes q[N, K]: int8 in [-127, 127], or int4 in [-7, 7] packed two per byte with the
+ *   - codes q[N, K]: int8 in [-128, 127], or int4 in [-8, 7] packed two per byte with the
  *     element of flat index i = n * K + k in byte i / 2, the even index in the low nibble, each
  *     nibble a two's complement 4-bit value (kiln_dtype_bytes(KILN_DTYPE_INT4, N * K) bytes);
- *     -128 and -8 are never written (the ranges are symmetric) but decode as themselves;
- *   - scales s, fp32: group 0 gives one per row, s[N]; group G > 0 (G divides K) gives one per
- *     G consecutive elements of a row, s[N, K / G];
+ *   - scales s, fp32, of either sign: group 0 gives one per row, s[N]; group G > 0 (G divides K)
+ *     gives one per G consecutive elements of a row, s[N, K / G];
  *   - w[n, k] = q[n, k] * s[n, k / G] (or s[n]), computed in fp32.
- * Quantizing: s = max|w| / qmax over the row or group (qmax 127 or 7), q = round(w / s) with
- * halves away from zero, clamped to [-qmax, qmax]; an all-zero row or group gets s = 0 and
- * q = 0. So |w - q * s| <= s / 2 (up to fp32 rounding).
+ * Every decoder (kiln_quant_code and kiln_dequantize_rows here, the CUDA dequantization kernel
+ * in backends/cuda/matmul_wq.cu and the skinny kernel in backends/cuda/skinny.cu) reads the
+ * whole code range and multiplies by the signed scale. Engines written before the full range
+ * was used (codes in [-7, 7] / [-127, 127], s >= 0) are the same format.
+ * Quantizing, per row or group: let m be its element of largest magnitude (the first one on a
+ * tie) and qmax 7 or 127. Two candidates, each of which reproduces m exactly:
+ *   full range:        s = -m / (qmax + 1): m gets the code -(qmax + 1) (-8 or -128), a step of
+ *                      |m| / 8 for int4 (the scale's sign is the opposite of m's);
+ *   round-to-nearest:  s = |m| / qmax: m gets +-qmax, a step of |m| / 7 (the quantizer before).
+ * For each, q = round(w / s) with halves away from zero, clamped to [-(qmax + 1), qmax]; the one
+ * with the smaller sum of (w - q s)^2 (q s rounded to fp32) is kept, full range on a tie. So
+ * the error of every group is at most plain round-to-nearest's, and |w - q s| <= |s| / 2 for
+ * every element whose code is not an end of the range. An all-zero row or group (or one whose
+ * |m| / qmax underflows to 0) gets s = 0 and q = 0. Deterministic: plain fp32 / fp64 loops in a
+ * fixed order.
+ * Why not a clip search (scales below |m| / qmax chosen by least squares, as llama.cpp's and
+ * AWQ's weight-only searches do): on whisper-base it lowers the weights' squared error further
+ * but changes the model's output more (bench/quant_acc.c; numbers in docs/quantization.md):
+ * clipping the largest weights of a group costs more than the rounding error it saves.
  * Not a calibration tool (no activation statistics, no asymmetric zero points).
  */
 #ifndef KILN_CORE_QUANT_H

@@ -3,7 +3,7 @@
  * the group does not divide stay float), the report's counts and weight bytes (exactly what the
  * quantized tensors take: the float weights are gone), the scales staying fp32 in an fp16 build,
  * outputs close to the fp32 network within the quantization error (and not equal to it), the
- * engine file round trip, `inspect` text, and bad parameters. */
+ * engine file round trip, `inspect` text, keep_float patterns, and bad parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +198,51 @@ static void test_file_round_trip(kiln_network *net) {
   remove(path);
 }
 
+/* keep_float: matmuls whose weight matches a pattern stay float (both users of proj.w), the
+ * others are quantized; empty patterns are skipped; a pattern too long is an error. */
+static void test_keep_float(kiln_network *net) {
+  kiln_build_params p = kiln_build_default_params();
+  p.target = KILN_TARGET_CPU;
+  p.weight_only = KILN_WEIGHT_ONLY_INT8;
+  static const struct {
+    const char *patterns;
+    int quantized;
+  } cases[] = {{"fc1.w", 4},          {"proj.*,,fc2.?", 2}, {"*.w", 0}, {",", 5}, {"", 5},
+               {"fc1.w.q,FC1.W", 5} /* exact names only, case-sensitive */};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    void *img = NULL;
+    size_t n = 0;
+    kiln_build_report r;
+    p.keep_float = cases[c].patterns;
+    CHECK_OK(kiln_build(net, &p, &img, &n, &r));
+    if (r.num_quantized != cases[c].quantized)
+      fprintf(stderr, "keep_float \"%s\": %d matmuls quantized, want %d\n", cases[c].patterns, (int)r.num_quantized,
+              cases[c].quantized);
+    CHECK_EQ_INT(r.num_quantized, cases[c].quantized);
+    CHECK_EQ_INT(r.num_quantize_skipped, WN_MATMULS - cases[c].quantized);
+    kiln_free(img);
+  }
+  /* what stays float is really float: fc2 and proj keep their fp32 weights, fc1 is int8 */
+  p.keep_float = "proj.w,fc2.w";
+  built b;
+  memset(&b, 0, sizeof b);
+  CHECK_OK(kiln_build(net, &p, &b.img, &b.size, &b.rep));
+  CHECK_EQ_INT(tensor_dtype(&b, "proj.w"), KILN_DTYPE_FP32);
+  CHECK_EQ_INT(tensor_dtype(&b, "fc2.w"), KILN_DTYPE_FP32);
+  CHECK_EQ_INT(tensor_dtype(&b, "fc1.w.q"), KILN_DTYPE_INT8);
+  CHECK_EQ_INT(tensor_dtype(&b, "proj.w.q"), KILN_DTYPE_INVALID);
+  built_free(&b);
+  char longp[300];
+  memset(longp, '*', sizeof longp - 1);
+  longp[sizeof longp - 1] = '\0';
+  p.keep_float = longp;
+  void *img = NULL;
+  size_t n = 0;
+  CHECK_STATUS(kiln_build(net, &p, &img, &n, NULL), KILN_ERR_INVALID_ARG);
+  CHECK_MSG("longer than");
+  CHECK(img == NULL);
+}
+
 static void test_bad_params(kiln_network *net) {
   kiln_build_params p = kiln_build_default_params();
   void *img = NULL;
@@ -227,6 +272,7 @@ int main(void) {
     test_modes(net);
     test_fp16(net);
     test_file_round_trip(net);
+    test_keep_float(net);
     test_bad_params(net);
   }
   kiln_network_destroy(net);

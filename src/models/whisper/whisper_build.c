@@ -3,7 +3,8 @@
  *
  * Manifest (whisper.json): {"format": "kiln-whisper", "version": 2, "encoder": "encoder.engine",
  * "decoder": "decoder.engine", "precision": "fp16", "target": "cuda"|"cpu", "max_batch": N, "max_beams": K,
- * "weight_only": "none"|"int8"|"int4" (and "group_size" for int4; informative, not read back),
+ * "weight_only": "none"|"int8"|"int4" (and "group_size" for int4, "keep_float": the patterns of
+ * weights kept float, "" for none, under weight_only; informative, not read back),
  * "kv_cache": "int8" or the precision's name (informative: the runtime reads the engines' dtypes),
  * the geometry under config.json's key names (d_model, encoder_layers, ..., vocab_size,
  * max_source_positions, max_target_positions, eos_token_id, decoder_start_token_id),
@@ -76,6 +77,7 @@ static kiln_status write_manifest(const char *out_dir, const kiln_whisper_config
   static const char *const wo_names[] = {"none", "int8", "int4"};
   cJSON_AddStringToObject(m, "weight_only", p->weight_only >= 0 && p->weight_only <= 2 ? wo_names[p->weight_only] : "?");
   if (p->weight_only == KILN_WEIGHT_ONLY_INT4) cJSON_AddNumberToObject(m, "group_size", p->group_size);
+  if (p->weight_only != KILN_WEIGHT_ONLY_NONE) cJSON_AddStringToObject(m, "keep_float", p->keep_float);
   cJSON_AddStringToObject(m, "kv_cache", p->kv_cache == KILN_DTYPE_INT8 ? "int8" : kiln_dtype_name(p->precision));
   const struct { const char *key; int32_t v; } f[] = {
       {"d_model", c->d_model},           {"encoder_layers", c->encoder_layers}, {"encoder_attention_heads", c->encoder_heads},
@@ -116,6 +118,7 @@ static kiln_status build_one(const char *dir, const kiln_whisper_build_params *p
   b.progress_user_data = p->progress_user_data;
   b.weight_only = p->weight_only;
   b.group_size = p->group_size;
+  b.keep_float = p->keep_float;
   kiln_build_report r;
   s = kiln_build_to_file(net, &b, path, &r);
   kiln_network_destroy(net);
@@ -139,6 +142,7 @@ kiln_status kiln_whisper_build(const char *checkpoint_dir, const kiln_whisper_bu
   if (p.max_batch < 1 || p.max_beams < 1 || (int64_t)p.max_batch * p.max_beams > 4096)
     return kiln_error(KILN_ERR_INVALID_ARG, "whisper build: max_batch (%d) and max_beams (%d) must be >= 1 with a product <= 4096",
                       p.max_batch, p.max_beams);
+  if (!p.keep_float) p.keep_float = p.weight_only == KILN_WEIGHT_ONLY_INT4 ? KILN_WHISPER_KEEP_FLOAT_INT4 : "";
   kiln_whisper_config c;
   KILN_TRY(kiln_whisper_config_load(checkpoint_dir, &c));
   if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
