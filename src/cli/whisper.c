@@ -34,7 +34,7 @@ static void build_whisper_help(FILE *f) {
           "  --weight-only none|int8|int4  keep the linear layers' weights quantized (default none);\n"
           "                          the output projection (tied to the token embedding) and the\n"
           "                          convolutions stay in --dtype\n"
-          "  --group-size 64|128     int4 weights per scale along K (default 128)\n"
+          "  --group-size 64|128     int4 weights per scale along K (default 64)\n"
           "  --keep-float PATTERNS|none  with --weight-only: linear layers whose weight name matches one\n"
           "                          of these comma-separated shell patterns stay in --dtype, e.g.\n"
           "                          'model.decoder.layers.5.*' (names as in the checkpoint; the fused\n"

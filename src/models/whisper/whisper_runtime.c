@@ -50,6 +50,7 @@ struct kiln_whisper {
   kiln_whisper_config c;
   kiln_engine *enc, *dec;
   size_t enc_ring;    /* the encoder's weight streaming ring (0: its weights are resident) */
+  int enc_graphs;     /* the encoder runs of slot 0 replay a captured CUDA graph (run_encoder) */
   kiln_context *ectx, *dctx;
   kiln_tokenizer *tok;
   kiln_dtype prec;
@@ -369,6 +370,8 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
                               (double)lp.weight_stream_bytes / 1048576.0);
   KILN_TRY(s);
   w->enc_ring = lp.weight_stream_bytes;
+  const char *eg = getenv("KILN_ENCODER_GRAPHS");
+  w->enc_graphs = !w->enc_ring && !(eg && strcmp(eg, "0") == 0);
   lp.weight_stream_bytes = 0; /* the decoder's weights stay on the device */
   KILN_TRY(kiln_engine_load(dec, &lp, &w->dec));
   w->prec = kiln_engine_precision(w->enc);
@@ -532,6 +535,17 @@ static kiln_status run_encoder(kiln_whisper *w, int32_t slot, int32_t n, const v
     KILN_TRY(bind(w->ectx, "cross_k_scale.%d", i, (char *)w->cross_scale[2 * i] + (size_t)slot * srow));
     KILN_TRY(bind(w->ectx, "cross_v_scale.%d", i, (char *)w->cross_scale[2 * i + 1] + (size_t)slot * srow));
   }
+  /* The encoder is some 400 launches (a third of them cuBLASLt's, each with its own host work):
+   * as a graph its host side is one launch. Runs into slot 0 (whole batches) replay one graph per
+   * batch size; other slots (one window at a time) run eagerly rather than capture per slot. A
+   * capture that fails turns graphs off for the encoder and the run goes on eagerly. */
+  const int graphs = w->cuda && w->enc_graphs && slot == 0;
+  if (w->cuda) KILN_TRY(kiln_context_set_cuda_graphs(w->ectx, graphs));
+  kiln_status s = kiln_context_enqueue(w->ectx, w->stream);
+  if (s == KILN_OK || !graphs) return s;
+  kiln_log(KILN_LOG_WARN, "whisper: the encoder could not run as a CUDA graph (%s); running it without", kiln_last_error());
+  w->enc_graphs = 0;
+  KILN_TRY(kiln_context_set_cuda_graphs(w->ectx, 0));
   return kiln_context_enqueue(w->ectx, w->stream);
 }
 
