@@ -24,15 +24,24 @@ table and launching live in src/backends/cuda/triton_rt.c; the generated launche
 their arguments and pack them.
 
 Refused at generation, with a message: another Triton version than 3.6.x, kernels that need
-global or profile scratch memory, tensor descriptors, more than one CTA per program, cooperative
-or PDL launches, scalar types the launcher cannot pass exactly, and PTX whose parameter list does
-not match the signature (+ the two hidden scratch pointers Triton 3.6 appends).
+global or profile scratch memory, more than one CTA per program, cooperative or PDL launches,
+scalar types the launcher cannot pass exactly, tensor descriptors that Triton did not lower to
+TMA, and PTX whose parameter list does not match the signature (+ the two hidden scratch pointers
+Triton 3.6 appends).
+
+Tensor descriptors (TMA): an argument typed "tensordesc<fp16[1, 1, BLOCK_N, BLOCK_D]>" (block
+dims are integers or the variant's constexpr names) takes a kiln_triton_tensor in C; the
+launcher encodes the CUtensorMap each image was compiled for (the metadata is kept per image) and
+passes map, shape (i32) and strides (i64) as Triton's own launcher does. TMA needs sm_90: such a
+kernel declares "min_arch": 90 and is compiled only for the targets at or above it (on older
+GPUs it has no code, and kiln_triton_check says so).
 
 Kernel file format:
     AOT_KERNELS = {
         "name": {"fn": <triton.jit fn>,
                  "signature": {"arg": "*fp16:16" | "i32" | "i64" | "fp32" | ... | "constexpr"},
-                 "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2}, ...]},
+                 "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2}, ...],
+                 "min_arch": 90},   # optional (default 80)
     }
 ":16" on a pointer (or integer) promises 16-byte alignment (divisibility by 16); the launcher
 checks that promise at run time.
@@ -97,6 +106,14 @@ def parse_signature(kname, fn, sig):
                        f"function's arguments in order {list(fn.arg_names)}")
     args = []
     for name, spec in sig.items():
+        m = re.fullmatch(r"tensordesc<(\w+)\[([^\]]*)\]>", spec.replace(" ", ""))
+        if m:
+            block = [int(x) if x.isdigit() else x for x in m.group(2).split(",") if x]
+            if not 1 <= len(block) <= 5:
+                raise AotError(f"kernel {kname}: argument {name}: a tensor descriptor has rank 1 to 5")
+            args.append({"name": name, "type": "tensordesc", "desc_dtype": m.group(1), "block": block,
+                         "align16": False, "constexpr": False})
+            continue
         ty, _, hint = spec.partition(":")
         if hint not in ("", "16"):
             raise AotError(f"kernel {kname}: argument {name}: only ':16' hints are supported")
@@ -112,7 +129,32 @@ def ptx_params(ptx, entry):
     m = re.search(r"\.entry\s+" + re.escape(entry) + r"\s*\((.*?)\)", ptx, re.S)
     if not m:
         raise AotError(f"PTX has no .entry {entry}")
-    return [PTX_PARAM_BYTES[t] for t in re.findall(r"\.param\s+\.(\w+)", m.group(1))]
+    widths = []
+    for decl in m.group(1).split(","):
+        if not decl.strip():
+            continue
+        t = re.search(r"\.(" + "|".join(PTX_PARAM_BYTES) + r")\b", decl)
+        n = re.search(r"\[(\d+)\]", decl)
+        if not t:
+            raise AotError(f"PTX parameter {decl.strip()!r} of {entry} has no known type")
+        widths.append(PTX_PARAM_BYTES[t.group(1)] * (int(n.group(1)) if n else 1))
+    return widths
+
+
+# Triton's device-side TMA element type -> the driver's CUtensorMapDataType (Triton's launcher
+# maps them the same way: they differ for 8, 9 and 10).
+TMA_DTYPE_DEVICE_TO_HOST = {8: 10, 9: 8, 10: 9}
+
+
+def desc_signature(a, consts, what):
+    dims = []
+    for d in a["block"]:
+        if isinstance(d, str):
+            if d not in consts:
+                raise AotError(f"{what}: argument {a['name']}: block dim {d} is not a constexpr of the variant")
+            d = consts[d]
+        dims.append(int(d))
+    return f"tensordesc<{a['desc_dtype']}[{', '.join(str(x) for x in dims)}]>", dims
 
 
 def cubin_registers(cubin, entry):
@@ -163,7 +205,14 @@ def compile_one(job):
     for a in args:
         if a["constexpr"] and a["name"] not in consts:
             raise AotError(f"kernel {kname} variant {vi}: no value for constexpr {a['name']}")
-    sig = {a["name"]: ("constexpr" if a["constexpr"] else a["type"]) for a in args}
+    what = f"kernel {kname} variant {vi} ({consts}) sm_{arch}"
+    sig, blocks = {}, []
+    for a in args:
+        if a["type"] == "tensordesc":
+            sig[a["name"]], dims = desc_signature(a, consts, what)
+            blocks.append(dims)
+        else:
+            sig[a["name"]] = "constexpr" if a["constexpr"] else a["type"]
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(args) if a["align16"]}
     target = GPUTarget("cuda", arch, 32)
     backend = triton.compiler.make_backend(target)
@@ -174,15 +223,24 @@ def compile_one(job):
     except Exception as e:  # Triton's own message says where in the kernel it failed
         raise AotError(f"kernel {kname} variant {vi} sm_{arch}: Triton failed: {e}")
     md = ck.metadata
-    what = f"kernel {kname} variant {vi} ({consts}) sm_{arch}"
     if getattr(md, "global_scratch_size", 0) > 0:
         raise AotError(f"{what} needs {md.global_scratch_size} bytes of global scratch memory, "
                        f"which kiln's launchers do not provide; change the kernel")
     if getattr(md, "profile_scratch_size", 0) > 0:
         raise AotError(f"{what} needs profile scratch memory (instrumentation); disable it")
-    if getattr(md, "tensordesc_meta", None):
-        raise AotError(f"{what} uses tensor descriptors (TMA), which kiln's launchers do not "
-                       f"build; use plain pointers and strides")
+    metas = list(getattr(md, "tensordesc_meta", None) or [])
+    if len(metas) != len(blocks) or any(x is None for x in metas):
+        raise AotError(f"{what}: Triton did not lower every tensor descriptor to TMA "
+                       f"({len(blocks)} declared, metadata {metas}); TMA needs sm_90 ('min_arch': 90)")
+    tma = []
+    for meta, dims in zip(metas, blocks):
+        # Triton may split a block into narrower boxes (a 128-wide fp16 row is loaded as two 64-wide
+        # boxes under the 128-byte swizzle): the map is encoded with the box Triton chose.
+        if len(meta["block_size"]) != len(dims) or meta.get("fp4_padded"):
+            raise AotError(f"{what}: descriptor box {meta['block_size']} does not fit the declared {dims}")
+        tma.append({"data_type": TMA_DTYPE_DEVICE_TO_HOST.get(meta["elem_type"], meta["elem_type"]),
+                    "elem_size": int(meta["elem_size"]), "swizzle": int(meta["swizzle"]),
+                    "block": [int(x) for x in meta["block_size"]]})
     if md.num_ctas != 1 or md.launch_cooperative_grid or md.launch_pdl:
         raise AotError(f"{what} needs num_ctas > 1, a cooperative or a PDL launch; kiln "
                        f"launches with cuLaunchKernel only")
@@ -190,7 +248,9 @@ def compile_one(job):
     widths = ptx_params(ptx, md.name)
     want = []
     for a in args:
-        if not a["constexpr"]:
+        if a["type"] == "tensordesc":  # CUtensorMap by value, shape (i32), strides (i64)
+            want += [128] + [4] * len(a["block"]) + [8] * len(a["block"])
+        elif not a["constexpr"]:
             want.append(8 if a["type"].startswith("*") else SCALAR_TYPES[a["type"]][1])
     want += [8, 8]  # global_scratch, profile_scratch: appended by Triton 3.6
     if widths != want:
@@ -203,7 +263,7 @@ def compile_one(job):
         f.write(cubin)
     return {"kernel": kname, "variant": vi, "arch": arch, "entry": md.name,
             "shared_bytes": int(md.shared), "registers": cubin_registers(cubin, md.name),
-            "num_warps": int(md.num_warps), "num_stages": int(md.num_stages),
+            "num_warps": int(md.num_warps), "num_stages": int(md.num_stages), "tma": tma,
             "ptx": base + ".ptx", "cubin": base + ".cubin"}
 
 
@@ -225,7 +285,10 @@ def launcher_params(args):
     for a in args:
         if a["constexpr"]:
             continue
-        ctype = "void *" if a["type"].startswith("*") else SCALAR_TYPES[a["type"]][0] + " "
+        if a["type"] == "tensordesc":
+            ctype = "const kiln_triton_tensor *"
+        else:
+            ctype = "void *" if a["type"].startswith("*") else SCALAR_TYPES[a["type"]][0] + " "
         out.append((ctype, a))
     return out
 
@@ -255,7 +318,8 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
         ident = c_ident(kname)
         kman = {"name": kname, "source": os.path.basename(path), "source_sha256": src_hash,
                 "signature": k["signature"], "variants": []}
-        entry = by_key[(kname, 0, archs[0])]["entry"]
+        karchs = [a for a in archs if (kname, 0, a) in by_key]  # at or above the kernel's min_arch
+        entry = by_key[(kname, 0, karchs[0])]["entry"] if karchs else c_ident(k["fn"].__name__)
         var_rows = []
         for vi, v in enumerate(k["variants"]):
             names = list(v["constexprs"].keys())
@@ -263,42 +327,56 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
             img_rows = []
             vman = {"index": vi, "constexprs": v["constexprs"], "num_warps": v["num_warps"],
                     "num_stages": v["num_stages"], "targets": []}
-            for arch in archs:
+            for arch in karchs:
                 r = by_key[(kname, vi, arch)]
                 sym = f"kiln_tb_{ident}_v{vi}_sm{arch}"
                 c.append(asm_blob(sym, r["cubin"], False))
-                img_rows.append(f"  {{{arch}, 0, {sym}, {r['shared_bytes']}u, {r['registers']}}},")
+                tma = tma_table(c, f"{ident}_v{vi}_sm{arch}_tma", r["tma"])
+                img_rows.append(f"  {{{arch}, 0, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma}}},")
                 vman["targets"].append({"target": f"sm_{arch}", "kernel_name": r["entry"],
                                         "shared_bytes": r["shared_bytes"],
                                         "registers": r["registers"],
                                         "num_warps": r["num_warps"],
-                                        "num_stages": r["num_stages"]})
-            r = by_key[(kname, vi, top_arch)]
-            sym = f"kiln_tp_{ident}_v{vi}_sm{top_arch}"
-            c.append(asm_blob(sym, r["ptx"], True))
-            img_rows.append(f"  {{{top_arch}, 1, {sym}, {r['shared_bytes']}u, {r['registers']}}},")
+                                        "num_stages": r["num_stages"],
+                                        **({"tma": r["tma"]} if r["tma"] else {})})
+            if karchs:
+                top = karchs[-1]
+                r = by_key[(kname, vi, top)]
+                sym = f"kiln_tp_{ident}_v{vi}_sm{top}"
+                c.append(asm_blob(sym, r["ptx"], True))
+                tma = f"{ident}_v{vi}_sm{top}_tma" if r["tma"] else "NULL"
+                tma = f"{len(r['tma'])}, {tma}" if r["tma"] else "0, NULL"
+                img_rows.append(f"  {{{top}, 1, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma}}},")
             c.append(f"static const char *const {ident}_v{vi}_names[] = {{"
                      + ", ".join(f'"{n}"' for n in names) + "};")
             c.append(f"static const int64_t {ident}_v{vi}_values[] = {{"
                      + ", ".join(str(x) for x in vals) + "};")
-            c.append(f"static const kiln_triton_image {ident}_v{vi}_images[] = {{")
-            c.extend(img_rows)
-            c.append("};")
+            images = "0, NULL"  # no target at or above the kernel's min_arch was built
+            if img_rows:
+                c.append(f"static const kiln_triton_image {ident}_v{vi}_images[] = {{")
+                c.extend(img_rows)
+                c.append("};")
+                images = (f"sizeof({ident}_v{vi}_images) / sizeof({ident}_v{vi}_images[0]), "
+                          f"{ident}_v{vi}_images")
             desc = " ".join(f"{n}={x}" for n, x in zip(names, vals))
             desc += f" num_warps={v['num_warps']} num_stages={v['num_stages']}"
             var_rows.append(f'  {{"{desc}", {v["num_warps"]}, {v["num_stages"]}, {len(names)}, '
-                            f"{ident}_v{vi}_names, {ident}_v{vi}_values, "
-                            f"sizeof({ident}_v{vi}_images) / sizeof({ident}_v{vi}_images[0]), "
-                            f"{ident}_v{vi}_images}},")
+                            f"{ident}_v{vi}_names, {ident}_v{vi}_values, {images}}},")
             kman["variants"].append(vman)
         manifest["kernels"].append(kman)
         params = launcher_params(args)
         c.append(f"static const kiln_triton_variant {ident}_variants[] = {{")
         c.extend(var_rows)
         c.append("};")
+        kinds = "NULL"
+        if any(a["type"] == "tensordesc" for _, a in params):
+            kinds = f"{ident}_arg_kinds"
+            c.append(f"static const uint8_t {kinds}[] = {{" + ", ".join(
+                "KILN_TRITON_ARG_TENSOR" if a["type"] == "tensordesc" else "KILN_TRITON_ARG_VALUE"
+                for _, a in params) + "};")
         c.append(f"const kiln_triton_kernel kiln_triton_{ident}_kernel = {{\"{kname}\", \"{entry}\", "
                  f"{len(params)}, sizeof({ident}_variants) / sizeof({ident}_variants[0]), "
-                 f"{ident}_variants}};")
+                 f"{ident}_variants, {kinds}}};")
         proto_args = "".join(f", {ct}{a['name']}" for ct, a in params)
         proto = (f"kiln_status kiln_triton_{ident}(void *stream, int32_t variant, uint32_t grid_x, "
                  f"uint32_t grid_y, uint32_t grid_z{proto_args})")
@@ -319,7 +397,9 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
                 c.append(f'    return kiln_error(KILN_ERR_INVALID_ARG, "{kname}: argument {a["name"]} '
                          f'must be a multiple of 16 (got %lld)", (long long){a["name"]});')
         if params:
-            c.append("  void *args[] = {" + ", ".join(f"&{a['name']}" for _, a in params) + "};")
+            c.append("  void *args[] = {" + ", ".join(
+                f"(void *){a['name']}" if a["type"] == "tensordesc" else f"&{a['name']}"
+                for _, a in params) + "};")
         else:
             c.append("  void **args = NULL;")
         c.append(f"  return kiln_triton_launch(&kiln_triton_{ident}_kernel, variant, grid_x, grid_y, "
@@ -333,6 +413,20 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
     write_if_changed(os.path.join(outdir, "kiln_triton_kernels.h"), "\n".join(h) + "\n")
     with open(os.path.join(outdir, "kiln_triton_kernels.c"), "w") as f:
         f.write("\n".join(c) + "\n")
+
+
+def tma_table(c, sym, tma):
+    """Emits an image's descriptor encodings (kiln_triton_tma[]); -> the row's "n, table"."""
+    if not tma:
+        return "0, NULL"
+    rows = []
+    for t in tma:
+        block = ", ".join(str(x) for x in t["block"])
+        rows.append(f"  {{{t['data_type']}, {t['elem_size']}, {t['swizzle']}, {len(t['block'])}, {{{block}}}}},")
+    c.append(f"static const kiln_triton_tma {sym}[] = {{")
+    c.extend(rows)
+    c.append("};")
+    return f"{len(tma)}, {sym}"
 
 
 def write_if_changed(path, text):
@@ -378,9 +472,13 @@ def main():
                 if not k.get("variants"):
                     raise AotError(f"kernel {kname} in {path} declares no variants")
                 args = parse_signature(kname, k["fn"], k["signature"])
+                min_arch = int(k.get("min_arch", 80))
+                if any(x["type"] == "tensordesc" for x in args) and min_arch < 90:
+                    raise AotError(f"kernel {kname} takes tensor descriptors (TMA, sm_90 and newer): "
+                                   f"declare \"min_arch\": 90")
                 kernels[kname] = (path, src_hash, dict(k, args=args))
                 for vi in range(len(k["variants"])):
-                    for arch in archs:
+                    for arch in (x for x in archs if x >= min_arch):
                         jobs.append((os.path.abspath(path), kname, vi, arch, os.path.abspath(a.out)))
         if a.jobs > 1:
             with concurrent.futures.ProcessPoolExecutor(max_workers=a.jobs) as ex:

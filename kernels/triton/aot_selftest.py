@@ -4,7 +4,10 @@ What it is: kernels whose only job is to let tests/gpu/test_triton_aot.c catch d
 generated launcher: `aot_scale` writes y = x * scale with an fp32 `scale` (a float passed as 8
 bytes arrives as garbage) and an int64 `offset` after it (so misaligned argument packing shows);
 `aot_bigsmem` multiplies two tiles so large that its shared memory (512 KiB) exceeds every
-GPU kiln supports, so loading it must fail with an error that names it.
+GPU kiln supports, so loading it must fail with an error that names it; `aot_tma_copy` reads
+a 2-D fp16 tensor through a TMA descriptor (sm_90) and writes it scaled into a padded fp32
+buffer, so a wrong map (strides, box, element type), the zero fill past the tensor's edge, and
+the packing of the scalars after the expanded descriptor all show.
 What it is not: a kernel any network uses.
 """
 import triton
@@ -33,6 +36,17 @@ def aot_bigsmem(a_ptr, b_ptr, c_ptr, BLOCK: tl.constexpr, K: tl.constexpr):
     tl.store(c_ptr + r[:, None] * BLOCK + r[None, :], c.to(tl.float16))
 
 
+@triton.jit
+def aot_tma_copy(desc_x, y_ptr, ldy, scale, BR: tl.constexpr, BC: tl.constexpr):
+    # y [grid_r * BR, ldy] fp32: the block (pid_r, pid_c) of x * scale, zeros past x's edges
+    pid_r = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    x = desc_x.load([pid_r * BR, pid_c * BC])
+    r = pid_r * BR + tl.arange(0, BR)
+    c = pid_c * BC + tl.arange(0, BC)
+    tl.store(y_ptr + r[:, None] * ldy + c[None, :], x.to(tl.float32) * scale)
+
+
 AOT_KERNELS = {
     "aot_scale": {
         "fn": aot_scale,
@@ -50,5 +64,12 @@ AOT_KERNELS = {
         "variants": [
             {"constexprs": {"BLOCK": 16, "K": 8192}, "num_warps": 8, "num_stages": 1},
         ],
+    },
+    "aot_tma_copy": {
+        "fn": aot_tma_copy,
+        "signature": {"desc_x": "tensordesc<fp16[BR, BC]>", "y_ptr": "*fp32:16", "ldy": "i32",
+                      "scale": "fp32", "BR": "constexpr", "BC": "constexpr"},
+        "min_arch": 90,
+        "variants": [{"constexprs": {"BR": 32, "BC": 64}, "num_warps": 4, "num_stages": 1}],
     },
 }

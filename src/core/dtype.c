@@ -1,7 +1,10 @@
 /* src/core/dtype.c - dtype names and sizes, fp16/bf16 conversions, dims and tensor views.
  * kiln_convert_floats widens fp16 with F16C's vcvtph2ps when the CPU has it (core/cpu.h; the same
  * values as kiln_fp16_to_fp32, except that a signaling NaN comes out quiet), and bf16 with a
- * plain loop the compiler vectorizes: the host converts every logits row of a decoding step. */
+ * plain loop the compiler vectorizes: the host converts every logits row of a decoding step. It
+ * narrows fp32 to fp16 with F16C's vcvtps2ph (round to nearest even: the same bits as
+ * kiln_fp32_to_fp16 for every input) when the CPU has it: Whisper's mel windows, 1.5 M values a
+ * window of 4, took 7 ms in the portable loop. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -139,6 +142,15 @@ static void fp16_to_fp32(float *dst, const uint16_t *src, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_float(src[i]);
 }
 
+#ifdef DTYPE_X86
+__attribute__((target("avx,f16c"))) static void fp32_to_fp16_f16c(uint16_t *dst, const float *src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = kiln_fp32_to_fp16(src[i]);
+}
+#endif
+
 static void bf16_to_fp32(float *dst, const uint16_t *src, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = bits_float((uint32_t)src[i] << 16); /* kiln_bf16_to_fp32 */
 }
@@ -158,6 +170,12 @@ int kiln_convert_floats(void *dst, kiln_dtype dst_dtype, const void *src, kiln_d
     bf16_to_fp32(dst, src, n);
     return 0;
   }
+#ifdef DTYPE_X86
+  if (dst_dtype == KILN_DTYPE_FP16 && src_dtype == KILN_DTYPE_FP32 && kiln_cpu_has_f16c()) {
+    fp32_to_fp16_f16c(dst, src, n);
+    return 0;
+  }
+#endif
   for (int64_t i = 0; i < n; i++) {
     float v;
     switch (src_dtype) {

@@ -12,6 +12,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "kiln/dtype.h"
+#include "kiln_triton_kernels.h"
 #include "plugins/cuda/fmha_plugin.h"
 
 static const kiln_plugin_creator *cr;
@@ -116,7 +117,12 @@ static void case_varlen(check_rng *r, kiln_dtype dt, int64_t D, int32_t causal) 
                        view(upload(cq, sizeof cq), KILN_DTYPE_INT32, 1, cd),
                        view(upload(ck, sizeof ck), KILN_DTYPE_INT32, 1, cd)};
   kiln_tensor out = view(upload(oh, nq * 2), dt, 3, qd);
-  CHECK_OK(cr->enqueue(st, KILN_TARGET_CUDA, 0, 5, in, 1, &out, NULL, NULL));
+  kiln_plugin_desc desc[5];
+  for (int i = 0; i < 5; i++) desc[i] = (kiln_plugin_desc){in[i].dtype, in[i].shape};
+  for (int32_t tac = 0; tac < cr->num_tactics(st, KILN_TARGET_CUDA); tac++) { /* both kernels' tiles */
+  if (!cr->tactic_valid(st, KILN_TARGET_CUDA, tac, 5, desc)) continue;
+  cudaMemset(out.data, 0xff, (size_t)nq * 2); /* NaN: rows the kernel skips show */
+  CHECK_OK(cr->enqueue(st, KILN_TARGET_CUDA, tac, 5, in, 1, &out, NULL, NULL));
   cudaDeviceSynchronize();
   cudaMemcpy(oh, out.data, nq * 2, cudaMemcpyDeviceToHost);
   kiln_convert_floats(got, KILN_DTYPE_FP32, oh, dt, nq);
@@ -140,12 +146,13 @@ static void case_varlen(check_rng *r, kiln_dtype dt, int64_t D, int32_t causal) 
     kiln_tensor tq = view(bq, KILN_DTYPE_FP32, 4, d4q), tk = view(bk, KILN_DTYPE_FP32, 4, d4k),
                 tv = view(bv, KILN_DTYPE_FP32, 4, d4k), ty = view(bw, KILN_DTYPE_FP32, 4, d4q);
     CHECK_OK(kiln_cpu_attention(&tq, &tk, &tv, scale, causal, &ty));
-    char what[96];
-    snprintf(what, sizeof what, "varlen %s D%lld causal%d seq%d (%lld x %lld)", kiln_dtype_name(dt),
-             (long long)D, causal, b, (long long)sq, (long long)sk);
+    char what[112];
+    snprintf(what, sizeof what, "varlen %s D%lld causal%d seq%d (%lld x %lld) tactic%d", kiln_dtype_name(dt),
+             (long long)D, causal, b, (long long)sq, (long long)sk, tac);
     double tol = dt == KILN_DTYPE_BF16 ? 2e-2 : 4e-3;
     check_close(what, bg, bw, sq * H * D, tol, tol);
     free(bq), free(bk), free(bv), free(bw), free(bg);
+  }
   }
   cr->destroy(st);
   for (int i = 0; i < 5; i++) cudaFree(in[i].data);
@@ -184,7 +191,12 @@ static void case_packed(check_rng *r, kiln_dtype dt, int use_qkv) {
   else
     for (int t = 0; t < 3; t++) in[t] = view(upload(sh[t], no * 2), dt, 4, o4);
   kiln_tensor out = view(upload(oh, no * 2), dt, 4, o4);
-  CHECK_OK(cr->enqueue(st, KILN_TARGET_CUDA, 0, n_in, in, 1, &out, NULL, NULL));
+  kiln_plugin_desc desc[3];
+  for (int i = 0; i < n_in; i++) desc[i] = (kiln_plugin_desc){in[i].dtype, in[i].shape};
+  for (int32_t tac = 0; tac < cr->num_tactics(st, KILN_TARGET_CUDA); tac++) { /* both kernels' tiles */
+  if (!cr->tactic_valid(st, KILN_TARGET_CUDA, tac, n_in, desc)) continue;
+  cudaMemset(out.data, 0xff, (size_t)no * 2);
+  CHECK_OK(cr->enqueue(st, KILN_TARGET_CUDA, tac, n_in, in, 1, &out, NULL, NULL));
   cudaDeviceSynchronize();
   cudaMemcpy(oh, out.data, no * 2, cudaMemcpyDeviceToHost);
   for (int64_t b = 0; b < B; b++)
@@ -196,7 +208,10 @@ static void case_packed(check_rng *r, kiln_dtype dt, int use_qkv) {
               dt == KILN_DTYPE_BF16 ? kiln_bf16_to_fp32(x) : kiln_fp16_to_fp32(x);
         }
   double tol = dt == KILN_DTYPE_BF16 ? 2e-2 : 4e-3;
-  check_close(use_qkv ? "packed qkv causal" : "bshd causal", got, w, no, tol, tol);
+  char what[64];
+  snprintf(what, sizeof what, "%s causal tactic%d", use_qkv ? "packed qkv" : "bshd", tac);
+  check_close(what, got, w, no, tol, tol);
+  }
   cr->destroy(st);
   for (int i = 0; i < n_in; i++) cudaFree(in[i].data);
   cudaFree(out.data);
@@ -240,6 +255,11 @@ int main(void) {
   CHECK_EQ_STR(cr->name, "fmha");
   CHECK_EQ_INT(cr->version, 1);
   check_plugin_api();
+  int major = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (major == 9) /* the TMA kernel's tactics must be among those the cases below run */
+    for (int i = 0; i < kiln_triton_fmha_fwd_tma_fp16_kernel.n_variants; i++)
+      CHECK_OK(kiln_triton_check(&kiln_triton_fmha_fwd_tma_fp16_kernel, i, NULL, NULL));
   check_rng r = {2024};
   const int64_t heads[5] = {32, 64, 80, 96, 128};
   const kiln_dtype dts[2] = {KILN_DTYPE_FP16, KILN_DTYPE_BF16};

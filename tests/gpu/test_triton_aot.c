@@ -6,14 +6,18 @@
  * current device, unload twice is harmless, concurrent first launches from threads load once;
  * (e) variant indices are bound-checked by element count; (g) the hidden scratch arguments are
  * passed (every launch here would fault without them). Also: misaligned pointers are refused and
- * the manifest is embedded. Exits 77 without a GPU or without the Triton kernels.
+ * the manifest is embedded; on sm_90, a TMA descriptor argument (aot_tma_copy) is encoded as the
+ * image expects (values, zero fill past the edges, the scalars after it) and bad tensors are
+ * refused with KILN_ERR_INVALID_ARG. Exits 77 without a GPU or without the Triton kernels.
  */
 #include "check.h"
 
 #ifdef KILN_HAVE_TRITON_KERNELS
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stdlib.h>
 
+#include "kiln/dtype.h"
 #include "kiln_triton_kernels.h"
 
 #define N 1000
@@ -40,6 +44,51 @@ static int run_scale(int32_t variant, float scale, int64_t offset, void *stream)
   cudaFree(dx);
   cudaFree(dy);
   return ok;
+}
+
+/* x [rows, cols] fp16 (row pitch ldx elements) through a TMA descriptor into y, scaled. */
+static void check_tma(int major) {
+  const kiln_triton_kernel *k = &kiln_triton_aot_tma_copy_kernel;
+  if (major < 9) { /* no code below sm_90: said, not crashed */
+    CHECK_STATUS(kiln_triton_check(k, 0, NULL, NULL), KILN_ERR_WRONG_DEVICE);
+    return;
+  }
+  const int64_t rows = 50, cols = 100, ldx = 104, br = 32, bc = 64, gr = 2, gc = 2, ldy = gc * bc;
+  uint16_t *xh = malloc(rows * ldx * 2);
+  float *x = malloc(rows * ldx * 4), *y = malloc(gr * br * ldy * 4);
+  check_rng r = {99};
+  check_fill(&r, x, rows * ldx, -3.0f, 3.0f);
+  for (int64_t i = 0; i < rows * ldx; i++) xh[i] = kiln_fp32_to_fp16(x[i]), x[i] = kiln_fp16_to_fp32(xh[i]);
+  void *dx = NULL, *dy = NULL;
+  cudaMalloc(&dx, rows * ldx * 2);
+  cudaMalloc(&dy, gr * br * ldy * 4);
+  cudaMemcpy(dx, xh, rows * ldx * 2, cudaMemcpyHostToDevice);
+  cudaMemset(dy, 0xff, gr * br * ldy * 4);
+  kiln_triton_tensor t = {dx, 2, {rows, cols}, {ldx, 1}};
+  CHECK_OK(kiln_triton_aot_tma_copy(NULL, 0, gr, gc, 1, &t, dy, (int32_t)ldy, -1.5f));
+  cudaDeviceSynchronize();
+  cudaMemcpy(y, dy, gr * br * ldy * 4, cudaMemcpyDeviceToHost);
+  int bad = 0;
+  for (int64_t i = 0; i < gr * br; i++)
+    for (int64_t j = 0; j < ldy; j++) {
+      float want = i < rows && j < cols ? x[i * ldx + j] * -1.5f : 0.0f;
+      if (y[i * ldy + j] != want && bad++ < 5)
+        fprintf(stderr, "aot_tma_copy y[%lld][%lld] = %g, want %g\n", (long long)i, (long long)j, y[i * ldy + j], want);
+    }
+  CHECK_EQ_INT(bad, 0);
+  /* refused: a stride that is not a multiple of 16 bytes, a non-contiguous last dim, a wrong rank,
+   * an empty dim, a misaligned base, NULL */
+  kiln_triton_tensor b1 = {dx, 2, {rows, cols}, {ldx - 1, 1}}, b2 = {dx, 2, {rows, cols}, {ldx, 2}},
+                     b3 = {dx, 3, {1, rows, cols}, {rows * ldx, ldx, 1}}, b4 = {dx, 2, {0, cols}, {ldx, 1}},
+                     b5 = {(char *)dx + 2, 2, {rows, cols}, {ldx, 1}};
+  const kiln_triton_tensor *bads[6] = {&b1, &b2, &b3, &b4, &b5, NULL};
+  for (int i = 0; i < 6; i++) {
+    CHECK_STATUS(kiln_triton_aot_tma_copy(NULL, 0, gr, gc, 1, bads[i], dy, (int32_t)ldy, 1.0f), KILN_ERR_INVALID_ARG);
+    CHECK(strstr(kiln_last_error(), "aot_tma_copy") != NULL);
+  }
+  CHECK_OK(kiln_triton_unload(k));
+  cudaFree(dx), cudaFree(dy);
+  free(xh), free(x), free(y);
 }
 
 static void *thread_main(void *arg) {
@@ -132,6 +181,10 @@ int main(void) {
   }
   CHECK_EQ_INT(kiln_triton_loaded_count(ks), 2);
   CHECK_OK(kiln_triton_unload(ks));
+
+  int major = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  check_tma(major);
 
   /* The manifest is embedded and names the pinned Triton. */
   const char *man = kiln_triton_manifest();

@@ -248,6 +248,46 @@ static void test_convert_all_patterns(void) {
   free(src), free(dst);
 }
 
+/* kiln_convert_floats fp32 -> fp16 on the fast path (F16C) and the portable one against
+ * kiln_fp32_to_fp16, on random bit patterns (every exponent: subnormals, overflow, NaN payloads)
+ * and on the halfway cases between neighbouring halves (ties to even), unaligned starts and
+ * lengths that end inside a vector. */
+static void test_narrow_patterns(void) {
+  enum { N = 1 << 18 };
+  uint32_t *bits = malloc(sizeof(uint32_t) * N + 16);
+  uint16_t *dst = malloc(sizeof(uint16_t) * N + 16);
+  if (!bits || !dst) abort();
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (int64_t i = 0; i < N; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    if (i % 4 == 3) { /* the midpoint above a random half (or its neighbours) */
+      uint32_t h = (uint32_t)(x >> 20) & 0x7bffu;
+      uint32_t mid = float_to_bits(kiln_fp16_to_fp32((uint16_t)h)) + (h >= 0x0400u ? 0x1000u : 0u);
+      bits[i] = (mid + (uint32_t)(x % 3) - 1u) | (uint32_t)(x >> 63) << 31;
+    } else {
+      bits[i] = (uint32_t)(x >> 16);
+    }
+  }
+  for (int portable = 0; portable < 2; portable++) {
+    kiln_cpu_set_portable(portable);
+    for (int start = 0; start < 3; start++) {
+      int64_t n = N - 2 * start, bad = 0;
+      CHECK_EQ_INT(kiln_convert_floats(dst, KILN_DTYPE_FP16, (const float *)(bits + start), KILN_DTYPE_FP32, n), 0);
+      for (int64_t i = 0; i < n; i++) {
+        float f;
+        memcpy(&f, &bits[start + i], 4);
+        uint16_t want = kiln_fp32_to_fp16(f);
+        if (dst[i] != want && bad++ == 0)
+          fprintf(stderr, "fp32 0x%08x -> fp16 (%s): 0x%04x, want 0x%04x\n", bits[start + i],
+                  portable ? "portable" : "fast path", dst[i], want);
+      }
+      CHECK_EQ_INT(bad, 0);
+    }
+  }
+  kiln_cpu_set_portable(0);
+  free(bits), free(dst);
+}
+
 static void test_names_and_sizes(void) {
   for (int d = KILN_DTYPE_FP32; d < KILN_DTYPE_COUNT_; d++)
     CHECK_EQ_INT(kiln_dtype_from_name(kiln_dtype_name((kiln_dtype)d)), d);
@@ -304,6 +344,7 @@ int main(void) {
   test_special_values();
   test_convert_floats();
   test_convert_all_patterns();
+  test_narrow_patterns();
   test_names_and_sizes();
   test_dims_and_views();
   return check_report();

@@ -26,6 +26,7 @@ static void load(void) {
            resolve(lib, "cuFuncSetAttribute", &api.cuFuncSetAttribute) &&
            resolve(lib, "cuLaunchKernel", &api.cuLaunchKernel) && resolve(lib, "cuGetErrorName", &api.cuGetErrorName) &&
            resolve(lib, "cuGetErrorString", &api.cuGetErrorString);
+  if (ok) resolve(lib, "cuTensorMapEncodeTiled", &api.cuTensorMapEncodeTiled); /* optional */
   if (ok) api_ok = 1; /* the library stays loaded for the process: the driver is never unloaded */
   else dlclose(lib);
 }

@@ -22,6 +22,10 @@ typedef struct kiln_cu_api {
                              CUstream, void **, void **);
   CUresult (*cuGetErrorName)(CUresult, const char **);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  /* Optional (NULL when the driver predates CUDA 12): tensor maps for TMA kernels (sm_90). */
+  CUresult (*cuTensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 } kiln_cu_api;
 
 /* The driver's functions, or NULL when libcuda.so.1 (the NVIDIA driver) is not installed. */

@@ -17,7 +17,8 @@
 #include "backends/cuda/driver_api.h"
 #include "core/error.h"
 
-#define TRITON_MAX_PARAMS 64         /* launcher arguments + the two hidden scratch pointers */
+#define TRITON_MAX_PARAMS 64         /* kernel parameters, descriptors expanded, + the two scratch pointers */
+#define TRITON_MAX_TMA 8             /* descriptor arguments per kernel */
 #define TRITON_DEFAULT_SHARED 49152u /* bytes a kernel may use without opting in */
 
 typedef struct loaded_module {
@@ -28,6 +29,7 @@ typedef struct loaded_module {
   CUfunction function;
   uint32_t shared_bytes;
   uint32_t threads;
+  const kiln_triton_image *image;
 } loaded_module;
 
 /* The module table: every (kernel, variant, context) loaded, guarded by table_lock. */
@@ -204,6 +206,7 @@ static kiln_status load_locked(const kiln_triton_kernel *k, int32_t variant, CUc
   m->function = fn;
   m->shared_bytes = im->shared_bytes;
   m->threads = (uint32_t)v->num_warps * 32u;
+  m->image = im;
   *out = m;
   return KILN_OK;
 }
@@ -268,6 +271,60 @@ int64_t kiln_triton_constexpr(const kiln_triton_kernel *k, int32_t variant, cons
   return fallback;
 }
 
+/* Encodes argument `arg` (a descriptor) as the image's TMA map `t` expects; see triton_rt.h. */
+static kiln_status encode_tensor(const kiln_triton_kernel *k, int32_t arg, const kiln_triton_tensor *x,
+                                 const kiln_triton_tma *t, CUtensorMap *map) {
+  if (!x || !x->base)
+    return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel %s: tensor argument %d is NULL", k->name, arg);
+  if (x->rank != t->rank || t->rank < 1 || t->rank > KILN_TRITON_MAX_RANK)
+    return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel %s: tensor argument %d has rank %d, the kernel takes %d",
+                      k->name, arg, x->rank, t->rank);
+  if ((uintptr_t)x->base % 16u != 0)
+    return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel %s: tensor argument %d: base %p is not 16-byte aligned",
+                      k->name, arg, x->base);
+  const int32_t r = t->rank;
+  cuuint64_t dims[KILN_TRITON_MAX_RANK], strides[KILN_TRITON_MAX_RANK];
+  cuuint32_t box[KILN_TRITON_MAX_RANK], estr[KILN_TRITON_MAX_RANK];
+  for (int32_t i = 0; i < r; i++) { /* the driver counts dimensions innermost first */
+    const int32_t d = r - 1 - i;
+    if (x->shape[d] < 1 || x->shape[d] > 2147483647)
+      return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel %s: tensor argument %d: dim %d is %lld, not in [1, 2^31)",
+                        k->name, arg, d, (long long)x->shape[d]);
+    dims[i] = (cuuint64_t)x->shape[d];
+    box[i] = (cuuint32_t)t->block[d];
+    estr[i] = 1;
+    if (i == 0) {
+      if (x->strides[d] != 1)
+        return kiln_error(KILN_ERR_INVALID_ARG,
+                          "Triton kernel %s: tensor argument %d: the last dim must be contiguous (stride %lld)",
+                          k->name, arg, (long long)x->strides[d]);
+      continue;
+    }
+    const int64_t bytes = x->strides[d] * (int64_t)t->elem_size;
+    if (x->strides[d] < 1 || bytes % 16 != 0 || bytes >= ((int64_t)1 << 40))
+      return kiln_error(KILN_ERR_INVALID_ARG,
+                        "Triton kernel %s: tensor argument %d: stride %lld of dim %d (%lld bytes) must be a positive "
+                        "multiple of 16 bytes below 2^40", k->name, arg, (long long)x->strides[d], d, (long long)bytes);
+    strides[i - 1] = (cuuint64_t)bytes;
+  }
+  if (!kiln_cu()->cuTensorMapEncodeTiled)
+    return kiln_error(KILN_ERR_UNSUPPORTED, "Triton kernel %s takes TMA descriptors, which this NVIDIA driver cannot "
+                      "encode (no cuTensorMapEncodeTiled); update the driver", k->name);
+  CUresult res = kiln_cu()->cuTensorMapEncodeTiled(
+      map, (CUtensorMapDataType)t->data_type, (cuuint32_t)r, x->base, dims, strides, box, estr,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, (CUtensorMapSwizzle)t->swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (res != CUDA_SUCCESS)
+    return kiln_error(KILN_ERR_INVALID_ARG, "Triton kernel %s: tensor argument %d (rank %d, shape %lld x ... x %lld) "
+                      "cannot be a TMA descriptor: %s", k->name, arg, r, (long long)x->shape[0],
+                      (long long)x->shape[r - 1], cu_name(res));
+  return KILN_OK;
+}
+
+static kiln_status too_many_params(const kiln_triton_kernel *k) {
+  return kiln_error(KILN_ERR_INTERNAL, "Triton kernel %s has more than %d parameters", k->name, TRITON_MAX_PARAMS - 2);
+}
+
 kiln_status kiln_triton_launch(const kiln_triton_kernel *k, int32_t variant, uint32_t grid_x,
                                uint32_t grid_y, uint32_t grid_z, void *stream, void **args,
                                int32_t n_args) {
@@ -283,10 +340,31 @@ kiln_status kiln_triton_launch(const kiln_triton_kernel *k, int32_t variant, uin
   loaded_module m;
   KILN_TRY(acquire(k, variant, &m));
   void *params[TRITON_MAX_PARAMS];
+  CUtensorMap maps[TRITON_MAX_TMA]; /* the type carries the alignment the driver needs */
+  int32_t dims32[TRITON_MAX_TMA][KILN_TRITON_MAX_RANK];
   CUdeviceptr global_scratch = 0, profile_scratch = 0; /* the generator refused scratch users */
-  for (int32_t i = 0; i < n_args; i++) params[i] = args[i];
-  params[n_args] = &global_scratch;
-  params[n_args + 1] = &profile_scratch;
+  int32_t np = 0, nt = 0;
+  for (int32_t i = 0; i < n_args; i++) {
+    if (!k->arg_kinds || k->arg_kinds[i] != KILN_TRITON_ARG_TENSOR) {
+      if (np + 3 > TRITON_MAX_PARAMS) return too_many_params(k);
+      params[np++] = args[i];
+      continue;
+    }
+    /* a descriptor: the map, then the shape (int32) and strides (int64), outermost first */
+    const kiln_triton_tensor *x = args[i];
+    if (nt >= m.image->n_tma || nt >= TRITON_MAX_TMA)
+      return kiln_error(KILN_ERR_INTERNAL, "Triton kernel %s variant %d: tensor argument %d has no TMA encoding "
+                        "in the loaded image", k->name, variant, i);
+    const kiln_triton_tma *t = &m.image->tma[nt];
+    KILN_TRY(encode_tensor(k, i, x, t, &maps[nt]));
+    if (np + 1 + 2 * t->rank + 2 > TRITON_MAX_PARAMS) return too_many_params(k);
+    params[np++] = &maps[nt];
+    for (int32_t d = 0; d < t->rank; d++) dims32[nt][d] = (int32_t)x->shape[d], params[np++] = &dims32[nt][d];
+    for (int32_t d = 0; d < t->rank; d++) params[np++] = (void *)&x->strides[d];
+    nt++;
+  }
+  params[np] = &global_scratch;
+  params[np + 1] = &profile_scratch;
   CUresult r = kiln_cu()->cuLaunchKernel(m.function, grid_x, grid_y, grid_z, m.threads, 1, 1, m.shared_bytes,
                               (CUstream)stream, params, NULL);
   if (r != CUDA_SUCCESS)

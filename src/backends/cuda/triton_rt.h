@@ -26,6 +26,16 @@
  * Launch: the empty grid (any dimension 0) returns KILN_OK without launching. The two hidden
  * pointer parameters Triton 3.6 appends (global_scratch, profile_scratch) are passed as NULL:
  * the generator refuses kernels that need scratch memory.
+ *
+ * Tensor descriptors (TMA, sm_90 and newer): a kernel argument declared
+ * "tensordesc<fp16[1, 1, BLOCK_N, BLOCK_D]>" in the kernel file takes a kiln_triton_tensor (base,
+ * shape, strides in elements, outermost first). At launch kiln encodes the CUtensorMap the loaded
+ * image was compiled for (data type, swizzle, block shape: kiln_triton_tma, recorded by the
+ * generator from Triton's metadata) with cuTensorMapEncodeTiled and passes it by value, followed
+ * by the shape (int32) and strides (int64), as Triton 3.6's own launcher does. Rows and columns
+ * outside the shape read as zeros. Errors (KILN_ERR_INVALID_ARG) name the kernel, the argument and
+ * the rule broken: a 16-byte aligned base, a contiguous last dimension, the other strides
+ * multiples of 16 bytes, dims in [1, 2^31).
  */
 #ifndef KILN_TRITON_RT_H
 #define KILN_TRITON_RT_H
@@ -39,12 +49,33 @@
 extern "C" {
 #endif
 
+#define KILN_TRITON_MAX_RANK 5 /* of a tensor descriptor (TMA's limit) */
+
+/* A tensor a descriptor argument describes: elements, outermost dimension first. */
+typedef struct kiln_triton_tensor {
+  void *base;                  /* device pointer, 16-byte aligned */
+  int32_t rank;
+  int64_t shape[KILN_TRITON_MAX_RANK];
+  int64_t strides[KILN_TRITON_MAX_RANK]; /* the last is 1 */
+} kiln_triton_tensor;
+
+/* How an image expects one descriptor argument encoded (from Triton's tensordesc metadata). */
+typedef struct kiln_triton_tma {
+  int32_t data_type;           /* CUtensorMapDataType */
+  int32_t elem_size;           /* bytes */
+  int32_t swizzle;             /* CUtensorMapSwizzle */
+  int32_t rank;
+  int32_t block[KILN_TRITON_MAX_RANK]; /* the box, outermost first */
+} kiln_triton_tma;
+
 typedef struct kiln_triton_image {
   int32_t arch;                /* 80 for sm_80 */
   int32_t is_ptx;              /* 1: NUL-terminated PTX for the driver JIT; 0: cubin */
   const unsigned char *code;
   uint32_t shared_bytes;       /* dynamic shared memory per block */
   int32_t registers;           /* per thread, from the cubin (-1 unknown) */
+  int32_t n_tma;               /* descriptor arguments, in signature order */
+  const kiln_triton_tma *tma;
 } kiln_triton_image;
 
 typedef struct kiln_triton_variant {
@@ -63,7 +94,11 @@ typedef struct kiln_triton_kernel {
   int32_t n_params;            /* launcher arguments, without the hidden scratch pointers */
   int32_t n_variants;
   const kiln_triton_variant *variants;
+  /* per launcher argument: KILN_TRITON_ARG_VALUE or KILN_TRITON_ARG_TENSOR (NULL: all values) */
+  const uint8_t *arg_kinds;
 } kiln_triton_kernel;
+
+enum { KILN_TRITON_ARG_VALUE = 0, KILN_TRITON_ARG_TENSOR = 1 };
 
 /* Load `variant` for the current context (no-op when loaded). Errors: KILN_ERR_INVALID_ARG
  * (variant out of range), KILN_ERR_NO_DEVICE, KILN_ERR_WRONG_DEVICE (no code for this GPU),
@@ -85,7 +120,9 @@ int64_t kiln_triton_constexpr(const kiln_triton_kernel *k, int32_t variant, cons
                               int64_t fallback);
 
 /* Launch (used by the generated launchers): args holds n_args pointers to the argument values
- * in signature order, without the hidden scratch pointers. stream is a CUstream/cudaStream_t. */
+ * in signature order, without the hidden scratch pointers; for a descriptor argument
+ * (arg_kinds[i] == KILN_TRITON_ARG_TENSOR) the pointer is the const kiln_triton_tensor * itself.
+ * stream is a CUstream/cudaStream_t. */
 kiln_status kiln_triton_launch(const kiln_triton_kernel *k, int32_t variant, uint32_t grid_x,
                                uint32_t grid_y, uint32_t grid_z, void *stream, void **args,
                                int32_t n_args);

@@ -219,37 +219,50 @@ static int32_t fmha_supports_format(const void *state, kiln_target target, int32
   return 1;
 }
 
-static const kiln_triton_kernel *kernel_for(kiln_dtype dt) {
+/* The two kernel families: plain loads (every arch) and TMA loads of K and V (sm_90 and newer). */
+static const kiln_triton_kernel *kernel_for(kiln_dtype dt, int tma) {
+  if (tma)
+    return dt == KILN_DTYPE_BF16 ? &kiln_triton_fmha_fwd_tma_bf16_kernel : &kiln_triton_fmha_fwd_tma_fp16_kernel;
   return dt == KILN_DTYPE_BF16 ? &kiln_triton_fmha_fwd_bf16_kernel
                                : &kiln_triton_fmha_fwd_fp16_kernel;
 }
 
-/* The variants of `k` compiled for this head size, in order; returns the count. */
-static int32_t tactic_variants(const fmha_state *s, const kiln_triton_kernel *k,
-                               int32_t out[FMHA_MAX_TACTICS]) {
+/* A tactic: a variant of one of the two kernels. */
+typedef struct fmha_tactic {
+  const kiln_triton_kernel *kernel;
+  int32_t variant;
+  int tma;
+} fmha_tactic;
+
+/* The tactics for this head size and dtype, in order: the plain kernel's variants compiled for
+ * the head size, then the TMA kernel's (so engines built before the TMA kernel keep their
+ * tactics); returns the count. */
+static int32_t tactic_list(const fmha_state *s, kiln_dtype dt, fmha_tactic out[FMHA_MAX_TACTICS]) {
   int32_t n = 0;
-  for (int32_t v = 0; v < k->n_variants && n < FMHA_MAX_TACTICS; v++)
-    if (kiln_triton_constexpr(k, v, "HEAD_DIM", -1) == s->head_size) out[n++] = v;
+  for (int tma = 0; tma < 2; tma++) {
+    const kiln_triton_kernel *k = kernel_for(dt, tma);
+    for (int32_t v = 0; v < k->n_variants && n < FMHA_MAX_TACTICS; v++)
+      if (kiln_triton_constexpr(k, v, "HEAD_DIM", -1) == s->head_size) out[n++] = (fmha_tactic){k, v, tma};
+  }
   return n;
 }
 
 static int32_t fmha_num_tactics(const void *state, kiln_target target) {
-  int32_t vars[FMHA_MAX_TACTICS];
+  fmha_tactic t[FMHA_MAX_TACTICS];
   if (!state || target != KILN_TARGET_CUDA) return 1;
-  return tactic_variants(state, kernel_for(KILN_DTYPE_FP16), vars);
+  return tactic_list(state, KILN_DTYPE_FP16, t);
 }
 
 static int32_t fmha_tactic_valid(const void *state, kiln_target target, int32_t tactic,
                                  int32_t n_in, const kiln_plugin_desc *in) {
-  int32_t vars[FMHA_MAX_TACTICS];
+  fmha_tactic t[FMHA_MAX_TACTICS];
   if (!state || target != KILN_TARGET_CUDA || n_in < 1 || !in) return 0;
-  const kiln_triton_kernel *k = kernel_for(in[0].dtype);
-  int32_t n = tactic_variants(state, k, vars);
+  int32_t n = tactic_list(state, in[0].dtype, t);
   if (tactic < 0 || tactic >= n) {
     kiln_log(KILN_LOG_INFO, "fmha: tactic %d does not exist (%d tactics)", tactic, n);
     return 0;
   }
-  if (kiln_triton_check(k, vars[tactic], NULL, NULL) != KILN_OK) {
+  if (kiln_triton_check(t[tactic].kernel, t[tactic].variant, NULL, NULL) != KILN_OK) {
     kiln_log(KILN_LOG_INFO, "fmha: tactic %d rejected: %s", tactic, kiln_last_error());
     return 0;
   }
@@ -258,20 +271,41 @@ static int32_t fmha_tactic_valid(const void *state, kiln_target target, int32_t 
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* One typed launcher per dtype; strides are [b, h, s] in elements. */
-static kiln_status launch(const kiln_triton_kernel *k, void *stream, int32_t variant, uint32_t gx,
-                          uint32_t gy, void *q, void *kp, void *v, void *o, void *cu_q, void *cu_k,
-                          const int64_t qs[3], const int64_t ks[3], const int64_t vs[3],
-                          const int64_t os[3], const fmha_state *s, int32_t sq, int32_t skv,
-                          int32_t varlen) {
-  if (k == &kiln_triton_fmha_fwd_bf16_kernel)
-    return kiln_triton_fmha_fwd_bf16(stream, variant, gx, gy, 1, q, kp, v, o, cu_q, cu_k, qs[0],
-                                     qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0],
-                                     os[1], os[2], s->num_heads, sq, skv, s->scale, s->causal,
-                                     varlen);
-  return kiln_triton_fmha_fwd_fp16(stream, variant, gx, gy, 1, q, kp, v, o, cu_q, cu_k, qs[0],
-                                   qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0],
-                                   os[1], os[2], s->num_heads, sq, skv, s->scale, s->causal, varlen);
+/* The arguments both kernels share; strides are [b, h, s] in elements. */
+typedef struct fmha_args {
+  void *q, *k, *v, *o, *cu_q, *cu_k;
+  int64_t qs[3], ks[3], vs[3], os[3];
+  int64_t batch, kv_rows; /* kv_rows: Skv, or the packed keys' total (varlen) */
+  int32_t sq, skv, varlen;
+} fmha_args;
+
+/* K or V as the TMA kernel's [B, H, S, D] descriptor (varlen: [1, H, total, D]). */
+static kiln_triton_tensor kv_desc(const fmha_state *s, const fmha_args *a, void *base, const int64_t st[3]) {
+  kiln_triton_tensor t = {base, 4, {a->varlen ? 1 : a->batch, s->num_heads, a->kv_rows, s->head_size},
+                          {a->varlen ? st[2] * a->kv_rows : st[0], st[1], st[2], 1}};
+  return t;
+}
+
+static kiln_status launch(const fmha_tactic *t, void *stream, uint32_t gx, uint32_t gy, const fmha_state *s,
+                          const fmha_args *a) {
+  const int64_t *qs = a->qs, *ks = a->ks, *vs = a->vs, *os = a->os;
+  if (t->tma) {
+    kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
+    if (t->kernel == &kiln_triton_fmha_fwd_tma_bf16_kernel)
+      return kiln_triton_fmha_fwd_tma_bf16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
+                                           qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
+                                           s->scale, s->causal, a->varlen);
+    return kiln_triton_fmha_fwd_tma_fp16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
+                                         qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
+                                         s->scale, s->causal, a->varlen);
+  }
+  if (t->kernel == &kiln_triton_fmha_fwd_bf16_kernel)
+    return kiln_triton_fmha_fwd_bf16(stream, t->variant, gx, gy, 1, a->q, a->k, a->v, a->o, a->cu_q, a->cu_k, qs[0],
+                                     qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0], os[1], os[2],
+                                     s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
+  return kiln_triton_fmha_fwd_fp16(stream, t->variant, gx, gy, 1, a->q, a->k, a->v, a->o, a->cu_q, a->cu_k, qs[0],
+                                   qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0], os[1], os[2],
+                                   s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
 }
 
 static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic, int32_t n_in,
@@ -296,35 +330,32 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
   KILN_TRY(check_shapes(s, n_in, desc, &oshape));
   if (!kiln_dims_equal(&oshape, &out[0].shape) || out[0].dtype != in[0].dtype)
     return shape_error(s, "output shape or dtype does not match the inputs");
-  const kiln_triton_kernel *k = kernel_for(in[0].dtype);
-  int32_t vars[FMHA_MAX_TACTICS];
-  int32_t nt = tactic_variants(s, k, vars);
+  fmha_tactic tl[FMHA_MAX_TACTICS];
+  int32_t nt = tactic_list(s, in[0].dtype, tl);
   if (tactic < 0 || tactic >= nt)
     return kiln_error(KILN_ERR_INVALID_ARG, "fmha: tactic %d out of range (0..%d)", tactic, nt - 1);
-  const int32_t variant = vars[tactic];
-  const int64_t block_m = kiln_triton_constexpr(k, variant, "BLOCK_M", 64);
+  fmha_tactic t = tl[tactic];
 
   /* Strides (elements) for [b, h, s]; the head dim must be contiguous. */
   const kiln_tensor *q = &in[0], *kk = &in[0], *v = &in[0], *o = &out[0];
-  int64_t qs[3], ks[3], vs[3], os[3];
-  void *qp = q->data, *kp, *vp;
-  int64_t B, Sq, Skv;
-  int32_t varlen = 0;
-  void *cu_q = NULL, *cu_k = NULL;
+  fmha_args a = {.q = q->data, .o = o->data};
+  int64_t *qs = a.qs, *ks = a.ks, *vs = a.vs, *os = a.os;
+  int64_t Sq, Skv;
   const size_t esz = 2; /* fp16 and bf16 */
   if (s->layout == LAYOUT_QKV) {
     const int64_t *st = q->strides; /* [B, S, 3, H, D] */
     if (st[4] != 1) return shape_error(s, "the head dim of qkv must be contiguous");
-    B = q->shape.d[0], Sq = Skv = q->shape.d[1];
+    a.batch = q->shape.d[0], Sq = Skv = q->shape.d[1];
     qs[0] = ks[0] = vs[0] = st[0];
     qs[1] = ks[1] = vs[1] = st[3];
     qs[2] = ks[2] = vs[2] = st[1];
-    kp = (char *)qp + (size_t)st[2] * esz;
-    vp = (char *)qp + (size_t)(2 * st[2]) * esz;
+    a.k = (char *)a.q + (size_t)st[2] * esz;
+    a.v = (char *)a.q + (size_t)(2 * st[2]) * esz;
     os[0] = o->strides[0], os[1] = o->strides[2], os[2] = o->strides[1]; /* [B, S, H, D] */
+    a.kv_rows = Skv;
   } else {
     kk = &in[1], v = &in[2];
-    kp = kk->data, vp = v->data;
+    a.k = kk->data, a.v = v->data;
     if (q->strides[q->shape.rank - 1] != 1 || kk->strides[kk->shape.rank - 1] != 1 ||
         v->strides[v->shape.rank - 1] != 1 || o->strides[o->shape.rank - 1] != 1)
       return shape_error(s, "the head dim of every tensor must be contiguous");
@@ -337,25 +368,29 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
       else dst[i][0] = 0, dst[i][1] = st[1], dst[i][2] = st[0]; /* varlen [T, H, D] */
     }
     if (s->layout == LAYOUT_VARLEN) {
-      B = in[3].shape.d[0] - 1;
+      a.batch = in[3].shape.d[0] - 1;
       Sq = s->max_seqlen_q > 0 ? s->max_seqlen_q : q->shape.d[0];
       Skv = 0; /* read from cu_seqlens_k */
-      varlen = 1;
-      cu_q = in[3].data, cu_k = in[4].data;
+      a.varlen = 1;
+      a.cu_q = in[3].data, a.cu_k = in[4].data;
+      a.kv_rows = kk->shape.d[0];
     } else {
       int sd = s->layout == LAYOUT_BHSD ? 2 : 1;
-      B = q->shape.d[0], Sq = q->shape.d[sd], Skv = kk->shape.d[sd];
+      a.batch = q->shape.d[0], Sq = q->shape.d[sd], Skv = kk->shape.d[sd];
+      a.kv_rows = Skv;
     }
   }
-  if (Sq > 2147483647 || Skv > 2147483647)
+  if (Sq > 2147483647 || Skv > 2147483647 || a.kv_rows > 2147483647)
     return shape_error(s, "sequence lengths must fit in int32");
-  const int64_t gx = cdiv(Sq, block_m), gy = B * s->num_heads;
+  a.sq = (int32_t)Sq, a.skv = (int32_t)Skv;
+  if (t.tma && a.kv_rows < 1) t = tl[0]; /* no keys: a descriptor cannot be empty; the plain kernel writes zeros */
+  const int64_t block_m = kiln_triton_constexpr(t.kernel, t.variant, "BLOCK_M", 64);
+  const int64_t gx = cdiv(Sq, block_m), gy = a.batch * s->num_heads;
   if (gx == 0 || gy == 0) return KILN_OK;
   if (gy > 65535)
     return shape_error(s, "batch * heads must be <= 65535 (split the batch)");
   (void)workspace;
-  return launch(k, stream, variant, (uint32_t)gx, (uint32_t)gy, qp, kp, vp, o->data, cu_q, cu_k,
-                qs, ks, vs, os, s, (int32_t)Sq, (int32_t)Skv, varlen);
+  return launch(&t, stream, (uint32_t)gx, (uint32_t)gy, s, &a);
 }
 
 static const kiln_plugin_creator fmha_creator = {

@@ -14,8 +14,10 @@
  *   max_seqlen_q  int32   optional, varlen only: the longest query sequence (sizes the grid;
  *                         default Tq, which is correct but launches idle programs).
  * Runs on CUDA only, fp16 or bf16 (all float inputs alike). Tactics are the Triton variants
- * compiled for the head size (tile shapes); tactic_valid rejects those whose shared memory
- * exceeds the current device. Only built with the Triton kernels (KILN_HAVE_TRITON_KERNELS).
+ * compiled for the head size (tile shapes) of two kernels: fmha_fwd (plain loads, every arch)
+ * first, then fmha_fwd_tma (keys and values through TMA descriptors, sm_90 and newer, 1.3-1.4x
+ * faster on an H100); tactic_valid rejects those with no code for the current device or whose
+ * shared memory exceeds it. Only built with the Triton kernels (KILN_HAVE_TRITON_KERNELS).
  */
 #ifndef KILN_PLUGINS_CUDA_FMHA_PLUGIN_H
 #define KILN_PLUGINS_CUDA_FMHA_PLUGIN_H
