@@ -29,6 +29,7 @@
 
 #include "core/error.h"
 #include "core/pool.h"
+#include "core/round.h"
 #include "core/rowmath.h"
 #include "kiln/engine.h"
 #include "kiln/tokenizer.h"
@@ -354,7 +355,7 @@ static kiln_status encoder_ring(const kiln_whisper *w, const char *enc, int64_t 
   if (stat(enc, &st) != 0) return kiln_error(KILN_ERR_IO, "cannot read the size of %s", enc);
   size_t mib = (size_t)1 << 20, layers = w->c.encoder_layers > 0 ? (size_t)w->c.encoder_layers : 1;
   size_t bytes = 2 * ((size_t)st.st_size / layers + 1);
-  *ring = (bytes + mib - 1) / mib * mib;
+  *ring = kiln_round_up(bytes, mib);
   return KILN_OK;
 }
 
