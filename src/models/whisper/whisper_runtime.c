@@ -38,6 +38,7 @@
 #ifdef KILN_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "backends/cuda/cuda_ops.h"
 #include "models/whisper/greedy_cuda.h"
 #endif
 
@@ -101,9 +102,7 @@ static kiln_status mem_alloc(const kiln_whisper *w, size_t bytes, void **p) {
   if (w->cuda) {
     if (cudaMalloc(p, bytes + 16) != cudaSuccess)
       return kiln_error(KILN_ERR_OUT_OF_DEVICE_MEMORY, "whisper: cannot allocate %zu bytes on the GPU", bytes);
-    if (kiln_poison_enabled() && cudaMemset(*p, KILN_POISON_BYTE, bytes + 16) != cudaSuccess)
-      return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
-    return KILN_OK;
+    return kiln_cuda_poison(*p, bytes + 16, NULL);
   }
 #endif
   (void)w;
