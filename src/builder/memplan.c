@@ -15,6 +15,7 @@
 
 #include "builder/builder_internal.h"
 #include "core/error.h"
+#include "core/round.h"
 
 #define KILN_ARENA_ALIGN 256
 
@@ -30,8 +31,6 @@ static int by_size_desc(const void *a, const void *b) {
   if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
   return x->tensor - y->tensor;
 }
-
-static size_t align_up(size_t n) { return (n + KILN_ARENA_ALIGN - 1) / KILN_ARENA_ALIGN * KILN_ARENA_ALIGN; }
 
 static int planned(const kiln_tensor_def *t) {
   return t->kind == KILN_TENSOR_ACTIVATION && !t->is_output && t->producer >= 0;
@@ -64,7 +63,7 @@ kiln_status kiln_builder_plan_memory(kiln_graph *g, const kiln_shape_set *s, siz
         size_t b = kiln_dtype_bytes(t->dtype, kiln_dims_count(&s->dims[(size_t)p * g->n_tensors + i]));
         if (b > bytes) bytes = b;
       }
-      bytes = align_up(bytes ? bytes : 1);
+      bytes = kiln_round_up(bytes ? bytes : 1, KILN_ARENA_ALIGN);
       naive += bytes;
       if (pass == 1) {
         plan_item *it = &items[item_of[root[i]]];

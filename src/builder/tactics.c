@@ -18,6 +18,7 @@
 #include "builder/builder_internal.h"
 #include "builder/timing_cache.h"
 #include "core/error.h"
+#include "core/round.h"
 
 #ifdef KILN_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -72,8 +73,6 @@ typedef struct mm_bufs {
   int32_t copies;
 } mm_bufs;
 
-static size_t align256(size_t n) { return (n + 255u) / 256u * 256u; }
-
 /* Copies of the constants whose bytes together exceed twice the L2 cache (at most MM_MAX_COPIES). */
 static int32_t cold_copies(const kiln_graph *g, const kiln_layer_def *l) {
   int dev = 0, l2 = 0;
@@ -82,7 +81,7 @@ static int32_t cold_copies(const kiln_graph *g, const kiln_layer_def *l) {
   size_t bytes = 0;
   for (int32_t j = 1; j < l->n_in; j++) {
     const kiln_tensor_def *t = &g->tensors[l->in[j]];
-    if (t->kind == KILN_TENSOR_CONSTANT && t->data) bytes += align256(t->bytes);
+    if (t->kind == KILN_TENSOR_CONSTANT && t->data) bytes += kiln_round_up(t->bytes, 256);
   }
   if (!bytes) return 1;
   size_t c = (2 * (size_t)l2 + bytes - 1) / bytes;
@@ -107,7 +106,7 @@ static kiln_status mm_bufs_alloc(const kiln_graph *g, const kiln_layer_def *l, i
     if (j == io.residual) {
       st = random_device(&b->dev[j], t->dtype, m_max * n, 1 + (uint64_t)j);
     } else if (t->kind == KILN_TENSOR_CONSTANT && t->data) {
-      b->stride[j] = align256(t->bytes ? t->bytes : 1);
+      b->stride[j] = kiln_round_up(t->bytes ? t->bytes : 1, 256);
       st = kiln_cuda_malloc(&b->dev[j], b->stride[j] * (size_t)b->copies);
       for (int32_t c = 0; c < b->copies && st == KILN_OK; c++)
         st = kiln_cuda_memcpy_h2d((char *)b->dev[j] + b->stride[j] * (size_t)c, t->data, t->bytes, NULL);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/bytes.h"
+#include "core/round.h"
 
 void kiln_wr_init(kiln_wr *w) { memset(w, 0, sizeof *w); }
 
@@ -103,8 +104,7 @@ void kiln_wr_dims(kiln_wr *w, const kiln_dims *d) {
 }
 
 void kiln_wr_align(kiln_wr *w, size_t align) {
-  size_t rem = w->len % align;
-  if (rem) kiln_wr_zeros(w, align - rem);
+  kiln_wr_zeros(w, kiln_round_up(w->len, align) - w->len);
 }
 
 void kiln_wr_patch_u32(kiln_wr *w, size_t at, uint32_t v) {

@@ -13,6 +13,7 @@
 #include "core/bytes.h"
 #include "core/error.h"
 #include "core/file_map.h"
+#include "core/round.h"
 #include "kiln/npy.h"
 
 static const char NPY_MAGIC[6] = {(char)0x93, 'N', 'U', 'M', 'P', 'Y'};
@@ -271,7 +272,7 @@ kiln_status kiln_npy_write(const char *path, kiln_dtype dtype, const kiln_dims *
   char dict[512];
   size_t n = format_header(dict, sizeof dict, descr, dims);
   /* magic(6) + version(2) + length(2) + dict + padding + '\n' == multiple of 64 */
-  size_t total = (10 + n + 1 + 63) / 64 * 64;
+  size_t total = kiln_round_up(10 + n + 1, 64);
   uint8_t head[640];
   memcpy(head, NPY_MAGIC, 6);
   head[6] = 1;

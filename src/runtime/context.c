@@ -112,14 +112,12 @@ static kiln_status alloc_memory(kiln_context *c) {
 #ifdef KILN_HAVE_CUDA
   KILN_TRY(kiln_cuda_malloc(&c->arena, arena ? arena : 1));
   KILN_TRY(kiln_cuda_malloc(&c->workspace, ws ? ws : 1));
-  if (kiln_poison_enabled() && (cudaMemset(c->arena, KILN_POISON_BYTE, arena) != cudaSuccess ||
-                                 cudaMemset(c->workspace, KILN_POISON_BYTE, ws) != cudaSuccess))
-    return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
+  KILN_TRY(kiln_cuda_poison(c->arena, arena, NULL));
+  KILN_TRY(kiln_cuda_poison(c->workspace, ws, NULL));
   if (!ring) return KILN_OK;
   KILN_TRY(kiln_cuda_malloc(&c->ring, ring));
   KILN_TRY(ws_cuda_setup(c));
-  if (c->ws_poison && cudaMemsetAsync(c->ring, KILN_POISON_BYTE, ring, c->ws_stream) != cudaSuccess) /* before the copies */
-    return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemsetAsync failed: %s", cudaGetErrorString(cudaGetLastError()));
+  if (c->ws_poison) KILN_TRY(kiln_cuda_poison(c->ring, ring, c->ws_stream)); /* before the copies */
   return KILN_OK;
 #else
   return kiln_error(KILN_ERR_INTERNAL, "CUDA context without CUDA");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/round.h"
 #include "kiln/builder.h"
 #include "runtime/runtime_internal.h"
 
@@ -93,7 +94,7 @@ static kiln_status stream_weights(kiln_engine *e, size_t ring) {
 #ifdef KILN_HAVE_CUDA
   size_t total = 0;
   for (int32_t i = 0; i < e->g.n_tensors; i++)
-    if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += (e->g.tensors[i].bytes + 255) / 256 * 256;
+    if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += kiln_round_up(e->g.tensors[i].bytes, 256);
   kiln_status s = kiln_cuda_host_alloc(&e->host_weights, total ? total : 1);
   if (s != KILN_OK)
     return kiln_error_context(s, "weight streaming: cannot pin %zu bytes of host memory for the weights: ", total);
@@ -103,7 +104,7 @@ static kiln_status stream_weights(kiln_engine *e, size_t ring) {
     if (t->kind != KILN_TENSOR_CONSTANT) continue;
     e->weights[i] = (char *)e->host_weights + off;
     if (t->bytes) memcpy(e->weights[i], t->data, t->bytes);
-    off += (t->bytes + 255) / 256 * 256;
+    off += kiln_round_up(t->bytes, 256);
   }
   return KILN_OK;
 #else
@@ -117,7 +118,7 @@ static kiln_status place_weights(kiln_engine *e, size_t stream_bytes) {
   if (stream_bytes) return stream_weights(e, stream_bytes);
   size_t total = 0;
   for (int32_t i = 0; i < e->g.n_tensors; i++)
-    if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += (e->g.tensors[i].bytes + 255) / 256 * 256;
+    if (e->g.tensors[i].kind == KILN_TENSOR_CONSTANT) total += kiln_round_up(e->g.tensors[i].bytes, 256);
   e->weight_bytes = total;
   if (e->exec == KILN_TARGET_CPU) {
     for (int32_t i = 0; i < e->g.n_tensors; i++)
@@ -132,7 +133,7 @@ static kiln_status place_weights(kiln_engine *e, size_t stream_bytes) {
     if (t->kind != KILN_TENSOR_CONSTANT) continue;
     e->weights[i] = (char *)e->device_weights + off;
     KILN_TRY(kiln_cuda_memcpy_h2d(e->weights[i], t->data, t->bytes, NULL));
-    off += (t->bytes + 255) / 256 * 256;
+    off += kiln_round_up(t->bytes, 256);
   }
   return kiln_cuda_stream_sync(NULL);
 #else

@@ -12,6 +12,7 @@
 
 #include "core/bytes.h"
 #include "core/error.h"
+#include "core/round.h"
 #include "runtime/engine_format.h"
 
 #define REBUILD "rebuild the engine with this kiln"
@@ -41,8 +42,6 @@ enum {
 static uint32_t crc_of(const void *p, size_t n) {
   return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), (const Bytef *)p, n);
 }
-
-static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 /* ---- graph validation ------------------------------------------------------------------------ */
 
@@ -377,7 +376,7 @@ kiln_status kiln_engine_serialize(const kiln_graph *g, const kiln_engine_meta *m
     const kiln_tensor_def *t = &g->tensors[i];
     woff[i] = -1;
     if (t->kind != KILN_TENSOR_CONSTANT || !t->data) continue;
-    w_size = align_up(w_size, KILN_ENGINE_WEIGHT_ALIGN);
+    w_size = kiln_round_up(w_size, KILN_ENGINE_WEIGHT_ALIGN);
     woff[i] = (int64_t)w_size;
     w_size += t->bytes;
   }

@@ -9,11 +9,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/round.h"
 #include "runtime/runtime_internal.h"
 
 #define WS_ALIGN 256
 
-static size_t ws_size(const kiln_tensor_def *t) { return (t->bytes + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+static size_t ws_size(const kiln_tensor_def *t) { return kiln_round_up(t->bytes, WS_ALIGN); }
 
 /* First and last layer reading each constant (-1: none; other tensors -1 too). */
 static void ws_uses(const kiln_graph *g, int32_t *first, int32_t *last) {

@@ -226,6 +226,12 @@ kiln_status kiln_cuda_memset(void *dst, int value, size_t bytes, void *stream) {
   return KILN_OK;
 }
 
+kiln_status kiln_cuda_poison(void *p, size_t bytes, void *stream) {
+  if (!kiln_poison_enabled()) return KILN_OK;
+  kiln_status s = kiln_cuda_memset(p, KILN_POISON_BYTE, bytes, stream);
+  return s == KILN_OK ? s : kiln_error_context(s, "KILN_POISON: ");
+}
+
 kiln_status kiln_cuda_stream_sync(void *stream) {
   KILN_CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)stream));
   return KILN_OK;

@@ -21,6 +21,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_internal.h"
+#include "core/round.h"
 
 #define TILE 16
 
@@ -104,7 +105,7 @@ extern "C" size_t kiln_cuda_conv1d_workspace(const kiln_dims *x, const kiln_dims
   int64_t t_out = (x->d[2] + 2 - 3) / stride + 1;
   if (t_out <= 0 || x->d[1] <= 0) return 0;
   size_t col = kiln_dtype_bytes(dtype, t_out * x->d[1] * 3);
-  return (col + 255u) / 256u * 256u + KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
+  return kiln_round_up(col, 256) + KILN_CUDA_DEFAULT_MATMUL_WORKSPACE;
 }
 
 static kiln_dims dims2(int64_t a, int64_t b) {
@@ -120,7 +121,7 @@ static kiln_status conv1d_gemm(kiln_cuda_ctx *cu, const kiln_tensor *x, const ki
                                size_t workspace_bytes, void *stream) {
   int64_t batch = x->shape.d[0], c_in = x->shape.d[1], t_in = x->shape.d[2];
   int64_t c_out = w->shape.d[0], t_out = y->shape.d[2], r_len = c_in * 3;
-  size_t col_bytes = (kiln_dtype_bytes(x->dtype, t_out * r_len) + 255u) / 256u * 256u;
+  size_t col_bytes = kiln_round_up(kiln_dtype_bytes(x->dtype, t_out * r_len), 256);
   kiln_dims wdims = dims2(c_out, r_len), cdims = dims2(t_out, r_len), ydims = dims2(c_out, t_out);
   kiln_tensor w2 = kiln_tensor_contiguous(w->data, w->dtype, &wdims);
   kiln_tensor col = kiln_tensor_contiguous(workspace, x->dtype, &cdims);

@@ -54,6 +54,9 @@ void kiln_cuda_host_free(void *p);
 kiln_status kiln_cuda_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream);
 kiln_status kiln_cuda_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);
 kiln_status kiln_cuda_memset(void *dst, int value, size_t bytes, void *stream);
+/* With KILN_POISON=1 (core/error.h), fills `bytes` of freshly allocated device memory at p with
+ * KILN_POISON_BYTE on `stream` (NULL: the default stream); without it, does nothing. */
+kiln_status kiln_cuda_poison(void *p, size_t bytes, void *stream);
 kiln_status kiln_cuda_stream_sync(void *stream);
 
 /* Fusions of a matmul (graph.h's KILN_FUSE_*): gamma and beta (both or neither, [K]) layer-

@@ -23,6 +23,7 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_internal.h"
+#include "core/round.h"
 
 _Static_assert(sizeof(cublasLtMatmulAlgo_t) <= KILN_TACTIC_BYTES,
                "a cublasLtMatmulAlgo_t must fit in kiln_tactic.data");
@@ -211,8 +212,7 @@ int kiln_cuda_matmul_tactic_is_skinny(int32_t op_is_wq, const kiln_tactic *t) {
 }
 
 size_t kiln_cuda_matmul_ln_bytes(int64_t m, int64_t k, kiln_dtype dtype) {
-  size_t b = kiln_dtype_bytes(dtype, m * k);
-  return (b + 255u) / 256u * 256u;
+  return kiln_round_up(kiln_dtype_bytes(dtype, m * k), 256);
 }
 
 /* Largest power-of-two alignment (<= 256) shared by the pointers. */

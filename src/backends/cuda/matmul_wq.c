@@ -10,15 +10,14 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_internal.h"
 #include "core/quant.h"
+#include "core/round.h"
 
 #define WQ_ALIGN 256u /* the dequantized weights start the workspace; what follows stays aligned */
 #define MAX_LT 8
 
-static size_t align_up(size_t n) { return (n + WQ_ALIGN - 1) / WQ_ALIGN * WQ_ALIGN; }
-
 /* Workspace bytes the dequantized weights take. */
 static size_t dequant_bytes(int64_t n, int64_t k, kiln_dtype dtype) {
-  return align_up(kiln_dtype_bytes(dtype, n * k));
+  return kiln_round_up(kiln_dtype_bytes(dtype, n * k), WQ_ALIGN);
 }
 
 _Static_assert(KILN_CUDA_WQ_KERNELS == KILN_CUDA_SKINNY_VARIANTS, "wq kernel tactics are the skinny variants");

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_common.cuh"
+#include "core/round.h"
 #include "kiln/audio.h"
 #include "models/whisper/mel_cuda.h"
 
@@ -289,7 +290,7 @@ extern "C" void kiln_mel_cuda_destroy(kiln_mel_cuda *m) {
 /* *p holds at least `bytes` (contents not kept); stream-ordered where the device allows it. */
 static kiln_status grow(kiln_mel_cuda *m, void **p, size_t *cap, size_t bytes, cudaStream_t s) {
   if (bytes <= *cap) return KILN_OK;
-  size_t want = (bytes + GROW_BYTES - 1) / GROW_BYTES * GROW_BYTES;
+  size_t want = kiln_round_up(bytes, GROW_BYTES);
   if (m->pools) {
     if (*p) KILN_CUDA_CHECK(cudaFreeAsync(*p, s));
     *p = NULL, *cap = 0;

@@ -29,6 +29,7 @@
 
 #include "core/error.h"
 #include "core/pool.h"
+#include "core/round.h"
 #include "core/rowmath.h"
 #include "kiln/engine.h"
 #include "kiln/tokenizer.h"
@@ -37,6 +38,7 @@
 #ifdef KILN_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "backends/cuda/cuda_ops.h"
 #include "models/whisper/greedy_cuda.h"
 #endif
 
@@ -100,9 +102,7 @@ static kiln_status mem_alloc(const kiln_whisper *w, size_t bytes, void **p) {
   if (w->cuda) {
     if (cudaMalloc(p, bytes + 16) != cudaSuccess)
       return kiln_error(KILN_ERR_OUT_OF_DEVICE_MEMORY, "whisper: cannot allocate %zu bytes on the GPU", bytes);
-    if (kiln_poison_enabled() && cudaMemset(*p, KILN_POISON_BYTE, bytes + 16) != cudaSuccess)
-      return kiln_error(KILN_ERR_CUDA, "KILN_POISON: cudaMemset failed: %s", cudaGetErrorString(cudaGetLastError()));
-    return KILN_OK;
+    return kiln_cuda_poison(*p, bytes + 16, NULL);
   }
 #endif
   (void)w;
@@ -354,7 +354,7 @@ static kiln_status encoder_ring(const kiln_whisper *w, const char *enc, int64_t 
   if (stat(enc, &st) != 0) return kiln_error(KILN_ERR_IO, "cannot read the size of %s", enc);
   size_t mib = (size_t)1 << 20, layers = w->c.encoder_layers > 0 ? (size_t)w->c.encoder_layers : 1;
   size_t bytes = 2 * ((size_t)st.st_size / layers + 1);
-  *ring = (bytes + mib - 1) / mib * mib;
+  *ring = kiln_round_up(bytes, mib);
   return KILN_OK;
 }
 
