@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$PWD/.deps/lib:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 declare -a rows
-for t in "$B"/tests/test_cuda_* "$B"/tests/test_engine_gpu "$B"/tests/test_triton_* "$B"/tests/test_fmha* "$B"/tests/test_whisper_gpu "$B"/tests/test_whisper_mel_gpu "$B"/tests/test_mel_gpu; do
+for t in "$B"/tests/test_cuda_* "$B"/tests/test_engine_gpu "$B"/tests/test_triton_* "$B"/tests/test_fmha* "$B"/tests/test_whisper_gpu "$B"/tests/test_whisper_mel_gpu "$B"/tests/test_mel_gpu "$B"/tests/test_weight_stream_gpu; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s%N)

@@ -16,7 +16,7 @@ for f in "$B/kiln" "$B/whisper_bench" "$B/wq_bench" "$B/kv_bench" "$B/decode_hos
 # every gpu test, or the ones named (each links the whole library: the tree must stay < 64 MiB)
 shift || true
 tests=("$@")
-[ ${#tests[@]} -eq 0 ] && tests=(test_cuda_\* test_engine_gpu test_triton_\* test_fmha\* test_whisper_gpu test_mel_gpu test_whisper_geometry)
+[ ${#tests[@]} -eq 0 ] && tests=(test_cuda_\* test_engine_gpu test_triton_\* test_fmha\* test_whisper_gpu test_whisper_mel_gpu test_mel_gpu test_weight_stream_gpu test_whisper_geometry)
 for pat in "${tests[@]}"; do
   for t in "$B"/tests/$pat; do [ -x "$t" ] && strip -o "$S/tests/$(basename "$t")" "$t"; done
 done
