@@ -120,7 +120,7 @@ static void test_layernorm(void) {
   check_rng r = {13};
   const shape shapes[] = {{2, {1, 1}}, {2, {3, 7}},     {2, {5, 1000}}, {3, {2, 3, 4096}},
                           {2, {0, 16}}, {2, {4, 257}},  {1, {384}},     {2, {300, 1280}},
-                          /* fp16/bf16 rows of a multiple of 8: the warp-per-row path at each width */
+                          /* rows of a multiple of 8 (register and block paths at each width) */
                           {2, {7, 8}},  {2, {3, 520}},  {2, {2, 2048}}, {3, {2, 5, 64}}};
   char what[200];
   for (int d = 0; d < 3; d++)

@@ -6,10 +6,9 @@
  * over memory (mean, variance around the mean, write). Either way the variance does not suffer
  * from E[x^2] - E[x]^2 cancellation. The fused op computes its statistics from the fp32 sum
  * (before rounding to sum's dtype). b broadcasts over leading dims (b[i % nb]); the modulo is
- * skipped when b has a's shape. fp16/bf16 rows of a multiple of 8 elements (up to 2048), all
- * tensors of one dtype and b of a's whole shape, take one warp per row and 16-byte loads instead
- * (measured on an H100 under ncu's cold caches at the encoder's [6000, 1280]: 36 us against the
- * block-per-row kernel's 32 us, i.e. not faster there; its in-pipeline cost is unmeasured).
+ * skipped when b has a's shape. (A warp-per-row kernel with 16-byte loads was removed: in the
+ * Whisper large-v3 encoder on an H100 it was no faster at batch 4 and 16 and 0.7 ms slower at
+ * batch 1; bench/RESULTS.md, session 8.)
  */
 #include "backends/cuda/cuda_common.cuh"
 
@@ -82,58 +81,6 @@ static __global__ void layernorm_regs_kernel(const void *a, int adt, const void 
   }
 }
 
-/* One warp per row, 16-byte loads: a, y (and b, sum when given) fp16 or bf16 of one dtype, n a
- * multiple of 8 and at most 256 * V, b of a's whole shape. The row stays in registers, as above. */
-template <int V>
-static __global__ void layernorm_warp_kernel(const void *a, const void *b, const void *gamma, int gdt,
-                                             const void *beta, int bedt, float eps, void *sum, void *y, int dt,
-                                             int n, int64_t rows) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (row >= rows) return; /* whole warps leave: no block-wide barrier below */
-  const size_t base = (size_t)row * (size_t)n * 2; /* bytes */
-  float v[V * 8];
-  float acc = 0.0f;
-#pragma unroll
-  for (int k = 0; k < V; k++) {
-    const int e = (lane + k * 32) * 8;
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[k * 8 + j] = 0.0f;
-    if (e < n) {
-      kiln_ld8((const char *)a + base + (size_t)e * 2, dt, &v[k * 8]);
-      if (b) {
-        float w[8];
-        kiln_ld8((const char *)b + base + (size_t)e * 2, dt, w);
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[k * 8 + j] += w[j];
-      }
-#pragma unroll
-      for (int j = 0; j < 8; j++) acc += v[k * 8 + j];
-    }
-  }
-  const float mean = kiln_warp_sum(acc) / (float)n;
-  acc = 0.0f;
-#pragma unroll
-  for (int k = 0; k < V; k++)
-    if ((lane + k * 32) * 8 < n)
-#pragma unroll
-      for (int j = 0; j < 8; j++) acc += (v[k * 8 + j] - mean) * (v[k * 8 + j] - mean);
-  const float rstd = rsqrtf(kiln_warp_sum(acc) / (float)n + eps);
-#pragma unroll
-  for (int k = 0; k < V; k++) {
-    const int e = (lane + k * 32) * 8;
-    if (e >= n) continue;
-    if (sum) kiln_st8((char *)sum + base + (size_t)e * 2, dt, &v[k * 8]);
-    float o[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-      const float g = gamma ? kiln_ld(gamma, gdt, e + j) : 1.0f, be = beta ? kiln_ld(beta, bedt, e + j) : 0.0f;
-      o[j] = (v[k * 8 + j] - mean) * rstd * g + be;
-    }
-    kiln_st8((char *)y + base + (size_t)e * 2, dt, o);
-  }
-}
-
 static kiln_status check_param(const kiln_tensor *p, int64_t n, const char *op, const char *what) {
   if (!p) return KILN_OK;
   KILN_TRY(kiln_check_float(p, op, what));
@@ -173,24 +120,6 @@ static kiln_status launch(const kiln_tensor *a, const kiln_tensor *b, const kiln
   if (rows > 2147483647LL)
     return kiln_error(KILN_ERR_UNSUPPORTED, "%s: %lld rows is more than one launch takes; split "
                       "the input", op, (long long)rows);
-  if (kiln_vec8_ok(a) && kiln_vec8_ok(y) && y->dtype == a->dtype && n % 8 == 0 && n <= 2048 &&
-      (!b || (b->dtype == a->dtype && nb == count && kiln_vec8_ok(b))) &&
-      (!sum || (sum->dtype == a->dtype && kiln_vec8_ok(sum)))) {
-    const unsigned int warps = 4, blocks = (unsigned int)((rows + warps - 1) / warps);
-    const int v = (int)((n + 255) / 256);
-#define KILN_LN_WARP(V)                                                                                          \
-  layernorm_warp_kernel<V><<<blocks, warps * 32, 0, kiln_stream(stream)>>>(                                      \
-      a->data, b ? b->data : NULL, gamma ? gamma->data : NULL, gamma ? gamma->dtype : KILN_DTYPE_FP32,           \
-      beta ? beta->data : NULL, beta ? beta->dtype : KILN_DTYPE_FP32, eps, sum ? sum->data : NULL, y->data,      \
-      y->dtype, (int)n, rows)
-    if (v <= 1) KILN_LN_WARP(1);
-    else if (v <= 2) KILN_LN_WARP(2);
-    else if (v <= 4) KILN_LN_WARP(4);
-    else KILN_LN_WARP(8);
-#undef KILN_LN_WARP
-    KILN_CUDA_CHECK_LAUNCH();
-    return KILN_OK;
-  }
   unsigned int threads = kiln_row_threads(n);
   if (n <= 8 * (int64_t)threads) {
     int per = (int)((n + threads - 1) / threads);
