@@ -327,12 +327,13 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
             img_rows = []
             vman = {"index": vi, "constexprs": v["constexprs"], "num_warps": v["num_warps"],
                     "num_stages": v["num_stages"], "targets": []}
+            tma = {}  # per arch: the image rows' "n, table" of descriptor encodings
             for arch in karchs:
                 r = by_key[(kname, vi, arch)]
                 sym = f"kiln_tb_{ident}_v{vi}_sm{arch}"
                 c.append(asm_blob(sym, r["cubin"], False))
-                tma = tma_table(c, f"{ident}_v{vi}_sm{arch}_tma", r["tma"])
-                img_rows.append(f"  {{{arch}, 0, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma}}},")
+                tma[arch] = tma_table(c, f"{ident}_v{vi}_sm{arch}_tma", r["tma"])
+                img_rows.append(f"  {{{arch}, 0, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma[arch]}}},")
                 vman["targets"].append({"target": f"sm_{arch}", "kernel_name": r["entry"],
                                         "shared_bytes": r["shared_bytes"],
                                         "registers": r["registers"],
@@ -343,10 +344,8 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
                 top = karchs[-1]
                 r = by_key[(kname, vi, top)]
                 sym = f"kiln_tp_{ident}_v{vi}_sm{top}"
-                c.append(asm_blob(sym, r["ptx"], True))
-                tma = f"{ident}_v{vi}_sm{top}_tma" if r["tma"] else "NULL"
-                tma = f"{len(r['tma'])}, {tma}" if r["tma"] else "0, NULL"
-                img_rows.append(f"  {{{top}, 1, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma}}},")
+                c.append(asm_blob(sym, r["ptx"], True))  # the PTX shares the top cubin's encodings
+                img_rows.append(f"  {{{top}, 1, {sym}, {r['shared_bytes']}u, {r['registers']}, {tma[top]}}},")
             c.append(f"static const char *const {ident}_v{vi}_names[] = {{"
                      + ", ".join(f'"{n}"' for n in names) + "};")
             c.append(f"static const int64_t {ident}_v{vi}_values[] = {{"
