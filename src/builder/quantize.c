@@ -31,17 +31,26 @@ static int32_t other_reader(const kiln_graph *g, int32_t t) {
   return -1;
 }
 
+/* The next pattern of the comma-separated list at *list (may be NULL): its start and length (0
+ * for an empty one); *list moves past it and its comma. 0 at the end of the list. */
+static int next_pattern(const char **list, const char **start, size_t *len) {
+  if (!*list || !**list) return 0;
+  *start = *list;
+  *len = strcspn(*list, ",");
+  *list += *len + ((*list)[*len] == ',');
+  return 1;
+}
+
 /* The first pattern of the comma-separated list `patterns` (may be NULL) that name matches, copied
  * into out[n] (empty patterns are skipped); 0 when none does. */
 static int kept_float(const char *patterns, const char *name, char *out, size_t n) {
-  for (const char *p = patterns; p && *p;) {
-    size_t len = strcspn(p, ",");
-    if (len > 0 && len < n) { /* longer ones were rejected up front */
-      memcpy(out, p, len);
-      out[len] = '\0';
-      if (fnmatch(out, name, 0) == 0) return 1;
-    }
-    p += len + (p[len] == ',');
+  const char *pat;
+  size_t len;
+  while (next_pattern(&patterns, &pat, &len)) {
+    if (len == 0 || len >= n) continue; /* longer ones were rejected up front */
+    memcpy(out, pat, len);
+    out[len] = '\0';
+    if (fnmatch(out, name, 0) == 0) return 1;
   }
   return 0;
 }
@@ -104,10 +113,12 @@ kiln_status kiln_builder_quantize_weights(kiln_graph *g, const kiln_build_params
   int32_t group = qdt == KILN_DTYPE_INT8 ? 0 : p->group_size;
   if (qdt == KILN_DTYPE_INT4 && (group <= 0 || group % 32 != 0))
     return kiln_error(KILN_ERR_INVALID_ARG, "int4 group size %d is not a positive multiple of 32; use 64 or 128", (int)group);
-  for (const char *k = p->keep_float; k && *k; k += strcspn(k, ",") + (k[strcspn(k, ",")] == ','))
-    if (strcspn(k, ",") >= KEEP_PATTERN_MAX)
+  const char *list = p->keep_float, *pat;
+  size_t len;
+  while (next_pattern(&list, &pat, &len))
+    if (len >= KEEP_PATTERN_MAX)
       return kiln_error(KILN_ERR_INVALID_ARG, "keep-float pattern \"%.40s...\" is longer than %d characters; use a shorter "
-                        "pattern with * or ?", k, KEEP_PATTERN_MAX - 1);
+                        "pattern with * or ?", pat, KEEP_PATTERN_MAX - 1);
   const char *prec = kiln_dtype_name(p->precision);
   int32_t n0 = g->n_tensors; /* weights are among the tensors that exist now */
   int32_t *done = malloc(((size_t)n0 + 1) * 2 * sizeof *done); /* per weight: ids of its codes and scales */
