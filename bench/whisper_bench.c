@@ -22,8 +22,11 @@
  * pinned host memory, copied through a ring of MiB, default about two encoder layers' weights, as
  * kiln transcribe's flag); planned_bytes then counts the ring instead of the encoder's weights.
  *
+ * --max-text-tokens N: self-attention caches of N tokens per row (kiln_whisper_load_params), for
+ * memory at a job's decoding length; the run needs N >= steps + the 4 prompt tokens.
+ *
  * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]
- *                     [--stream-encoder-weights [MiB]]
+ *                     [--stream-encoder-weights [MiB]] [--max-text-tokens N]
  * Used by bench/whisper_vs_transformers.py; not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +206,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--dump-logits") && i + 1 < argc) dump = argv[++i];
+    else if (!strcmp(argv[i], "--max-text-tokens") && i + 1 < argc) lp.max_text_tokens = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--stream-encoder-weights")) {
       lp.stream_encoder_bytes = KILN_WHISPER_STREAM_AUTO;
       if (i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') lp.stream_encoder_bytes = atoll(argv[++i]) << 20;
@@ -211,7 +215,7 @@ int main(int argc, char **argv) {
   }
   if (!dir || batch < 1 || steps < 1 || reps < 1) {
     fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE] "
-                    "[--stream-encoder-weights [MiB]]\n");
+                    "[--stream-encoder-weights [MiB]] [--max-text-tokens N]\n");
     return 2;
   }
   size_t before = device_used();

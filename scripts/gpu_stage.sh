@@ -12,7 +12,7 @@ B="${1:-build-gpu}"
 S=.gpu-stage
 rm -rf "$S"
 mkdir -p "$S/tests" "$S/shared/data/whisper" .deps/lib
-for f in "$B/kiln" "$B/whisper_bench" "$B/wq_bench" "$B/kv_bench" "$B/decode_host_bench"; do [ -x "$f" ] && strip -o "$S/$(basename "$f")" "$f"; done
+for f in "$B/kiln" "$B/whisper_bench" "$B/wq_bench" "$B/kv_bench" "$B/decode_host_bench" "$B/chain_bench"; do [ -x "$f" ] && strip -o "$S/$(basename "$f")" "$f"; done
 # every gpu test, or the ones named (each links the whole library: the tree must stay < 64 MiB)
 shift || true
 tests=("$@")
@@ -32,5 +32,5 @@ for lib in $(ldd "$S/kiln" "$S"/tests/* 2>/dev/null | awk '/=> \// {print $3}' |
 done
 # binaries compress about 6x (mostly embedded kernels): pack them, unpack on the GPU machine with
 #   tar -C .gpu-stage -xJf .gpu-stage/bins.tar.xz
-(cd "$S" && tar -cJf bins.tar.xz --remove-files $(ls -d kiln whisper_bench wq_bench kv_bench decode_host_bench tests 2>/dev/null))
+(cd "$S" && tar -cJf bins.tar.xz --remove-files $(ls -d kiln whisper_bench wq_bench kv_bench decode_host_bench chain_bench tests 2>/dev/null))
 du -sh "$S" .deps

@@ -160,7 +160,17 @@ typedef struct kiln_whisper_load_params {
                                1; at most KILN_WHISPER_MAX_DECODE_THREADS. Not used by
                                kiln_whisper_transcribe / _transcribe_batch (kiln eval), which choose
                                greedy tokens on the GPU for CUDA engines */
+  int32_t max_text_tokens;  /* tokens a decoder row holds, prompt and generated together: the
+                               length of the self-attention KV cache, planned for every row. 0
+                               (default): the model's text context (max_target_positions, 448 for
+                               Whisper). N in KILN_WHISPER_MIN_TEXT_TOKENS .. that context: caches
+                               of N tokens (the memory plan shrinks with N), and the decoding
+                               rules follow openai-whisper's with a context of N: a prompt keeps
+                               its last N / 2 - 1 tokens and a window generates at most N / 2
+                               (kiln_whisper_get_config's n_text_ctx reads N). For jobs whose
+                               windows are known to be short, e.g. N = 128 */
 } kiln_whisper_load_params;
+#define KILN_WHISPER_MIN_TEXT_TOKENS 8
 #define KILN_WHISPER_STREAM_AUTO ((int64_t)-1)
 #define KILN_WHISPER_MAX_DECODE_THREADS 64
 

@@ -60,6 +60,8 @@ static void eval_help(FILE *f) {
           "  --stream-encoder-weights [MiB]  keep the encoder's weights in host memory and copy them\n"
           "                            to the GPU layer by layer through a ring of MiB (default: about\n"
           "                            two encoder layers' weights): less GPU memory, some encoder time\n"
+          "  --max-text-tokens N       tokens a decoder row holds (default: the model's 448): smaller\n"
+          "                            KV caches; a window writes at most N/2 tokens\n"
           "  --device N                GPU (default 0)\n"
           "\n"
           "example:\n"
@@ -102,6 +104,10 @@ static int parse_opt(eval_opts *o, int argc, char **argv, int *i) {
   if (cli_flag_value(argc, argv, i, "--normalizer", &v)) {
     if (v && (strcmp(v, "english") == 0 || strcmp(v, "none") == 0)) return o->normalize = v[0] == 'e', CLI_OK;
     return fprintf(stderr, "kiln eval: --normalizer is english or none\n"), CLI_USAGE;
+  }
+  if (cli_flag_value(argc, argv, i, "--max-text-tokens", &v)) {
+    if (cli_parse_int("eval", "--max-text-tokens", v, KILN_WHISPER_MIN_TEXT_TOKENS, 1 << 20, &n)) return CLI_USAGE;
+    return o->load.max_text_tokens = (int32_t)n, CLI_OK;
   }
   if (cli_flag_value(argc, argv, i, "--batch-size", &v)) {
     if (cli_parse_int("eval", "--batch-size", v, 1, 4096, &n)) return CLI_USAGE;

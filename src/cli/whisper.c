@@ -164,6 +164,9 @@ static void transcribe_help(FILE *f) {
           "                        encoder layers' weights), while the layers before compute: less GPU\n"
           "                        memory (the ring instead of the encoder's weights) for some encoder\n"
           "                        time. The decoder's weights stay on the GPU\n"
+          "  --max-text-tokens N   tokens a window's decoder row holds, prompt and text together (default:\n"
+          "                        the model's 448): KV caches of N tokens, so less GPU memory; a prompt\n"
+          "                        keeps its last N/2-1 tokens and a window writes at most N/2\n"
           "  --device N            GPU (default 0)\n");
 }
 
@@ -335,6 +338,9 @@ static int parse_transcribe(int argc, char **argv, kiln_whisper_options *o, kiln
     } else if (cli_flag_value(argc, argv, &i, "--decode-threads", &v)) {
       if (cli_parse_int("transcribe", "--decode-threads", v, 1, KILN_WHISPER_MAX_DECODE_THREADS, &n)) return CLI_USAGE;
       lp->decode_threads = (int32_t)n;
+    } else if (cli_flag_value(argc, argv, &i, "--max-text-tokens", &v)) {
+      if (cli_parse_int("transcribe", "--max-text-tokens", v, KILN_WHISPER_MIN_TEXT_TOKENS, 1 << 20, &n)) return CLI_USAGE;
+      lp->max_text_tokens = (int32_t)n;
     } else if (cli_flag_value(argc, argv, &i, "--device", &v)) {
       if (cli_parse_int("transcribe", "--device", v, 0, 1024, &n)) return CLI_USAGE;
       lp->device = (int32_t)n;

@@ -296,6 +296,63 @@ static void test_stream(const ref_file *rf) {
   kiln_whisper_destroy(ref);
 }
 
+/* max_text_tokens: caches of N tokens. The forced logits of the first N tokens are the
+ * reference's; token N + 1 is refused, naming the limit; the greedy transcription is the
+ * reference's first N / 2 tokens at most (openai-whisper's sample_len with a context of N);
+ * the plan shrinks (CUDA); N out of range fails to load, naming it. */
+static void test_text_tokens(const ref_file *rf) {
+  const ref_entry *forced = ref_get(rf, "forced_tokens"), *cols = ref_get(rf, "forced_logits_cols");
+  const ref_entry *argmax = ref_get(rf, "forced_argmax"), *greedy = ref_get(rf, "greedy_tokens");
+  if (!forced || !cols || !argmax || !greedy) {
+    CHECK(0);
+    return;
+  }
+  const int32_t N = KILN_WHISPER_MIN_TEXT_TOKENS; /* below the 10 forced tokens */
+  kiln_whisper *ref = NULL, *w = NULL;
+  CHECK_OK(kiln_whisper_load(ENGINES, NULL, &ref));
+  kiln_whisper_load_params lp = kiln_whisper_default_load_params();
+  lp.max_text_tokens = N;
+  CHECK_OK(kiln_whisper_load(ENGINES, &lp, &w));
+  if (!w || !ref) {
+    kiln_whisper_destroy(ref), kiln_whisper_destroy(w);
+    return;
+  }
+  CHECK_EQ_INT(kiln_whisper_get_config(w)->n_text_ctx, N);
+  CHECK_EQ_INT(kiln_whisper_get_config(ref)->n_text_ctx, 448);
+  CHECK(ENGINE_TARGET == KILN_TARGET_CPU || kiln_whisper_device_bytes(w) < kiln_whisper_device_bytes(ref));
+  int32_t V = kiln_whisper_get_config(w)->vocab_size, S = (int32_t)forced->count < N ? (int32_t)forced->count : N;
+  CHECK(forced->count > N);
+  float *mel = malloc(80 * 3000 * 4), *logits = malloc((size_t)N * V * 4);
+  gen("input_features", 80 * 3000, -1.0, 1.0, mel);
+  CHECK_OK(kiln_whisper_encode(w, mel, NULL));
+  CHECK_OK(kiln_whisper_decode(w, forced->data, S, logits));
+  check_logits("forced logits (8-token caches)", logits, S, 0, V, cols, argmax);
+  if (forced->count > N) {
+    CHECK_STATUS(kiln_whisper_decode(w, (const int32_t *)forced->data + S, 1, NULL), KILN_ERR_INVALID_ARG);
+    CHECK_MSG("decoder's 8 positions");
+  }
+  kiln_whisper_result *r = NULL;
+  CHECK_OK(kiln_whisper_transcribe(w, mel, NULL, &r));
+  if (r) {
+    int32_t want = greedy->count < N / 2 ? (int32_t)greedy->count : N / 2;
+    fprintf(stderr, "whisper with %d-token caches: %d greedy tokens (reference %d)\n", N, r->n_tokens, (int)greedy->count);
+    CHECK(r->n_tokens <= want && r->n_tokens >= want - 1); /* a cut window may end on its last token */
+    CHECK(memcmp(r->tokens, greedy->data, (size_t)r->n_tokens * 4) == 0);
+  }
+  kiln_whisper_result_free(r);
+  kiln_whisper_destroy(w);
+  const int32_t bad[3] = {KILN_WHISPER_MIN_TEXT_TOKENS - 1, 449, -1};
+  for (int i = 0; i < 3; i++) {
+    lp.max_text_tokens = bad[i];
+    w = NULL;
+    CHECK_STATUS(kiln_whisper_load(ENGINES, &lp, &w), KILN_ERR_INVALID_ARG);
+    CHECK_MSG("max_text_tokens");
+    CHECK(w == NULL);
+  }
+  free(mel), free(logits);
+  kiln_whisper_destroy(ref);
+}
+
 /* Device or host buffer for the engines under test (CUDA engines take device pointers). */
 static void *buf_new(size_t bytes) {
 #ifdef WHISPER_TEST_GPU
@@ -618,6 +675,7 @@ int main(void) {
   CHECK_OK(kiln_whisper_build(CKPT, &p, ENGINES));
   test_model(&rf);
   test_stream(&rf);
+  test_text_tokens(&rf);
   test_batch(&rf);
   test_encoder_batch(&rf);
   test_kv_int8(&rf);

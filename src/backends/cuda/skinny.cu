@@ -268,16 +268,23 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   const int c_end = a.ks > 1 && c_beg + a.cps < n_chunks ? c_beg + a.cps : n_chunks;
   const int scales_per_row = group > 0 ? k_len / group : 1;
 
-  float acc[NT][MT][4];
+  /* Quantized weights give a warp 4x (int4) or 2x (int8) the MMAs of fp16 per byte; with few
+   * tiles two accumulator sets (even and odd k16 steps) halve the chain of dependent MMAs. */
+  constexpr int ACC = QBITS < 16 && NT * MT <= 2 ? 2 : 1;
+  float acc[ACC][NT][MT][4];
 #pragma unroll
-  for (int nt = 0; nt < NT; nt++)
+  for (int i = 0; i < ACC; i++)
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+    for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-      for (int j = 0; j < 4; j++) acc[nt][mt][j] = 0.0f;
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][nt][mt][j] = 0.0f;
 
-  /* weights of chunks c0 .. c0 + U - 1 into w (zeros past N or K) */
-  auto load = [&](int c0, uint4 (&w)[U][NT][2]) {
+  /* weights of chunks c0 .. c0 + U - 1 into w (zeros past N or K), and with group scales the
+   * scale of each lane's K range of rows g and g + 8 into sc (a lane's range lies in one group) */
+  constexpr bool GS = QBITS < 16;
+  auto load = [&](int c0, uint4 (&w)[U][NT][2], float (&sc)[U][NT][2]) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int k0 = (c0 + u) * KPC + t * KPT;
@@ -288,15 +295,19 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
         for (int h = 0; h < 2; h++) {
           const int n = n_base + nt * 16 + g + 8 * h;
           w[u][nt][h] = make_uint4(0u, 0u, 0u, 0u);
-          if (k_ok && n < n_cols)
+          sc[u][nt][h] = 0.0f;
+          if (k_ok && n < n_cols) {
             w[u][nt][h] = __ldcs(reinterpret_cast<const uint4 *>(wq + (int64_t)n * row_bytes + k0 * QBITS / 8));
+            if (GS && group > 0) sc[u][nt][h] = __ldg(a.scales + (int64_t)n * scales_per_row + k0 / group);
+          }
         }
     }
   };
   /* software pipeline: the next chunks' loads are in flight while the current ones are used;
    * the first ones also overlap the layernorm statistics */
   uint4 wv[U][NT][2]; /* [chunk][row tile][rows g, g + 8] */
-  load(c_beg + warp * U, wv);
+  float sv[U][NT][2];
+  load(c_beg + warp * U, wv, sv);
   /* Weights are all a launch reads before kiln_pdl_wait() (cuda_common.cuh): while the kernel
    * before this one runs, the first chunks load into registers and the rest of this block's
    * part of its rows into L2 (when the whole matrix fits in a part of L2). */
@@ -317,37 +328,30 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
 
   for (int c0 = c_beg + warp * U; c0 < c_end; c0 += WARPS * U) {
     uint4 cur[U][NT][2];
+    float cs[U][NT][2];
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
-      for (int nt = 0; nt < NT; nt++) cur[u][nt][0] = wv[u][nt][0], cur[u][nt][1] = wv[u][nt][1];
-    if (c0 + WARPS * U < c_end) load(c0 + WARPS * U, wv);
+      for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) cur[u][nt][h] = wv[u][nt][h], cs[u][nt][h] = sv[u][nt][h];
+    if (c0 + WARPS * U < c_end) load(c0 + WARPS * U, wv, sv);
 #pragma unroll
     for (int u = 0; u < U; u++) {
       if (c0 + u >= c_end) break; /* uniform over the warp: every lane reaches each mma */
       const int k0 = (c0 + u) * KPC + t * KPT;
       const bool k_ok = k0 < k_len; /* per lane: a lane past K feeds zeros */
-      float s_lo[NT], s_hi[NT];     /* group scales of rows g and g + 8 for this lane's K range */
-#pragma unroll
-      for (int nt = 0; nt < NT; nt++) {
-        const int n = n_base + nt * 16 + g;
-        s_lo[nt] = QBITS < 16 && group > 0 && k_ok && n < n_cols ? __ldg(a.scales + (int64_t)n * scales_per_row + k0 / group)
-                                                                : 0.0f;
-        s_hi[nt] = QBITS < 16 && group > 0 && k_ok && n + 8 < n_cols
-                       ? __ldg(a.scales + (int64_t)(n + 8) * scales_per_row + k0 / group)
-                       : 0.0f;
-      }
 #pragma unroll
       for (int s = 0; s < STEPS; s++) {
         uint32_t av[NT][4];
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
           a_operands<T, QBITS>(cur[u][nt][0], cur[u][nt][1], s, av[nt]);
-          if (QBITS < 16 && group > 0) {
-            av[nt][0] = scale_pair<T>(av[nt][0], s_lo[nt]);
-            av[nt][2] = scale_pair<T>(av[nt][2], s_lo[nt]);
-            av[nt][1] = scale_pair<T>(av[nt][1], s_hi[nt]);
-            av[nt][3] = scale_pair<T>(av[nt][3], s_hi[nt]);
+          if (GS && group > 0) {
+            av[nt][0] = scale_pair<T>(av[nt][0], cs[u][nt][0]);
+            av[nt][2] = scale_pair<T>(av[nt][2], cs[u][nt][0]);
+            av[nt][1] = scale_pair<T>(av[nt][1], cs[u][nt][1]);
+            av[nt][3] = scale_pair<T>(av[nt][3], cs[u][nt][1]);
           }
         }
 #pragma unroll
@@ -358,11 +362,20 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
             xv = x_operand<T>(x + (int64_t)m * k_len, k0 + 4 * s, gamma, beta, ln ? s_mean[r] : 0.0f,
                               ln ? s_rstd[r] : 0.0f);
 #pragma unroll
-          for (int nt = 0; nt < NT; nt++) mma_16816<T>(acc[nt][mt], av[nt], xv.x, xv.y);
+          for (int nt = 0; nt < NT; nt++) mma_16816<T>(acc[s % ACC][nt][mt], av[nt], xv.x, xv.y);
         }
       }
     }
   }
+  /* the accumulator sets into the first */
+#pragma unroll
+  for (int i = 1; i < ACC; i++)
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[0][nt][mt][j] += acc[i][nt][mt][j];
 
   /* add the warps' partial sums in a fixed order; epilogue; store */
 #pragma unroll
@@ -370,7 +383,7 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int j = 0; j < 4; j++) red[warp * P + ((nt * MT + mt) * 4 + j) * 32 + lane] = acc[nt][mt][j];
+      for (int j = 0; j < 4; j++) red[warp * P + ((nt * MT + mt) * 4 + j) * 32 + lane] = acc[0][nt][mt][j];
   __syncthreads();
   T *__restrict__ y = (T *)a.y;
   const T *__restrict__ res = (const T *)a.residual;
@@ -459,18 +472,32 @@ static kiln_status launch_rows(const skinny_args *a) {
   return launch<T, QBITS, 8, NT, WARPS, U>(a);
 }
 
-/* Variants (KILN_CUDA_SKINNY_VARIANTS): 0: 16 weight rows per block, 8 warps over K, 4 chunks in
- * flight per lane; 1: 32 weight rows per block (x read half as often), 4 warps, 2 chunks; 2: as 0
- * with 8 chunks in flight (more bytes in flight when N is small and few blocks run); 3: 4 warps,
- * 4 chunks (smaller blocks, more of them resident per SM). 4 + i: variant i with K split over a
- * cluster of blocks where the GPU has clusters (sm_90+; elsewhere the same as i). */
+/* Variants (KILN_CUDA_SKINNY_VARIANTS; chunk counts for fp16/bf16 weights, chunks_in_flight
+ * below for int8/int4): 0: 16 weight rows per block, 8 warps over K, 4 chunks in flight per lane;
+ * 1: 32 weight rows per block (x read half as often), 4 warps, 2 chunks; 2: as 0 with 8 chunks in
+ * flight (more bytes in flight when N is small and few blocks run); 3: 4 warps, 4 chunks (smaller
+ * blocks, more of them resident per SM). 4 + i: variant i with K split over a cluster of blocks
+ * where the GPU has clusters (sm_90+; elsewhere the same as i). */
+/* Chunks in flight per lane for quantized weights without split-K: a chunk of int8 (int4) codes
+ * spans 2x (4x) the K of an fp16 chunk, so the same count would leave most warps of a block
+ * without a chunk (K = 1280 is 10 int4 chunks) and each warp a long chain of MMAs; U fp16 chunks
+ * become U / 2 (U / 4), at least one. The split-K variants keep U: they serve long K, where a
+ * block's share of K is then loaded in one round. */
+static constexpr int chunks_in_flight(int u, int bits) { return u * bits / 16 > 0 ? u * bits / 16 : 1; }
+
+template <typename T, int QBITS, int SPLIT>
+static kiln_status launch_shape(int32_t shape, const skinny_args *a) {
+  constexpr int B = SPLIT ? 16 : QBITS;
+  if (shape == 0) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(4, B)>(a);
+  if (shape == 1) return launch_rows<T, QBITS, 2, 4, chunks_in_flight(2, B)>(a);
+  if (shape == 2) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(8, B)>(a);
+  return launch_rows<T, QBITS, 1, 4, chunks_in_flight(4, B)>(a);
+}
+
 template <typename T, int QBITS>
 static kiln_status launch_variant(int32_t variant, const skinny_args *a) {
-  variant %= KILN_SKINNY_SHAPES;
-  if (variant == 0) return launch_rows<T, QBITS, 1, 8, 4>(a);
-  if (variant == 1) return launch_rows<T, QBITS, 2, 4, 2>(a);
-  if (variant == 2) return launch_rows<T, QBITS, 1, 8, 8>(a);
-  return launch_rows<T, QBITS, 1, 4, 4>(a);
+  if (variant < KILN_SKINNY_SHAPES || QBITS == 16) return launch_shape<T, QBITS, 0>(variant % KILN_SKINNY_SHAPES, a);
+  return launch_shape<T, QBITS, 1>(variant % KILN_SKINNY_SHAPES, a);
 }
 
 template <typename T>

@@ -279,7 +279,7 @@ static int32_t decoder_input(wnet *w, const char *fmt, int32_t i, kiln_dtype dt,
 static int32_t decoder_block(wnet *w, int32_t i, int32_t x, int32_t lengths) {
   const kiln_whisper_config *c = &w->c;
   int64_t H = c->decoder_heads, dh = c->d_model / c->decoder_heads;
-  int64_t cache_dims[4] = {-1, H, c->n_text_ctx, dh}, cross_dims[4] = {-1, H, c->n_audio_ctx, dh};
+  int64_t cache_dims[4] = {-1, H, -1, dh}, cross_dims[4] = {-1, H, c->n_audio_ctx, dh}; /* T: up to n_text_ctx */
   float scale = (float)(1.0 / sqrt((double)dh));
   char prefix[128], name[192];
   kiln_dtype kv = w->kv_int8 ? KILN_DTYPE_INT8 : KILN_DTYPE_FP32;
@@ -337,7 +337,7 @@ static void decoder_profile(wnet *w, int32_t rows) {
   int32_t p = ok(w, kiln_network_add_profile(w->net));
   int64_t tmn[2] = {1, 1}, topt[2] = {rows, 1}, tmx[2] = {rows, chunk};
   int64_t lmn[1] = {1}, lmx[1] = {rows};
-  int64_t kmn[4] = {1, H, n, dh}, kmx[4] = {rows, H, n, dh};
+  int64_t kmn[4] = {1, H, 1, dh}, kmx[4] = {rows, H, n, dh}; /* shorter caches: max_text_tokens */
   int64_t cmn[4] = {1, H, A, dh}, cmx[4] = {rows, H, A, dh};
   set_profile(w, p, "tokens", 0, tmn, topt, tmx);
   set_profile(w, p, "positions", 0, tmn, topt, tmx);

@@ -358,9 +358,28 @@ static kiln_status encoder_ring(const kiln_whisper *w, const char *enc, int64_t 
   return KILN_OK;
 }
 
+static kiln_status shape4(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t, int64_t dh) {
+  char name[64];
+  kiln_dims d = {4, {b, h, t, dh}};
+  snprintf(name, sizeof name, fmt, i);
+  return kiln_context_set_input_shape(ctx, name, &d);
+}
+
+static kiln_status shape3(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t) {
+  char name[64];
+  kiln_dims d = {3, {b, h, t}};
+  snprintf(name, sizeof name, fmt, i);
+  return kiln_context_set_input_shape(ctx, name, &d);
+}
+
 static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisper_load_params *p) {
   char enc[4096], dec[4096];
   KILN_TRY(read_manifest(w, dir, enc, dec, sizeof enc));
+  const int32_t model_ctx = w->c.n_text_ctx;
+  if (p->max_text_tokens && (p->max_text_tokens < KILN_WHISPER_MIN_TEXT_TOKENS || p->max_text_tokens > model_ctx))
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: max_text_tokens %d is out of range; give 0 (the model's %d) or %d to %d",
+                      p->max_text_tokens, model_ctx, KILN_WHISPER_MIN_TEXT_TOKENS, model_ctx);
+  if (p->max_text_tokens) w->c.n_text_ctx = p->max_text_tokens; /* caches, limits and decoding rules follow it */
   kiln_engine_load_params lp = kiln_engine_default_load_params();
   lp.device = p->device;
   KILN_TRY(encoder_ring(w, enc, p->stream_encoder_bytes, &lp.weight_stream_bytes));
@@ -395,6 +414,13 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
 #endif
   KILN_TRY(kiln_context_create(w->enc, 0, &w->ectx));
   KILN_TRY(kiln_context_create(w->dec, 0, &w->dctx));
+  if (w->c.n_text_ctx < model_ctx) {
+    kiln_status s = shape4(w->dctx, "cache_k.%d", 0, 1, w->c.decoder_heads, w->c.n_text_ctx, w->dh);
+    if (s != KILN_OK)
+      return kiln_error_context(s, "max_text_tokens %d: %s takes caches of %d tokens only (built by an older kiln); rebuild "
+                                   "the folder with kiln build whisper, or load it with max_text_tokens 0: ",
+                                w->c.n_text_ctx, dec, model_ctx);
+  }
   KILN_TRY(kiln_tokenizer_load_hf(dir, &w->tok));
   if (kiln_tokenizer_vocab_size(w->tok) != w->c.vocab_size)
     return kiln_error(KILN_ERR_FORMAT, "the tokenizer in '%s' has %d tokens but the model %d; copy the checkpoint's own tokenizer files",
@@ -504,19 +530,6 @@ static kiln_status bind(kiln_context *ctx, const char *fmt, int32_t i, void *p) 
   return kiln_context_set_tensor(ctx, name, p);
 }
 
-static kiln_status shape4(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t, int64_t dh) {
-  char name[64];
-  kiln_dims d = {4, {b, h, t, dh}};
-  snprintf(name, sizeof name, fmt, i);
-  return kiln_context_set_input_shape(ctx, name, &d);
-}
-
-static kiln_status shape3(kiln_context *ctx, const char *fmt, int32_t i, int64_t b, int64_t h, int64_t t) {
-  char name[64];
-  kiln_dims d = {3, {b, h, t}};
-  snprintf(name, sizeof name, fmt, i);
-  return kiln_context_set_input_shape(ctx, name, &d);
-}
 
 /* Run the encoder on n windows already in engine memory at mel ([n, n_mels, 3000], engine
  * precision) into cross-attention rows (and encoder_out rows) slot .. slot + n - 1. */
@@ -706,7 +719,8 @@ static kiln_status run_decoder(kiln_whisper *w, int32_t r0, int32_t B, int32_t S
                       w->beams);
   for (int32_t b = 0; b < B; b++)
     if (S > c->n_text_ctx - w->T[r0 + b])
-      return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions", S,
+      return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions "
+                        "(its caches' length: max_text_tokens when loaded with one)", S,
                         w->T[r0 + b], c->n_text_ctx);
   for (int32_t i = 0; i < B * S; i++)
     if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
@@ -769,7 +783,8 @@ static kiln_status fetch_logits(kiln_whisper *w, int32_t rows) {
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits) {
   if (!w || !tokens) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_decode: NULL argument");
   if (n < 1 || (w->encoded && n > w->c.n_text_ctx - w->T[0]))
-    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions", n,
+    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions "
+                      "(its caches' length: max_text_tokens when loaded with one)", n,
                       w->T[0], w->c.n_text_ctx);
   w->beams = 1;
   for (int32_t done = 0; done < n;) {

@@ -1,0 +1,191 @@
+/* bench/chain_bench.c - what one skinny matmul costs inside a decoding step: a CUDA graph of
+ * CALLS dependent launches of kiln's small-M kernel (skinny.cu, with programmatic dependent
+ * launch as the decoder runs it), replayed, timed per launch. Shapes are Whisper large-v3's
+ * decoder matrices and a tiny one (16 x 32: no bytes to speak of, so its time is the chain's
+ * own cost per launch: launch, griddepcontrol.wait, reduction, store). Weights are read cold
+ * (each launch of the graph reads its own copy; the copies together exceed the L2 cache) or hot
+ * (every launch the same copy). Prints microseconds per launch for every variant and the best
+ * one's share of the time the bytes take at the measured copy bandwidth (cudaMemcpy
+ * device-to-device over 512 MB).
+ *
+ * usage: chain_bench [--iterations N] [--warmup N] [--device N]   (a GPU is needed; not a test)
+ * Run with KILN_NO_PDL=1 in the environment for plain launches.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BENCH_NAME "chain_bench"
+#include "bench_util.h"
+#include "kiln/kiln.h"
+
+#ifdef KILN_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_internal.h"
+#include "backends/cuda/cuda_ops.h"
+#include "core/quant.h"
+
+#define CALLS 64
+#define COLD_BYTES ((size_t)256 << 20)
+
+static cudaStream_t stream;
+static int iterations = 20, warmup = 3;
+
+static void *upload(const void *host, size_t bytes) {
+  void *d = NULL;
+  REQUIRE(kiln_cuda_malloc(&d, bytes ? bytes : 1));
+  REQUIRE(kiln_cuda_memcpy_h2d(d, host, bytes, NULL));
+  return d;
+}
+
+static double elapsed_us(cudaEvent_t a, cudaEvent_t b) {
+  if (cudaEventSynchronize(b) != cudaSuccess) DIE("timing failed: %s", cudaGetErrorString(cudaGetLastError()));
+  float ms = 0;
+  cudaEventElapsedTime(&ms, a, b);
+  return 1e3 * (double)ms;
+}
+
+/* Device-to-device copy bandwidth in GB/s (bytes read + written), 512 MB. */
+static double copy_bandwidth(void) {
+  size_t bytes = (size_t)512 << 20;
+  void *a = NULL, *b = NULL;
+  REQUIRE(kiln_cuda_malloc(&a, bytes));
+  REQUIRE(kiln_cuda_malloc(&b, bytes));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream);
+  cudaEventRecord(e0, stream);
+  for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream);
+  cudaEventRecord(e1, stream);
+  double us = elapsed_us(e0, e1) / 10;
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  kiln_cuda_free(a), kiln_cuda_free(b);
+  return 2.0 * (double)bytes / (us * 1e3);
+}
+
+typedef struct chain {
+  kiln_dtype wdt;
+  int32_t group;
+  int64_t m, n, k;
+  int copies;
+  void *w[CALLS], *s[CALLS];
+  size_t bytes; /* one copy: codes or values, and scales */
+  void *x, *y;
+} chain;
+
+static void chain_make(chain *c, kiln_dtype wdt, int32_t group, int64_t m, int64_t n, int64_t k) {
+  memset(c, 0, sizeof *c);
+  c->wdt = wdt, c->group = group, c->m = m, c->n = n, c->k = k;
+  float *w = malloc((size_t)(n * k) * 4), *xf = malloc((size_t)(m * k) * 4);
+  uint16_t *xh = malloc((size_t)(m * k) * 2);
+  for (int64_t i = 0; i < n * k; i++) w[i] = 0.05f * uniform();
+  for (int64_t i = 0; i < m * k; i++) xf[i] = uniform();
+  kiln_convert_floats(xh, KILN_DTYPE_FP16, xf, KILN_DTYPE_FP32, m * k);
+  size_t wb = kiln_dtype_bytes(wdt, n * k), sb = wdt == KILN_DTYPE_FP16 ? 0 : (size_t)kiln_quant_scale_count(n, k, group) * 4;
+  void *hw = malloc(wb), *hs = sb ? malloc(sb) : NULL;
+  if (wdt == KILN_DTYPE_FP16) kiln_convert_floats(hw, KILN_DTYPE_FP16, w, KILN_DTYPE_FP32, n * k);
+  else REQUIRE(kiln_quantize(w, n, k, wdt, group, hw, hs));
+  c->bytes = wb + sb;
+  c->copies = (int)(COLD_BYTES / c->bytes + 1);
+  if (c->copies > CALLS) c->copies = CALLS;
+  for (int i = 0; i < c->copies; i++) {
+    c->w[i] = upload(hw, wb);
+    if (hs) c->s[i] = upload(hs, sb);
+  }
+  c->x = upload(xh, (size_t)(m * k) * 2);
+  REQUIRE(kiln_cuda_malloc(&c->y, (size_t)(m * n) * 2));
+  free(w), free(xf), free(xh), free(hw), free(hs);
+}
+
+static void chain_free(chain *c) {
+  for (int i = 0; i < c->copies; i++) kiln_cuda_free(c->w[i]), kiln_cuda_free(c->s[i]);
+  kiln_cuda_free(c->x), kiln_cuda_free(c->y);
+}
+
+/* Microseconds per launch of a graph of CALLS launches of variant v (launch i on copy i, or
+ * copy 0 when hot); < 0 when the variant refuses the shape. */
+static double chain_time(const chain *c, int32_t v, int hot) {
+  kiln_dims xd = {2, {c->m, c->k}}, yd = {2, {c->m, c->n}}, wd = {2, {c->n, c->k}};
+  kiln_dims sd = c->group ? (kiln_dims){2, {c->n, c->k / c->group}} : (kiln_dims){1, {c->n}};
+  kiln_tensor x = kiln_tensor_contiguous(c->x, KILN_DTYPE_FP16, &xd), y = kiln_tensor_contiguous(c->y, KILN_DTYPE_FP16, &yd);
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t ge = NULL;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) DIE("capture failed");
+  kiln_status st = KILN_OK;
+  for (int i = 0; i < CALLS && st == KILN_OK; i++) {
+    int cp = hot ? 0 : i % c->copies;
+    kiln_tensor w = kiln_tensor_contiguous(c->w[cp], c->wdt, &wd);
+    kiln_tensor s = kiln_tensor_contiguous(c->s[cp], KILN_DTYPE_FP32, &sd);
+    st = kiln_cuda_skinny(v, &x, &w, c->s[cp] ? &s : NULL, c->group, NULL, KILN_ACTIVATION_NONE, NULL, &y, c->m, c->n,
+                          c->k, stream);
+  }
+  if (cudaStreamEndCapture(stream, &g) != cudaSuccess) DIE("capture failed: %s", cudaGetErrorString(cudaGetLastError()));
+  if (st != KILN_OK) {
+    cudaGraphDestroy(g);
+    return -1;
+  }
+  if (cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) DIE("instantiate failed");
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  for (int i = 0; i < warmup; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e0, stream);
+  for (int i = 0; i < iterations; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e1, stream);
+  double us = elapsed_us(e0, e1) / ((double)iterations * CALLS);
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+  return us;
+}
+
+static void bench(kiln_dtype wdt, int32_t group, const char *name, int64_t m, int64_t n, int64_t k, double gbs) {
+  chain c;
+  chain_make(&c, wdt, group, m, n, k);
+  for (int hot = 0; hot < 2; hot++) {
+    double best = -1;
+    int bv = -1;
+    printf("%-9s M %-2lld %4lld x %-4lld %4.1f MB %s:", name, (long long)m, (long long)n, (long long)k, c.bytes / 1e6,
+           hot ? "hot " : "cold");
+    for (int32_t v = 0; v < KILN_CUDA_SKINNY_VARIANTS; v++) {
+      double us = chain_time(&c, v, hot);
+      printf(" %6.2f", us);
+      if (us > 0 && (best < 0 || us < best)) best = us, bv = v;
+    }
+    printf("  | best v%d %6.2f us, bytes at copy rate %5.2f us (%3.0f%%)\n", bv, best, c.bytes / (gbs * 1e3),
+           100.0 * c.bytes / (gbs * 1e3) / best);
+  }
+  chain_free(&c);
+}
+
+int main(int argc, char **argv) {
+  int device = 0;
+  bench_options(argc, argv, &iterations, &warmup, &device);
+  if (!kiln_cuda_available()) DIE("no CUDA device");
+  kiln_cuda_ctx *cu = NULL;
+  REQUIRE(kiln_cuda_ctx_create(device, &cu));
+  if (cudaStreamCreate(&stream) != cudaSuccess) DIE("cudaStreamCreate failed");
+  const kiln_cuda_device_info *info = kiln_cuda_ctx_info(cu);
+  double gbs = copy_bandwidth();
+  printf("chain_bench: %s (sm_%d%d), graphs of %d dependent skinny launches, PDL %s, copy bandwidth %.0f GB/s\n",
+         info->name, info->cc_major, info->cc_minor, CALLS, getenv("KILN_NO_PDL") ? "off" : "on", gbs);
+  printf("us per launch for variants 0..%d (4..7: split-K over a cluster)\n", KILN_CUDA_SKINNY_VARIANTS - 1);
+  static const int64_t nk[][2] = {{16, 32}, {1280, 1280}, {3840, 1280}, {5120, 1280}, {1280, 5120}};
+  static const int64_t ms[] = {1, 4};
+  for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+    for (size_t a = 0; a < sizeof nk / sizeof nk[0]; a++) {
+      bench(KILN_DTYPE_FP16, 0, "fp16", ms[i], nk[a][0], nk[a][1], gbs);
+      if (nk[a][1] % 64 == 0) bench(KILN_DTYPE_INT4, 64, "int4 g64", ms[i], nk[a][0], nk[a][1], gbs);
+    }
+  cudaStreamDestroy(stream);
+  kiln_cuda_ctx_destroy(cu);
+  return 0;
+}
+
+#else
+
+int main(void) {
+  fprintf(stderr, "chain_bench: kiln was built without CUDA; build it with the CUDA toolkit on a GPU machine\n");
+  return 1;
+}
+
+#endif
