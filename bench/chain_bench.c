@@ -8,6 +8,9 @@
  * one's share of the time the bytes take at the measured copy bandwidth (cudaMemcpy
  * device-to-device over 512 MB).
  *
+ * Then the decoder's attention (kiln_cuda_kv_attention) the same way: cross-attention over 1500
+ * keys read cold, self-attention at 54 cached tokens in caches of 448 and 128 positions.
+ *
  * usage: chain_bench [--iterations N] [--warmup N] [--device N]   (a GPU is needed; not a test)
  * Run with KILN_NO_PDL=1 in the environment for plain launches.
  */
@@ -157,6 +160,73 @@ static void bench(kiln_dtype wdt, int32_t group, const char *name, int64_t m, in
   chain_free(&c);
 }
 
+/* Microseconds per launch of a graph of CALLS decoder attentions (fp16, 20 heads of 64): self
+ * (qkv [B, 1, 3840], caches [B, 20, cap, 64] holding `len` tokens) or cross (q [B, 1, 1280], keys
+ * and values [B, 20, 1500, 64], each launch its own copy: read cold). */
+static double attention_time(int self, int64_t B, int64_t cap, int32_t len) {
+  const int64_t H = 20, D = 64, T = self ? cap : 1500, qn = self ? 3 * H * D : H * D;
+  size_t kv_bytes = (size_t)(B * H * T * D) * 2;
+  int copies = self ? 1 : (int)((COLD_BYTES / (2 * kv_bytes)) + 1);
+  if (copies > CALLS) copies = CALLS;
+  uint16_t *h = malloc(kv_bytes > (size_t)(B * qn) * 2 ? kv_bytes : (size_t)(B * qn) * 2);
+  float *f = malloc((kv_bytes / 2) * 4);
+  if (!h || !f) DIE("out of memory");
+  for (size_t i = 0; i < kv_bytes / 2; i++) f[i] = uniform();
+  kiln_convert_floats(h, KILN_DTYPE_FP16, f, KILN_DTYPE_FP32, (int64_t)(kv_bytes / 2));
+  void *k[CALLS], *v[CALLS];
+  for (int i = 0; i < copies; i++) k[i] = upload(h, kv_bytes), v[i] = upload(h, kv_bytes);
+  void *q = upload(h, (size_t)(B * qn) * 2), *y = NULL, *lens = NULL, *ws = NULL;
+  int32_t hl[64];
+  for (int i = 0; i < 64; i++) hl[i] = len;
+  lens = upload(hl, sizeof(int32_t) * (size_t)B);
+  REQUIRE(kiln_cuda_malloc(&y, (size_t)(B * H * D) * 2));
+  kiln_dims qd = {3, {B, 1, qn}}, kd = {4, {B, H, T, D}}, ld = {1, {B}}, yd = {3, {B, 1, H * D}};
+  size_t ws_bytes = kiln_cuda_kv_attention_workspace(&qd, &kd, (int32_t)H);
+  REQUIRE(kiln_cuda_malloc(&ws, ws_bytes ? ws_bytes : 1));
+  kiln_tensor in[4], out = kiln_tensor_contiguous(y, KILN_DTYPE_FP16, &yd);
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t ge = NULL;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) DIE("capture failed");
+  for (int i = 0; i < CALLS; i++) {
+    in[0] = kiln_tensor_contiguous(q, KILN_DTYPE_FP16, &qd);
+    in[1] = kiln_tensor_contiguous(k[i % copies], KILN_DTYPE_FP16, &kd);
+    in[2] = kiln_tensor_contiguous(v[i % copies], KILN_DTYPE_FP16, &kd);
+    in[3] = kiln_tensor_contiguous(lens, KILN_DTYPE_INT32, &ld);
+    REQUIRE(kiln_cuda_kv_attention(self ? 4 : 3, in, (int32_t)H, 0.125f, self, &out, ws, ws_bytes, stream));
+  }
+  if (cudaStreamEndCapture(stream, &g) != cudaSuccess || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess)
+    DIE("capture failed: %s", cudaGetErrorString(cudaGetLastError()));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  for (int i = 0; i < warmup; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e0, stream);
+  for (int i = 0; i < iterations; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e1, stream);
+  double us = elapsed_us(e0, e1) / ((double)iterations * CALLS);
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+  for (int i = 0; i < copies; i++) kiln_cuda_free(k[i]), kiln_cuda_free(v[i]);
+  kiln_cuda_free(q), kiln_cuda_free(y), kiln_cuda_free(lens), kiln_cuda_free(ws);
+  free(h), free(f);
+  return us;
+}
+
+static void bench_attention(double gbs) {
+  static const int64_t bs[] = {1, 4, 16};
+  for (int fused = 1; fused >= 0; fused--) {
+    kiln_cuda_kv_attention_allow_fused(fused);
+    for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) {
+      int64_t B = bs[i];
+      double cross = attention_time(0, B, 1500, 0), s448 = attention_time(1, B, 448, 54), s128 = attention_time(1, B, 128, 54);
+      double cross_bytes = 2.0 * (double)(B * 20 * 1500 * 64) * 2;
+      printf("attention %s B %-2lld: cross (1500 keys, cold) %6.2f us (bytes at copy rate %5.2f us), self (54 of 448) %6.2f us, "
+             "self (54 of 128) %6.2f us\n", fused ? "fused " : "split ", (long long)B, cross, cross_bytes / (gbs * 1e3), s448,
+             s128);
+    }
+  }
+  kiln_cuda_kv_attention_allow_fused(1);
+}
+
 int main(int argc, char **argv) {
   int device = 0;
   bench_options(argc, argv, &iterations, &warmup, &device);
@@ -169,6 +239,8 @@ int main(int argc, char **argv) {
   printf("chain_bench: %s (sm_%d%d), graphs of %d dependent skinny launches, PDL %s, copy bandwidth %.0f GB/s\n",
          info->name, info->cc_major, info->cc_minor, CALLS, getenv("KILN_NO_PDL") ? "off" : "on", gbs);
   printf("us per launch for variants 0..%d (4..7: split-K over a cluster)\n", KILN_CUDA_SKINNY_VARIANTS - 1);
+  bench_attention(gbs);
+  if (getenv("CHAIN_ATTENTION_ONLY")) return 0;
   static const int64_t nk[][2] = {{16, 32}, {1280, 1280}, {3840, 1280}, {5120, 1280}, {1280, 5120}};
   static const int64_t ms[] = {1, 4};
   for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)

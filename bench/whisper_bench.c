@@ -139,7 +139,7 @@ static double encoder_flops(const kiln_whisper_config *c) {
 
 /* Bytes one decoding step of `batch` rows reads from the KV tensors of the decoder engine in
  * ENGINE_DIR: every input named cache_* (self-attention caches and their scales, [rows, H,
- * n_text_ctx(, Dh)]) over `cached` positions, and every cross_* one (cross-attention keys/values
+ * positions(, Dh)], positions dynamic) over `cached` positions, and every cross_* one (cross-attention keys/values
  * and scales, [windows, H, 1500(, Dh)]) whole, in the dtypes the engine declares. The engine is
  * opened for inspection only (no GPU memory). -1 when it cannot be read. */
 static double kv_step_bytes(const char *dir, int batch, double cached) {
@@ -161,14 +161,17 @@ static double kv_step_bytes(const char *dir, int batch, double cached) {
     double row = (double)kiln_dtype_bytes(info.dtype, 1); /* int8 codes 1 B; scales and floats their size */
     int ok = info.dims.rank >= 3;
     for (int32_t d = 1; d < info.dims.rank; d++) {
-      ok = ok && info.dims.d[d] > 0; /* only the rows are dynamic */
+      if (self && d == 2) { /* the caches' positions are dynamic (up to n_text_ctx): the cached ones */
+        row *= cached;
+        continue;
+      }
+      ok = ok && info.dims.d[d] > 0; /* otherwise only the rows are dynamic */
       row *= (double)info.dims.d[d];
     }
     if (!ok) {
       total = -1;
       break;
     }
-    if (self) row *= (cached < (double)info.dims.d[2] ? cached : (double)info.dims.d[2]) / (double)info.dims.d[2];
     total += batch * row;
   }
   kiln_engine_destroy(e);

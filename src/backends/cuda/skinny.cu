@@ -478,26 +478,19 @@ static kiln_status launch_rows(const skinny_args *a) {
  * flight (more bytes in flight when N is small and few blocks run); 3: 4 warps, 4 chunks (smaller
  * blocks, more of them resident per SM). 4 + i: variant i with K split over a cluster of blocks
  * where the GPU has clusters (sm_90+; elsewhere the same as i). */
-/* Chunks in flight per lane for quantized weights without split-K: a chunk of int8 (int4) codes
- * spans 2x (4x) the K of an fp16 chunk, so the same count would leave most warps of a block
- * without a chunk (K = 1280 is 10 int4 chunks) and each warp a long chain of MMAs; U fp16 chunks
- * become U / 2 (U / 4), at least one. The split-K variants keep U: they serve long K, where a
- * block's share of K is then loaded in one round. */
+/* Chunks in flight per lane for quantized weights: a chunk of int8 (int4) codes spans 2x (4x) the
+ * K of an fp16 chunk, so the same count would leave most warps of a block without a chunk (K =
+ * 1280 is 10 int4 chunks) and each warp a long chain of MMAs; U fp16 chunks become U / 2 (U / 4),
+ * at least one. (Keeping U in the split-K variants measured slower: bench/chain_bench.) */
 static constexpr int chunks_in_flight(int u, int bits) { return u * bits / 16 > 0 ? u * bits / 16 : 1; }
-
-template <typename T, int QBITS, int SPLIT>
-static kiln_status launch_shape(int32_t shape, const skinny_args *a) {
-  constexpr int B = SPLIT ? 16 : QBITS;
-  if (shape == 0) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(4, B)>(a);
-  if (shape == 1) return launch_rows<T, QBITS, 2, 4, chunks_in_flight(2, B)>(a);
-  if (shape == 2) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(8, B)>(a);
-  return launch_rows<T, QBITS, 1, 4, chunks_in_flight(4, B)>(a);
-}
 
 template <typename T, int QBITS>
 static kiln_status launch_variant(int32_t variant, const skinny_args *a) {
-  if (variant < KILN_SKINNY_SHAPES || QBITS == 16) return launch_shape<T, QBITS, 0>(variant % KILN_SKINNY_SHAPES, a);
-  return launch_shape<T, QBITS, 1>(variant % KILN_SKINNY_SHAPES, a);
+  variant %= KILN_SKINNY_SHAPES;
+  if (variant == 0) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(4, QBITS)>(a);
+  if (variant == 1) return launch_rows<T, QBITS, 2, 4, chunks_in_flight(2, QBITS)>(a);
+  if (variant == 2) return launch_rows<T, QBITS, 1, 8, chunks_in_flight(8, QBITS)>(a);
+  return launch_rows<T, QBITS, 1, 4, chunks_in_flight(4, QBITS)>(a);
 }
 
 template <typename T>
