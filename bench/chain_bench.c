@@ -49,6 +49,21 @@ static double elapsed_us(cudaEvent_t a, cudaEvent_t b) {
   return 1e3 * (double)ms;
 }
 
+/* Microseconds per launch of a captured graph of CALLS launches (warm-up, then `iterations`
+ * replays); destroys the graph. */
+static double replay_us(cudaGraph_t g, cudaGraphExec_t ge) {
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  for (int i = 0; i < warmup; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e0, stream);
+  for (int i = 0; i < iterations; i++) cudaGraphLaunch(ge, stream);
+  cudaEventRecord(e1, stream);
+  double us = elapsed_us(e0, e1) / ((double)iterations * CALLS);
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+  return us;
+}
+
 /* Device-to-device copy bandwidth in GB/s (bytes read + written), 512 MB. */
 static double copy_bandwidth(void) {
   size_t bytes = (size_t)512 << 20;
@@ -129,15 +144,7 @@ static double chain_time(const chain *c, int32_t v, int hot) {
     return -1;
   }
   if (cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) DIE("instantiate failed");
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  for (int i = 0; i < warmup; i++) cudaGraphLaunch(ge, stream);
-  cudaEventRecord(e0, stream);
-  for (int i = 0; i < iterations; i++) cudaGraphLaunch(ge, stream);
-  cudaEventRecord(e1, stream);
-  double us = elapsed_us(e0, e1) / ((double)iterations * CALLS);
-  cudaEventDestroy(e0), cudaEventDestroy(e1);
-  cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+  double us = replay_us(g, ge);
   return us;
 }
 
@@ -169,7 +176,7 @@ static double attention_time(int self, int64_t B, int64_t cap, int32_t len) {
   int copies = self ? 1 : (int)((COLD_BYTES / (2 * kv_bytes)) + 1);
   if (copies > CALLS) copies = CALLS;
   uint16_t *h = malloc(kv_bytes > (size_t)(B * qn) * 2 ? kv_bytes : (size_t)(B * qn) * 2);
-  float *f = malloc((kv_bytes / 2) * 4);
+  float *f = calloc(kv_bytes / 2, 4);
   if (!h || !f) DIE("out of memory");
   for (size_t i = 0; i < kv_bytes / 2; i++) f[i] = uniform();
   kiln_convert_floats(h, KILN_DTYPE_FP16, f, KILN_DTYPE_FP32, (int64_t)(kv_bytes / 2));
@@ -196,15 +203,7 @@ static double attention_time(int self, int64_t B, int64_t cap, int32_t len) {
   }
   if (cudaStreamEndCapture(stream, &g) != cudaSuccess || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess)
     DIE("capture failed: %s", cudaGetErrorString(cudaGetLastError()));
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  for (int i = 0; i < warmup; i++) cudaGraphLaunch(ge, stream);
-  cudaEventRecord(e0, stream);
-  for (int i = 0; i < iterations; i++) cudaGraphLaunch(ge, stream);
-  cudaEventRecord(e1, stream);
-  double us = elapsed_us(e0, e1) / ((double)iterations * CALLS);
-  cudaEventDestroy(e0), cudaEventDestroy(e1);
-  cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+  double us = replay_us(g, ge);
   for (int i = 0; i < copies; i++) kiln_cuda_free(k[i]), kiln_cuda_free(v[i]);
   kiln_cuda_free(q), kiln_cuda_free(y), kiln_cuda_free(lens), kiln_cuda_free(ws);
   free(h), free(f);
