@@ -20,8 +20,9 @@
  * conversions); per-row scales (group 0) multiply the fp32 sums at the end, group scales
  * multiply the dequantized weights before the MMA (in fp16/bf16).
  * The layernorm: each block first computes the mean and 1/std of its rows of x (fp32, one pass
- * of sums shifted by the row's first element), then normalizes x as it loads it, rounding to
- * x's dtype as a layernorm layer's output would be.
+ * of sums shifted by the row's first element), then normalizes x, rounding to x's dtype as a
+ * layernorm layer's output would be: once into shared memory when the tile's rows fit (K up to
+ * ~2K-2.5K at M <= 8), else as it loads x in the MMA loop.
  * M above 64 runs as several row tiles (grid.y), each reading the weights again: correct, slow.
  * Needs K a multiple of KPT (8 for fp16/bf16 weights, 16 int8, 32 int4), group 0 or a multiple
  * of KPT, 16-byte aligned x and W, 8-byte aligned gamma/beta (kiln_cuda_skinny_fits and the
@@ -241,6 +242,7 @@ typedef struct skinny_args {
   void *y;
   int m, n, k;
   int ks, cps; /* split-K: blocks per cluster along K (1: none), chunks per block */
+  int xs;       /* with the layernorm: 1 when the tile's normalized rows of x are staged in shared memory */
   cudaStream_t stream;
 } skinny_args;
 
@@ -319,11 +321,24 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   }
   kiln_pdl_wait();
   kiln_pdl_trigger();
-  const bool ln = gamma != NULL;
+  const bool ln = gamma != NULL, xs = ln && a.xs;
+  extern __shared__ uint4 skinny_xs[]; /* xs: normalized x rows m_base .., [rows][k_len] of T */
+  const T *xn = reinterpret_cast<const T *>(skinny_xs);
   if (ln) {
     const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
     row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
     __syncthreads();
+    if (xs) { /* normalize each element once here, not once per row tile of W in the MMA loop */
+      const int per_row = k_len / 8;
+      for (int i = threadIdx.x; i < rows * per_row; i += WARPS * 32) {
+        const int r = i / per_row, k = (i % per_row) * 8;
+        const T *xr = x + (int64_t)(m_base + r) * k_len;
+        const uint2 lo = x_operand<T>(xr, k, gamma, beta, s_mean[r], s_rstd[r]);
+        const uint2 hi = x_operand<T>(xr, k + 4, gamma, beta, s_mean[r], s_rstd[r]);
+        skinny_xs[(r * k_len + k) / 8] = make_uint4(lo.x, lo.y, hi.x, hi.y);
+      }
+      __syncthreads();
+    }
   }
 
   for (int c0 = c_beg + warp * U; c0 < c_end; c0 += WARPS * U) {
@@ -358,7 +373,9 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
         for (int mt = 0; mt < MT; mt++) {
           const int r = mt * 8 + g, m = m_base + r;
           uint2 xv = make_uint2(0u, 0u); /* B operand: x[m, k0 + 4s .. k0 + 4s + 3] */
-          if (k_ok && m < m_rows)
+          if (k_ok && m < m_rows && xs)
+            xv = *reinterpret_cast<const uint2 *>(xn + (int64_t)r * k_len + k0 + 4 * s);
+          else if (k_ok && m < m_rows)
             xv = x_operand<T>(x + (int64_t)m * k_len, k0 + 4 * s, gamma, beta, ln ? s_mean[r] : 0.0f,
                               ln ? s_rstd[r] : 0.0f);
 #pragma unroll
@@ -457,9 +474,14 @@ static kiln_status launch(const skinny_args *a) {
       b.ks = (n_chunks + b.cps - 1) / b.cps;
     }
   }
+  /* the layernorm's rows in shared memory when they fit beside the kernel's static arrays
+   * within the 48 KB a launch gets without opting in */
+  const size_t static_bytes = ((size_t)WARPS * NT * MT * 4 * 32 + 16 * MT) * sizeof(float);
+  const size_t xs_bytes = (size_t)(8 * MT) * (size_t)a->k * sizeof(T);
+  b.xs = a->gamma && static_bytes + xs_bytes <= 48 * 1024;
   dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles, (unsigned int)b.ks), block(WARPS * 32);
-  KILN_CUDA_CHECK(kiln_launch_cluster(skinny_kernel<T, QBITS, MT, NT, WARPS, U>, grid, block, 0, a->stream,
-                                      dim3(1, 1, (unsigned)b.ks), b));
+  KILN_CUDA_CHECK(kiln_launch_cluster(skinny_kernel<T, QBITS, MT, NT, WARPS, U>, grid, block, b.xs ? xs_bytes : 0,
+                                      a->stream, dim3(1, 1, (unsigned)b.ks), b));
   return KILN_OK;
 }
 
