@@ -445,9 +445,11 @@ static __global__ void kva_combine_kernel(const float *part, int splits, int H, 
 }
 
 /* Splits of the key range for rows = B * S * H query rows: enough blocks to fill the GPU, at
- * least 64 keys each; rows * splits <= rows + 2048 (the workspace bound). */
-static void kva_plan(int64_t rows, int64_t cap, int *splits, int *chunk) {
-  int64_t sp = (2048 + rows - 1) / rows, most = (cap + 63) / 64;
+ * least min_keys keys each; rows * splits <= rows + 2048 (the workspace bound). Self-attention
+ * plans over the cache's capacity while a window holds fewer tokens for most of its steps, so
+ * its splits take 128 keys at least: fewer blocks that find no key. */
+static void kva_plan(int64_t rows, int64_t cap, int64_t min_keys, int *splits, int *chunk) {
+  int64_t sp = (2048 + rows - 1) / rows, most = (cap + min_keys - 1) / min_keys;
   if (sp > most) sp = most;
   if (sp < 1) sp = 1;
   int64_t c = (cap + sp - 1) / sp;
@@ -515,7 +517,7 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
   constexpr bool Q8 = sizeof(C) == 1;
   constexpr size_t LOAD = sizeof(C) * kva_vec<C>::n; /* bytes of one vector load of the caches */
   int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D), major = 0, sms = 0;
-  kva_plan(a.B * a.S * a.heads, a.cap, &splits, &chunk);
+  kva_plan(a.B * a.S * a.heads, a.cap, self ? 128 : 64, &splits, &chunk);
   size_t need = (size_t)(a.B * a.S * a.heads) * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
   uintptr_t kp = (uintptr_t)a.k, vp = (uintptr_t)a.v;
   kiln_cuda_current_device(&major, &sms);
