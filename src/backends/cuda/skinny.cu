@@ -474,9 +474,15 @@ static kiln_status launch(const skinny_args *a) {
       b.ks = (n_chunks + b.cps - 1) / b.cps;
     }
   }
-  /* the layernorm's rows in shared memory when they fit beside the kernel's static arrays
-   * within the 48 KB a launch gets without opting in */
-  const size_t static_bytes = ((size_t)WARPS * NT * MT * 4 * 32 + 16 * MT) * sizeof(float);
+  /* the layernorm's rows in shared memory when they fit beside the kernel's static arrays (as
+   * compiled, asked once per instantiation; unknown: no staging) within the 48 KB a launch gets
+   * without opting in */
+  static const size_t static_bytes = [] {
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, skinny_kernel<T, QBITS, MT, NT, WARPS, U>) == cudaSuccess) return fa.sharedSizeBytes;
+    (void)cudaGetLastError(); /* not sticky: clear it */
+    return (size_t)48 * 1024;
+  }();
   const size_t xs_bytes = (size_t)(8 * MT) * (size_t)a->k * sizeof(T);
   b.xs = a->gamma && static_bytes + xs_bytes <= 48 * 1024;
   dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles, (unsigned int)b.ks), block(WARPS * 32);
