@@ -28,6 +28,7 @@
 
 #include "backends/cuda/cuda_internal.h"
 #include "backends/cuda/cuda_ops.h"
+#include "bench_cuda.h"
 #include "core/quant.h"
 
 #define CALLS 64
@@ -35,13 +36,6 @@
 
 static cudaStream_t stream;
 static int iterations = 20, warmup = 3;
-
-static void *upload(const void *host, size_t bytes) {
-  void *d = NULL;
-  REQUIRE(kiln_cuda_malloc(&d, bytes ? bytes : 1));
-  REQUIRE(kiln_cuda_memcpy_h2d(d, host, bytes, NULL));
-  return d;
-}
 
 static double elapsed_us(cudaEvent_t a, cudaEvent_t b) {
   if (cudaEventSynchronize(b) != cudaSuccess) DIE("timing failed: %s", cudaGetErrorString(cudaGetLastError()));
@@ -111,12 +105,12 @@ static void chain_make(chain *c, kiln_dtype wdt, int32_t group, int64_t m, int64
   c->copies = (int)(COLD_BYTES / c->bytes + 1);
   if (c->copies > CALLS) c->copies = CALLS;
   for (int i = 0; i < c->copies; i++) {
-    c->w[i] = upload(hw, wb);
-    if (hs) c->s[i] = upload(hs, sb);
+    c->w[i] = bench_upload(hw, wb);
+    if (hs) c->s[i] = bench_upload(hs, sb);
   }
-  c->x = upload(xh, (size_t)(m * k) * 2);
-  c->gamma = upload(xh, (size_t)k * 2); /* x's first row: any values do */
-  c->beta = upload(xh, (size_t)k * 2);
+  c->x = bench_upload(xh, (size_t)(m * k) * 2);
+  c->gamma = bench_upload(xh, (size_t)k * 2); /* x's first row: any values do */
+  c->beta = bench_upload(xh, (size_t)k * 2);
   REQUIRE(kiln_cuda_malloc(&c->y, (size_t)(m * n) * 2));
   free(w), free(xf), free(xh), free(hw), free(hs);
 }
@@ -190,11 +184,11 @@ static double attention_time(int self, int64_t B, int64_t cap, int32_t len) {
   for (size_t i = 0; i < kv_bytes / 2; i++) f[i] = uniform();
   kiln_convert_floats(h, KILN_DTYPE_FP16, f, KILN_DTYPE_FP32, (int64_t)(kv_bytes / 2));
   void *k[CALLS], *v[CALLS];
-  for (int i = 0; i < copies; i++) k[i] = upload(h, kv_bytes), v[i] = upload(h, kv_bytes);
-  void *q = upload(h, (size_t)(B * qn) * 2), *y = NULL, *lens = NULL, *ws = NULL;
+  for (int i = 0; i < copies; i++) k[i] = bench_upload(h, kv_bytes), v[i] = bench_upload(h, kv_bytes);
+  void *q = bench_upload(h, (size_t)(B * qn) * 2), *y = NULL, *lens = NULL, *ws = NULL;
   int32_t hl[64];
   for (int i = 0; i < 64; i++) hl[i] = len;
-  lens = upload(hl, sizeof(int32_t) * (size_t)B);
+  lens = bench_upload(hl, sizeof(int32_t) * (size_t)B);
   REQUIRE(kiln_cuda_malloc(&y, (size_t)(B * H * D) * 2));
   kiln_dims qd = {3, {B, 1, qn}}, kd = {4, {B, H, T, D}}, ld = {1, {B}}, yd = {3, {B, 1, H * D}};
   size_t ws_bytes = kiln_cuda_kv_attention_workspace(&qd, &kd, (int32_t)H);

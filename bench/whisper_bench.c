@@ -139,9 +139,10 @@ static double encoder_flops(const kiln_whisper_config *c) {
 
 /* Bytes one decoding step of `batch` rows reads from the KV tensors of the decoder engine in
  * ENGINE_DIR: every input named cache_* (self-attention caches and their scales, [rows, H,
- * positions(, Dh)], positions dynamic) over `cached` positions, and every cross_* one (cross-attention keys/values
- * and scales, [windows, H, 1500(, Dh)]) whole, in the dtypes the engine declares. The engine is
- * opened for inspection only (no GPU memory). -1 when it cannot be read. */
+ * positions(, Dh)], positions dynamic) over `cached` positions, and every cross_* one
+ * (cross-attention keys/values and scales, [windows, H, 1500(, Dh)]) whole, in the dtypes the
+ * engine declares. The engine is opened for inspection only (no GPU memory). -1 when it cannot
+ * be read. */
 static double kv_step_bytes(const char *dir, int batch, double cached) {
   char path[4096];
   snprintf(path, sizeof path, "%s/decoder.engine", dir);

@@ -27,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_ops.h"
+#include "bench_cuda.h"
 #include "core/quant.h"
 
 #define COLD_BYTES ((size_t)256 << 20)
@@ -38,13 +39,6 @@ static kiln_cuda_ctx *cu;
 static cudaStream_t stream;
 static void *workspace;
 static int iterations = 200, warmup = 20;
-
-static void *upload(const void *host, size_t bytes) {
-  void *d = NULL;
-  REQUIRE(kiln_cuda_malloc(&d, bytes ? bytes : 1));
-  REQUIRE(kiln_cuda_memcpy_h2d(d, host, bytes, NULL));
-  return d;
-}
 
 /* Weights in one format, in `copies` device copies (cold reads). */
 typedef struct weights {
@@ -71,8 +65,8 @@ static void weights_make(weights *wt, kiln_dtype dtype, int32_t group, const flo
   wt->copies = (int)(COLD_BYTES / wt->bytes + 1);
   if (wt->copies > MAX_COPIES) wt->copies = MAX_COPIES;
   for (int c = 0; c < wt->copies; c++) {
-    wt->w[c] = upload(hw, wb);
-    if (hs) wt->s[c] = upload(hs, sb);
+    wt->w[c] = bench_upload(hw, wb);
+    if (hs) wt->s[c] = bench_upload(hs, sb);
   }
   free(hw), free(hs);
 }
@@ -153,7 +147,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k) {
   for (int64_t i = 0; i < m * k; i++) xf[i] = uniform();
   kiln_convert_floats(xh, KILN_DTYPE_FP16, xf, KILN_DTYPE_FP32, m * k);
   kiln_dims xd = {2, {m, k}}, yd = {2, {m, n}};
-  void *dx = upload(xh, (size_t)(m * k) * 2), *dy = NULL, *dref = NULL;
+  void *dx = bench_upload(xh, (size_t)(m * k) * 2), *dy = NULL, *dref = NULL;
   REQUIRE(kiln_cuda_malloc(&dy, (size_t)(m * n) * 2));
   REQUIRE(kiln_cuda_malloc(&dref, (size_t)(m * n) * 2));
   kiln_tensor x = kiln_tensor_contiguous(dx, KILN_DTYPE_FP16, &xd), y = kiln_tensor_contiguous(dy, KILN_DTYPE_FP16, &yd);

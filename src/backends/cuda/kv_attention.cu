@@ -268,7 +268,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
   typedef kva_vec<C> CV;
   constexpr bool Q8 = sizeof(C) == 1;
   constexpr int N = CV::n, D = TPK * N;
-  extern __shared__ float kvs_sh[]; /* chunk scores, then KVA_SPLIT_THREADS * 2 partial sums */
+  extern __shared__ float kvs_sh[]; /* chunk scores, then blockDim.x * N partial sums */
   __shared__ float red[32];
   int b = bs / S, s = bs % S;
   int64_t n_keys = cap;

@@ -705,6 +705,12 @@ static kiln_status decoder_bindings(kiln_whisper *w, int32_t r0, int32_t B) {
   return KILN_OK;
 }
 
+/* The error for n new tokens that do not fit beside `cached` ones in a row's caches. */
+static kiln_status past_cache(const kiln_whisper *w, int32_t n, int32_t cached) {
+  return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions (its "
+                    "caches' length: max_text_tokens when loaded with one)", n, cached, w->c.n_text_ctx);
+}
+
 /* One decoder run: S tokens (tokens[b * S + s]) for each of rows r0 .. r0 + B - 1, appended to
  * their caches; logits [B * S, vocab] stay in w->logits. Single-token runs replay a captured
  * CUDA graph (one per batch size), longer ones run the layers directly. */
@@ -719,9 +725,7 @@ static kiln_status run_decoder(kiln_whisper *w, int32_t r0, int32_t B, int32_t S
                       w->beams);
   for (int32_t b = 0; b < B; b++)
     if (S > c->n_text_ctx - w->T[r0 + b])
-      return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions "
-                        "(its caches' length: max_text_tokens when loaded with one)", S,
-                        w->T[r0 + b], c->n_text_ctx);
+      return past_cache(w, S, w->T[r0 + b]);
   for (int32_t i = 0; i < B * S; i++)
     if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
       return kiln_error(KILN_ERR_INVALID_ARG, "whisper: token %d is outside the vocabulary (%d)", tokens[i], c->vocab_size);
@@ -783,9 +787,7 @@ static kiln_status fetch_logits(kiln_whisper *w, int32_t rows) {
 kiln_status kiln_whisper_decode(kiln_whisper *w, const int32_t *tokens, int32_t n, float *logits) {
   if (!w || !tokens) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_decode: NULL argument");
   if (n < 1 || (w->encoded && n > w->c.n_text_ctx - w->T[0]))
-    return kiln_error(KILN_ERR_INVALID_ARG, "whisper: %d new tokens with %d cached exceed the decoder's %d positions "
-                      "(its caches' length: max_text_tokens when loaded with one)", n,
-                      w->T[0], w->c.n_text_ctx);
+    return past_cache(w, n, w->T[0]);
   w->beams = 1;
   for (int32_t done = 0; done < n;) {
     int32_t m = n - done < w->chunk ? n - done : w->chunk;
