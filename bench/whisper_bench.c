@@ -25,8 +25,14 @@
  * --max-text-tokens N: self-attention caches of N tokens per row (kiln_whisper_load_params), for
  * memory at a job's decoding length; the run needs N >= steps + the 4 prompt tokens.
  *
+ * --chain-trace: where the decoding step's persistent kernel (src/backends/cuda/chain.cu) spends
+ * its time, from the last step's kiln_cuda_chain_trace record: per position in a decoder layer
+ * (Whisper's 8 decoder phases; 0 is the layernorm + qkv matmul), averaged over the layers, the
+ * phase's span (first block past its wait to last block done), the gap before it (the phase
+ * before ending to this one starting), and per block the wait, first unit and remaining units.
+ *
  * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]
- *                     [--stream-encoder-weights [MiB]] [--max-text-tokens N]
+ *                     [--stream-encoder-weights [MiB]] [--max-text-tokens N] [--chain-trace]
  * Used by bench/whisper_vs_transformers.py; not a test. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +47,8 @@
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_ops.h"
 #endif
 
 static double now_ms(void) {
@@ -201,8 +209,67 @@ static kiln_status dump_logits(kiln_whisper *w, const float *mel, int steps, con
   return s;
 }
 
+#ifdef KILN_HAVE_CUDA
+#define TRACE_LAYERS 1024
+#define TRACE_WORDS 8
+
+/* The chain trace (see the top of the file) of the last decoding step, summarized. */
+static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {
+  size_t n = (size_t)TRACE_LAYERS * sms * TRACE_WORDS;
+  uint32_t *t = malloc(n * sizeof *t);
+  if (!t || cudaMemcpy(t, dev, n * sizeof *t, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    fprintf(stderr, "whisper_bench: --chain-trace: cannot read the trace\n");
+    free(t);
+    return;
+  }
+  double span[8] = {0}, gap[8] = {0}, wait[8] = {0}, first[8] = {0}, rest[8] = {0}, units[8] = {0};
+  int count[8] = {0}, kind[8] = {0}, layers = 0;
+  uint32_t prev_end = 0, t_begin = 0, t_end = 0, t_last = 0;
+  for (size_t i = 0; i < (size_t)TRACE_LAYERS * sms; i++) /* the last step's end */
+    if (t[i * TRACE_WORDS + 7] && (!t_last || (int32_t)(t[i * TRACE_WORDS + 3] - t_last) > 0)) t_last = t[i * TRACE_WORDS + 3];
+  for (int L = 0; L < TRACE_LAYERS; L++) {
+    uint32_t lo = UINT32_MAX, hi = 0, nb = 0, nu = 0, k = 0;
+    double w = 0, f = 0, r = 0;
+    for (int b = 0; b < sms; b++) {
+      const uint32_t *e = t + ((size_t)L * sms + b) * TRACE_WORDS;
+      if (!e[7] || (double)(int32_t)(t_last - e[3]) > 1e6 * step_ms) continue; /* an earlier step's */
+      if (!nb || (int32_t)(e[1] - lo) < 0) lo = e[1];
+      if (!nb || (int32_t)(e[3] - hi) > 0) hi = e[3];
+      if (!t_begin || (int32_t)(e[0] - t_begin) < 0) t_begin = e[0];
+      nb++, nu += e[7] & 0xffffff, k = e[7] >> 24;
+      w += e[1] - e[0], f += e[2] - e[1], r += e[3] - e[2];
+    }
+    if (!nb) continue;
+    layers++;
+    t_end = hi;
+    if (L >= 3) {
+      int pos = (L - 3) % 8;
+      span[pos] += hi - lo, gap[pos] += prev_end ? (double)(int32_t)(lo - prev_end) : 0;
+      wait[pos] += w / nb, first[pos] += f / nb, rest[pos] += r / nb, units[pos] += nu;
+      count[pos]++, kind[pos] = (int)k;
+    }
+    prev_end = hi;
+  }
+  printf("chain trace: %d phases, %.1f us from the first phase's entry to the last one's end\n", layers,
+         (double)(int32_t)(t_end - t_begin) / 1e3);
+  static const char *kinds[] = {"matmul", "self-attention", "cross-attention"};
+  double sum = 0;
+  for (int i = 0; i < 8; i++) {
+    if (!count[i]) continue;
+    double c = count[i];
+    sum += (span[i] + gap[i]) / c;
+    printf("  position %d (%s, %.0f units): span %.2f us, gap before %.2f us; per block: wait %.2f, first unit "
+           "%.2f, rest %.2f us\n",
+           i, kinds[kind[i] < 3 ? kind[i] : 0], units[i] / c, span[i] / c / 1e3, gap[i] / c / 1e3, wait[i] / c / 1e3,
+           first[i] / c / 1e3, rest[i] / c / 1e3);
+  }
+  printf("  a decoder layer: %.1f us (spans and gaps)\n", sum / 1e3);
+  free(t);
+}
+#endif
+
 int main(int argc, char **argv) {
-  int batch = 1, steps = 100, reps = 3;
+  int batch = 1, steps = 100, reps = 3, trace = 0;
   const char *dir = NULL, *dump = NULL;
   kiln_whisper_load_params lp = kiln_whisper_default_load_params();
   for (int i = 1; i < argc; i++) {
@@ -211,6 +278,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--dump-logits") && i + 1 < argc) dump = argv[++i];
     else if (!strcmp(argv[i], "--max-text-tokens") && i + 1 < argc) lp.max_text_tokens = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--chain-trace")) trace = 1;
     else if (!strcmp(argv[i], "--stream-encoder-weights")) {
       lp.stream_encoder_bytes = KILN_WHISPER_STREAM_AUTO;
       if (i + 1 < argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') lp.stream_encoder_bytes = atoll(argv[++i]) << 20;
@@ -219,9 +287,24 @@ int main(int argc, char **argv) {
   }
   if (!dir || batch < 1 || steps < 1 || reps < 1) {
     fprintf(stderr, "usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE] "
-                    "[--stream-encoder-weights [MiB]] [--max-text-tokens N]\n");
+                    "[--stream-encoder-weights [MiB]] [--max-text-tokens N] [--chain-trace]\n");
     return 2;
   }
+#ifdef KILN_HAVE_CUDA
+  void *trace_buf = NULL;
+  int sms = 0;
+  if (trace) {
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    size_t bytes = (size_t)TRACE_LAYERS * sms * TRACE_WORDS * 4;
+    if (cudaMalloc(&trace_buf, bytes) != cudaSuccess || cudaMemset(trace_buf, 0, bytes) != cudaSuccess) {
+      fprintf(stderr, "whisper_bench: --chain-trace: cannot allocate its buffer\n");
+      return 1;
+    }
+    kiln_cuda_chain_trace(trace_buf);
+  }
+#else
+  (void)trace;
+#endif
   size_t before = device_used();
   kiln_whisper *w = NULL;
   kiln_status s = kiln_whisper_load(dir, &lp, &w);
@@ -312,6 +395,9 @@ int main(int argc, char **argv) {
          floor_ms,
          floor_ms > 0 ? step / floor_ms : 0, (long long)kiln_whisper_encoder_ring_bytes(w), enc_tflops, gemm_tflops,
          gemm_tflops > 0 ? enc_tflops / gemm_tflops : 0);
+#ifdef KILN_HAVE_CUDA
+  if (trace_buf) print_chain_trace(trace_buf, sms, step), kiln_cuda_chain_trace(NULL), cudaFree(trace_buf);
+#endif
   free(mel), free(res);
   kiln_whisper_destroy(w);
   return 0;

@@ -18,6 +18,10 @@
 #include "kiln/plugin.h"
 #include "kiln/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define KILN_MAX_LAYER_IO 16
 #define KILN_TACTIC_BYTES 64
 
@@ -205,4 +209,7 @@ kiln_status kiln_layer_infer(const kiln_graph *g, const kiln_layer_def *l, const
 kiln_status kiln_slice_bounds(const kiln_layer_def *l, const kiln_dims *x, int32_t *axis,
                               int64_t *start, int64_t *end);
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* KILN_NET_GRAPH_H */

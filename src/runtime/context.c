@@ -366,16 +366,36 @@ static kiln_status ws_finish(kiln_context *c, void *stream) {
   return KILN_OK;
 }
 
+/* Layer li's tensors for this run (kiln_cuda_layer_io for chains too). */
+static void layer_tensors(void *user, int32_t li, kiln_tensor *in, kiln_tensor *out) {
+  kiln_context *c = user;
+  const kiln_graph *g = &c->e->g;
+  const kiln_layer_def *l = &g->layers[li];
+  for (int32_t j = 0; j < l->n_in; j++)
+    in[j] = kiln_tensor_contiguous(tensor_data(c, l->in[j]), g->tensors[l->in[j]].dtype, &c->dims[l->in[j]]);
+  for (int32_t j = 0; j < l->n_out; j++)
+    out[j] = kiln_tensor_contiguous(tensor_data(c, l->out[j]), g->tensors[l->out[j]].dtype, &c->dims[l->out[j]]);
+}
+
 static kiln_status run_each_layer(kiln_context *c, void *stream) {
   const kiln_graph *g = &c->e->g;
   for (int32_t li = 0; li < g->n_layers; li++) {
+#ifdef KILN_HAVE_CUDA
+    /* a run of decoding-step layers as one persistent kernel (not while weights stream or
+     * layers are timed one by one) */
+    if (c->e->exec == KILN_TARGET_CUDA && !c->ring && !c->prof_on) {
+      int32_t ran = 0;
+      KILN_TRY(kiln_cuda_run_chain(c->e->cuda, g, li, layer_tensors, c, c->workspace, g->workspace_bytes, stream, &ran));
+      if (ran > 0) {
+        li += ran - 1;
+        continue;
+      }
+    }
+#endif
     if (c->ring) KILN_TRY(ws_before(c, li, stream));
     const kiln_layer_def *l = &g->layers[li];
     kiln_tensor in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
-    for (int32_t j = 0; j < l->n_in; j++)
-      in[j] = kiln_tensor_contiguous(tensor_data(c, l->in[j]), g->tensors[l->in[j]].dtype, &c->dims[l->in[j]]);
-    for (int32_t j = 0; j < l->n_out; j++)
-      out[j] = kiln_tensor_contiguous(tensor_data(c, l->out[j]), g->tensors[l->out[j]].dtype, &c->dims[l->out[j]]);
+    layer_tensors(c, li, in, out);
     kiln_status s;
     double t0 = c->prof_on ? now_ms() : 0;
     if (c->e->exec == KILN_TARGET_CPU) {

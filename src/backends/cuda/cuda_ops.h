@@ -182,6 +182,38 @@ size_t kiln_cuda_kv_attention_workspace(const kiln_dims *q, const kiln_dims *k, 
  * is in the environment (for comparisons). */
 void kiln_cuda_kv_attention_allow_fused(int allow);
 
+/* chain.cu: a run of decoding-step layers as one persistent kernel. From layer `first` of g on,
+ * the layers that it takes (MATMUL / MATMUL_WQ with M <= 16 rows, fp16/bf16 activations, fp16/
+ * bf16 or int8/int4 weights, any of the fusions; KV_ATTENTION with float caches, head size 16..64
+ * (a multiple of 16), self-attention with one new token per row; RESHAPE views) become phases of
+ * one cooperative kernel: one block per SM, a producer warp streaming every phase's weights and
+ * cached keys/values into a ring of shared memory with bulk copies (TMA) while the consumer warps
+ * compute the phase before, phases ordered by counters in global memory. `io` gives a layer's
+ * tensors for this run (in l->in / l->out order). *ran is the number of layers it ran (0: layer
+ * `first` does not start a run of at least KILN_CUDA_CHAIN_MIN_PHASES, the GPU is older than
+ * sm_90, the workspace is too small, or chains are off; the caller runs the layer itself). */
+typedef void (*kiln_cuda_layer_io)(void *user, int32_t layer, kiln_tensor *in, kiln_tensor *out);
+#define KILN_CUDA_CHAIN_MIN_PHASES 3
+kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *g, int32_t first, kiln_cuda_layer_io io,
+                                void *user, void *workspace, size_t workspace_bytes, void *stream, int32_t *ran);
+/* Workspace bytes a chain needs for layer l at input dims in_dims (0: l never joins one). */
+size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in_dims);
+/* When chains run (process-wide): OFF never; AUTO (the default) where they are measured faster
+ * (runs of layers with one row of x: batch 1 decoding); ALWAYS wherever they can (up to 16 rows:
+ * tests, benchmarks). KILN_CHAIN=0 / 1 / 2 in the environment sets the default. */
+#define KILN_CUDA_CHAIN_OFF 0
+#define KILN_CUDA_CHAIN_AUTO 1
+#define KILN_CUDA_CHAIN_ALWAYS 2
+void kiln_cuda_chain_allow(int mode);
+/* Benchmarks: chains launched from now on (or captured into graphs) record where their time goes
+ * into `buffer` (device memory, 8 uint32 per (graph layer, SM): for a block with units in the
+ * layer's phase, the global timer (ns) at the phase's entry, after waiting for the phase before,
+ * after its first unit, after its last; the clock cycles of those three steps; kind << 24 | units).
+ * NULL stops it. */
+void kiln_cuda_chain_trace(void *buffer);
+/* Chain kernels launched so far in this process (tests check that the chain ran). */
+int64_t kiln_cuda_chain_launches(void);
+
 /* Run one graph layer on the GPU (dispatch on l->op, using l->tactic for matmuls). */
 kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const kiln_layer_def *l,
                                 const kiln_tensor *in, kiln_tensor *out, void *workspace,

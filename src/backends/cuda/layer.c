@@ -155,9 +155,7 @@ kiln_status kiln_cuda_run_layer(kiln_cuda_ctx *cu, const kiln_graph *g, const ki
   return KILN_OK;
 }
 
-size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
-                                 const kiln_dims *in_dims) {
-  if (!g || !l) return 0;
+static size_t op_workspace(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in_dims) {
   if (l->op == KILN_OP_MATMUL) {
     size_t ln = ln_workspace(g, l, in_dims);
     if (l->tactic.kind == KILN_TACTIC_CUBLASLT) return ln + l->tactic.workspace;
@@ -185,4 +183,11 @@ size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
     return pd->creator->workspace_size(pd->state, KILN_TARGET_CUDA, l->n_in, desc);
   }
   return 0;
+}
+
+size_t kiln_cuda_layer_workspace(const kiln_graph *g, const kiln_layer_def *l,
+                                 const kiln_dims *in_dims) {
+  if (!g || !l) return 0;
+  size_t own = op_workspace(g, l, in_dims), chain = kiln_cuda_chain_workspace(g, l, in_dims);
+  return own > chain ? own : chain; /* a layer runs either alone or in a chain */
 }

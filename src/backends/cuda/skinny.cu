@@ -37,8 +37,11 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_internal.h"
+#include "backends/cuda/mma_frag.cuh"
 
 namespace {
+
+using namespace kiln_mma;
 
 /* Weight matrices up to this size are prefetched into L2 while the previous kernel runs (a
  * fraction of the 40-60 MB L2 of the GPUs that have programmatic dependent launch). */
@@ -47,137 +50,6 @@ namespace {
  * SKINNY_MAX_SPLIT blocks (the portable cluster size). */
 #define KILN_SKINNY_SHAPES 4
 #define SKINNY_MAX_SPLIT 8
-
-/* ---- fp16 / bf16 specifics ---------------------------------------------------------------- */
-
-template <typename V>
-static __device__ __forceinline__ V from_u32(uint32_t u) {
-  V r;
-  memcpy(&r, &u, 4);
-  return r;
-}
-
-template <typename V>
-static __device__ __forceinline__ uint32_t to_u32(V v) {
-  uint32_t r;
-  memcpy(&r, &v, 4);
-  return r;
-}
-
-template <typename T>
-struct wq_type;
-
-template <>
-struct wq_type<__half> {
-  typedef __half2 T2;
-  /* int4: 0x6400 | u is the fp16 1024 + u for a nibble u; minus 1032 gives u - 8 */
-  static constexpr uint32_t kNibbleMagic = 0x64006400u, kNibbleBias = 0x64086408u;
-  /* int8 codes (bytes 2p, 2p + 1 of w) -> exact fp16 pair, via 1024 + (q + 128) - 1152 */
-  static __device__ __forceinline__ uint32_t int8_pair(uint32_t w, int p) {
-    uint32_t u = w ^ 0x80808080u; /* two's complement -> offset binary */
-    uint32_t h = __byte_perm(u, 0x64646464u, p == 0 ? 0x5150u : 0x5352u);
-    return to_u32(__hsub2(from_u32<T2>(h), from_u32<T2>(0x64806480u)));
-  }
-  static __device__ __forceinline__ T2 splat(float s) { return __float2half2_rn(s); }
-  static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
-  static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-  static __device__ __forceinline__ float2 to_float2(T2 v) { return __half22float2(v); }
-  static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2half2_rn(a, b); }
-};
-
-template <>
-struct wq_type<__nv_bfloat16> {
-  typedef __nv_bfloat162 T2;
-  /* int4: 0x4300 | u is the bf16 128 + u; minus 136 gives u - 8 */
-  static constexpr uint32_t kNibbleMagic = 0x43004300u, kNibbleBias = 0x43084308u;
-  /* int8 codes -> exact bf16 pair through fp32: the float 2^23 + (q + 128), minus 2^23 + 128 */
-  static __device__ __forceinline__ uint32_t int8_pair(uint32_t w, int p) {
-    uint32_t u = w ^ 0x80808080u;
-    float lo = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u | (uint32_t)(2 * p))) - 8388736.0f;
-    float hi = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u | (uint32_t)(2 * p + 1))) - 8388736.0f;
-    return to_u32(__floats2bfloat162_rn(lo, hi));
-  }
-  static __device__ __forceinline__ T2 splat(float s) { return __float2bfloat162_rn(s); }
-  static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
-  static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static __device__ __forceinline__ float2 to_float2(T2 v) { return __bfloat1622float2(v); }
-  static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
-};
-
-/* a - b and a * s on pairs of T held in 32-bit registers */
-template <typename T>
-static __device__ __forceinline__ uint32_t sub_pair(uint32_t a, uint32_t b) {
-  typedef typename wq_type<T>::T2 T2;
-  return to_u32(__hsub2(from_u32<T2>(a), from_u32<T2>(b)));
-}
-
-template <typename T>
-static __device__ __forceinline__ uint32_t scale_pair(uint32_t a, float s) {
-  typedef typename wq_type<T>::T2 T2;
-  return to_u32(__hmul2(from_u32<T2>(a), wq_type<T>::splat(s)));
-}
-
-/* d += A (16 x 16, row) * B (16 x 8, col), fp32 accumulators (PTX fragment layouts). */
-template <typename T>
-static __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same<T, __half>::value)
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  __trap(); /* the host never launches the kernel below sm_80 */
-#endif
-}
-
-static __device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
-
-/* int4 codes of byte j of w (elements 2j, 2j + 1; low nibble first) -> exact pair in T. */
-template <typename T>
-static __device__ __forceinline__ uint32_t int4_pair(uint32_t w, int j) {
-  uint32_t u = w ^ 0x88888888u; /* two's complement nibbles -> offset binary u = q + 8 */
-  /* byte 0 of r: byte j of u (its low nibble is element 2j); byte 2: byte j of u >> 4 (its low
-   * nibble is element 2j + 1); the mask keeps those two nibbles */
-  uint32_t r = __byte_perm(u, u >> 4, 0x0400u + 0x0101u * (uint32_t)j);
-  r = (r & 0x000F000Fu) | wq_type<T>::kNibbleMagic;
-  return sub_pair<T>(r, wq_type<T>::kNibbleBias);
-}
-
-/* A operands (the weights) of k16 step s (elements 4s..4s+3 of the lane's K range) of rows g (lo) and g + 8
- * (hi): a[0] = (g, 4s..4s+1), a[1] = (g + 8, 4s..4s+1), a[2] = (g, 4s+2..4s+3), a[3] = (g + 8, ...). */
-template <typename T, int QBITS>
-static __device__ __forceinline__ void a_operands(const uint4 &lo, const uint4 &hi, int s, uint32_t (&a)[4]) {
-  if (QBITS == 16) { /* the values themselves: words 2s, 2s + 1 */
-    a[0] = word_of(lo, 2 * s);
-    a[1] = word_of(hi, 2 * s);
-    a[2] = word_of(lo, 2 * s + 1);
-    a[3] = word_of(hi, 2 * s + 1);
-  } else if (QBITS == 8) {
-    uint32_t wl = word_of(lo, s), wh = word_of(hi, s);
-    a[0] = wq_type<T>::int8_pair(wl, 0);
-    a[1] = wq_type<T>::int8_pair(wh, 0);
-    a[2] = wq_type<T>::int8_pair(wl, 1);
-    a[3] = wq_type<T>::int8_pair(wh, 1);
-  } else {
-    uint32_t wl = word_of(lo, s / 2), wh = word_of(hi, s / 2);
-    int j = 2 * (s % 2);
-    a[0] = int4_pair<T>(wl, j);
-    a[1] = int4_pair<T>(wh, j);
-    a[2] = int4_pair<T>(wl, j + 1);
-    a[3] = int4_pair<T>(wh, j + 1);
-  }
-}
-
 
 /* B operand: x[m, k .. k + 3] (k = the lane's range + 4s) as two pairs of T; with the layernorm
  * fused, normalized with the row's mean and 1/std and gamma/beta, rounded to T. */
@@ -205,30 +77,10 @@ static __device__ __forceinline__ uint2 x_operand(const T *__restrict__ xr, int 
 template <typename T, int WARPS>
 static __device__ __forceinline__ void row_stats(const T *__restrict__ x, int m_base, int rows, int k_len, float eps,
                                                  float *mean, float *rstd) {
-  typedef typename wq_type<T>::T2 T2;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int r = warp; r < rows; r += WARPS) {
+  for (int r = threadIdx.x >> 5; r < rows; r += WARPS) {
     const T *xr = x + (int64_t)(m_base + r) * k_len;
-    const float c = wq_type<T>::to_float(xr[0]);
-    float s = 0.0f, q = 0.0f;
-#pragma unroll 4
-    for (int k = lane * 8; k < k_len; k += 32 * 8) {
-      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(xr + k));
-#pragma unroll
-      for (int i = 0; i < 4; i++) {
-        float2 f = wq_type<T>::to_float2(from_u32<T2>(word_of(v, i)));
-        f.x -= c, f.y -= c;
-        s += f.x + f.y;
-        q += f.x * f.x + f.y * f.y;
-      }
-    }
-    s = kiln_warp_sum(s);
-    q = kiln_warp_sum(q);
-    if (lane == 0) {
-      const float d = s / (float)k_len, var = fmaxf(q / (float)k_len - d * d, 0.0f);
-      mean[r] = c + d;
-      rstd[r] = rsqrtf(var + eps);
-    }
+    warp_row_stats<T>([&](int i) { return __ldg(reinterpret_cast<const uint4 *>(xr + i)); },
+                      wq_type<T>::to_float(xr[0]), k_len, eps, &mean[r], &rstd[r]);
   }
 }
 

@@ -1,0 +1,952 @@
+/* src/backends/cuda/chain.cu - a run of decoding-step layers as one persistent kernel (the
+ * "chain"; API and what it takes: kiln_cuda_run_chain in cuda_ops.h).
+ *
+ * Why: at batch 1 a Whisper large decoding step is ~260 small kernels; each reads a few MB of
+ * weights, and launching one after another (even with programmatic dependent launch) leaves the
+ * memory idle between them and while each ramps up. Here one block per SM runs every phase
+ * (one phase per layer), and the weights and cached keys/values, which do not depend on the
+ * activations, stream into shared memory ahead of the computation that needs them.
+ *
+ * A block is CH_WARPS consumer warps and one producer warp. Each phase is cut into units:
+ *   - matmul: 16 weight rows x kc values of K (kc * bits / 8 <= 2560 bytes a row; K split into
+ *     `ks` pieces when longer), y[M, 16] of one row tile (M <= 16 rows of x);
+ *   - attention: one (row b, head h) and CH_KEYS keys of the cache ("piece").
+ * Unit u of phase p runs on block (u + offset_p) % grid, offset_p being the units of the phases
+ * before it (mod grid), so every block gets a fair share of each layer's bytes. The producer
+ * walks the same sequence and, for each of its block's units, copies the unit's weight rows (one
+ * cp.async.bulk per row) or its keys and values (two bulk copies) into the next slot of a ring
+ * of CH_SLOTS slots in shared memory, with an mbarrier per slot for "full" (the copies' bytes
+ * arrived) and one for "empty" (the consumers are done with it). It never waits for another
+ * block, so it runs up to CH_SLOTS units ahead, across phases.
+ * The consumers of a block take a phase only if it has units for them: they wait until the
+ * phase before it is complete (done[p - 1] == its unit count; one thread spins with acquire
+ * loads), stage the unit's rows of x in shared memory (layer-normalized when the phase fuses a
+ * layernorm: row statistics once a phase), then compute each unit from its slot:
+ *   - matmul: the skinny kernel's tensor-core scheme (skinny.cu, mma_frag.cuh): lane (g, t)
+ *     reads 16 bytes of weight rows g and g + 8, the 8 warps split the unit's K and add their
+ *     partial sums in shared memory; bias, activation, residual, store. With K split, the
+ *     pieces' fp32 sums go to the workspace and the block that completes a row tile last (a
+ *     counter per tile) adds them in piece order and finishes it: deterministic.
+ *   - attention: scores of the piece's keys (and of the new token's key, taken from qkv), their
+ *     softmax max and sum, and the weighted values; the new key and value are also written into
+ *     the caches at lengths[b]. With several pieces, the last one to finish a (row, head) merges
+ *     the pieces' (max, sum, output) in piece order, as kv_attention.cu's combine does.
+ * Then the block adds its unit count to done[p] (after a fence). All blocks must be resident at
+ * once (a cooperative launch guarantees it or fails). Activations written inside the kernel are
+ * read with ld.global.cg (L2, never a stale L1 line): the arena reuses addresses across layers.
+ *
+ * Workspace (the context's, cleared in part before each launch): done counters, the per-tile and
+ * per-(row, head) counters, then the split partial sums. Needs sm_90 (bulk copies, mbarrier
+ * transaction counts).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/cuda_internal.h"
+#include "backends/cuda/mma_frag.cuh"
+#include "core/error.h"
+
+namespace {
+
+using namespace kiln_mma;
+
+#define CH_WARPS 8
+#define CH_CTHREADS (CH_WARPS * 32)
+#define CH_THREADS (CH_CTHREADS + 32)
+#define CH_SLOTS 4
+#define CH_ROW_BYTES 2560                    /* most bytes of one weight row in a unit */
+#define CH_SLOT_BYTES (16 * (CH_ROW_BYTES + 64)) /* 16 rows, each padded (ch_stride) */
+#define CH_XS_BYTES CH_SLOT_BYTES            /* staged rows of x */
+#define CH_KEYS 128                          /* keys per attention unit */
+#define CH_MAX_D 64
+#define CH_MAX_ROWS 16
+#define CH_MAX_PHASES 128
+#define CH_TRACE 8
+#define CH_PREFETCH 2 /* units of L2 prefetch ahead of the ring's copies (default; H100: 0-8 tried) */
+/* Rows of x up to which KILN_CUDA_CHAIN_AUTO takes a layer: at batch 1 the chain is faster than
+ * the kernels one by one (H100, Whisper large-v3 fp16: 1.72 vs 2.04 ms a step), at 4 rows it is
+ * slower (3.0 vs 2.4 ms: cross-attention's units; bench/RESULTS.md, session 10). */
+#define CH_AUTO_ROWS 1
+#define CH_RED_FLOATS (CH_WARPS * 2 * 128) /* the warps' partial sums at MT = 2 */
+#define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D)
+#define CH_SMEM \
+  (CH_SLOTS * CH_SLOT_BYTES + CH_XS_BYTES + (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS) * 4 + \
+   2 * CH_SLOTS * 8 + 2 * CH_MAX_ROWS * 4 + 16)
+
+enum { CH_MM = 0, CH_SELF = 1, CH_CROSS = 2 };
+
+/* One phase (a layer). Matmul: y[m, n] = act(norm(x)[m, k] W[n, k]^T + b) (+ res). Attention:
+ * m rows of queries, x = qkv [m, 3 H D] (self) or q [m, H D] (cross), w / v the key / value
+ * caches [rows, H, cap, D]. */
+struct ch_phase {
+  int kind, bits, ln, act, bias_dt, group;
+  int m, n, k, kc, ks, tiles;    /* matmul: rows, N, K, K per unit, K pieces, row tiles */
+  int heads, d, cap, rep, pieces; /* attention: pieces = most units per (row, head) */
+  float eps, scale;
+  const void *x, *w, *v;
+  const float *scales;
+  const void *bias, *gamma, *beta, *res;
+  const int32_t *len;
+  void *y;
+  int layer; /* the graph layer (for the trace) */
+};
+
+struct ch_params {
+  int n, grid;
+  unsigned int *done, *sem; /* done[CH_MAX_PHASES], then the counters */
+  float *part;
+  uint32_t *trace; /* NULL, or CH_TRACE words per (layer, block): kiln_cuda_chain_trace */
+  int prefetch;    /* units the producer's L2 prefetch runs ahead of its copies */
+  ch_phase ph[CH_MAX_PHASES];
+};
+
+/* Padded shared-memory stride of a row of `bytes`: rows g and g + 8 of a quad's 16-byte loads
+ * land in different halves of the banks. */
+static __host__ __device__ __forceinline__ int ch_stride(int bytes) { return (bytes + 127) / 128 * 128 + 64; }
+
+/* Device code for sm_90 and newer only (older targets compile the kernel as a trap). */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+/* ---- device helpers ---------------------------------------------------------------------- */
+
+static __device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+static __device__ __forceinline__ void mbar_init(uint64_t *b, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_expect(uint64_t *b, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+  uint32_t ok = 0;
+  while (!ok)
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(ok)
+        : "r"(smem_addr(b)), "r"(parity)
+        : "memory");
+}
+
+/* bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), counted on b */
+static __device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(b))
+               : "memory");
+}
+
+static __device__ __forceinline__ unsigned int ld_acquire(const unsigned int *p) {
+  unsigned int v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+/* *p += v at gpu scope: release (the block's writes before it, ordered by a barrier, are visible
+ * to whoever acquires the new value), or acquire-release returning the old value. */
+static __device__ __forceinline__ void red_release(unsigned int *p, unsigned int v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+static __device__ __forceinline__ unsigned int atom_acq_rel(unsigned int *p, unsigned int v) {
+  unsigned int old;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+
+/* the 128-byte line at p into L2, to stay (a hint: no fault, nothing waits for it) */
+static __device__ __forceinline__ void prefetch_line(const void *p) {
+  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
+}
+
+static __device__ __forceinline__ uint32_t global_ns(void) {
+  uint32_t t;
+  asm volatile("mov.u32 %0, %%globaltimer_lo;" : "=r"(t));
+  return t;
+}
+
+/* the consumer warps only (named barrier 1; the producer warp never joins) */
+static __device__ __forceinline__ void cbar(void) { asm volatile("bar.sync 1, %0;" ::"n"(CH_CTHREADS) : "memory"); }
+
+/* Keys row b attends to (cache positions 0 .. len[b], the last one new), clamped to the cache. */
+static __device__ __forceinline__ int self_keys(const ch_phase &P, int b) {
+  long long n = (long long)__ldg(P.len + b) + 1;
+  return n < 0 ? 0 : n > P.cap ? P.cap : (int)n;
+}
+
+static __device__ __forceinline__ int pieces_of(int keys) { return keys <= CH_KEYS ? 1 : (keys + CH_KEYS - 1) / CH_KEYS; }
+
+static __device__ int ch_units(const ch_phase &P) {
+  if (P.kind == CH_MM) return P.tiles;
+  if (P.kind == CH_CROSS) return P.m * P.heads * P.pieces;
+  int u = 0;
+  for (int b = 0; b < P.m; b++) u += pieces_of(self_keys(P, b)) * P.heads;
+  return u;
+}
+
+/* Attention unit u -> row b, head h, piece, pieces of (b, h), keys of row b. */
+struct ch_att {
+  int b, h, piece, pieces, keys;
+};
+
+static __device__ ch_att att_unit(const ch_phase &P, int u) {
+  ch_att a;
+  if (P.kind == CH_CROSS) {
+    a.keys = P.cap, a.pieces = P.pieces;
+    a.piece = u % a.pieces, u /= a.pieces;
+    a.h = u % P.heads, a.b = u / P.heads;
+    return a;
+  }
+  for (a.b = 0; a.b < P.m; a.b++) {
+    a.keys = self_keys(P, a.b);
+    a.pieces = pieces_of(a.keys);
+    if (u < a.pieces * P.heads) break;
+    u -= a.pieces * P.heads;
+  }
+  a.h = u / a.pieces, a.piece = u % a.pieces;
+  return a;
+}
+
+/* Keys of the unit held in the caches (copied by the producer): self-attention's new key (at
+ * len[b], when it lies in the cache) is not, it comes from qkv. */
+static __device__ __forceinline__ int cached_keys(const ch_phase &P, const ch_att &a, int *has_new) {
+  int p0 = a.piece * CH_KEYS, end = a.keys < p0 + CH_KEYS ? a.keys : p0 + CH_KEYS;
+  *has_new = 0;
+  if (P.kind == CH_SELF) {
+    long long pos = (long long)__ldg(P.len + a.b);
+    if (pos >= 0 && pos < P.cap && pos >= p0 && pos < p0 + CH_KEYS) *has_new = 1, end = (int)pos;
+  }
+  return end > p0 ? end - p0 : 0;
+}
+
+static __device__ __forceinline__ const char *cache_row(const ch_phase &P, const void *c, const ch_att &a, int elem) {
+  int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
+  return (const char *)c + (((long long)row * P.heads + a.h) * P.cap + (long long)a.piece * CH_KEYS) * P.d * elem;
+}
+
+/* ---- the producer ------------------------------------------------------------------------ */
+
+/* A walk over this block's units, phase after phase (the producer's two walks and the consumers'
+ * visit the same sequence). */
+struct ch_walk {
+  int ph, units, u, off;
+};
+
+static __device__ __forceinline__ ch_walk walk_start(void) {
+  ch_walk w;
+  w.ph = -1, w.units = 0, w.u = 0, w.off = 0;
+  return w;
+}
+
+/* The next unit of this block; false past the last phase. */
+static __device__ bool walk_next(const ch_params &p, ch_walk &w) {
+  if (w.ph >= 0) w.u += p.grid;
+  while (w.ph < 0 || w.u >= w.units) {
+    if (w.ph >= 0) w.off = (w.off + w.units) % p.grid;
+    if (++w.ph >= p.n) return false;
+    w.units = ch_units(p.ph[w.ph]);
+    w.u = ((int)blockIdx.x - w.off + p.grid) % p.grid;
+  }
+  return true;
+}
+
+/* Slots a unit of P takes: a matmul row tile's K pieces, or one. */
+static __device__ __forceinline__ int unit_slots(const ch_phase &P) { return P.kind == CH_MM ? P.ks : 1; }
+
+/* What lane `lane` of the producer copies for slot kp of unit u of P: bytes from src to slot
+ * offset dst (0 bytes: nothing); *total is the slot's bytes. */
+template <typename T>
+static __device__ int unit_source(const ch_phase &P, int u, int kp, int lane, const char **src, int *dst,
+                                  uint32_t *total) {
+  if (P.kind == CH_MM) {
+    const int n0 = u * 16, k0 = kp * P.kc;
+    const int kc = P.k - k0 < P.kc ? P.k - k0 : P.kc, rows = P.n - n0 < 16 ? P.n - n0 : 16;
+    const int rb = kc * P.bits / 8;
+    *total = (uint32_t)(rows * rb);
+    if (lane >= rows) return 0;
+    *src = (const char *)P.w + (long long)(n0 + lane) * ((long long)P.k * P.bits / 8) + (long long)k0 * P.bits / 8;
+    *dst = lane * ch_stride(rb);
+    return rb;
+  }
+  const ch_att a = att_unit(P, u);
+  int has_new;
+  const int n = cached_keys(P, a, &has_new), bytes = n * P.d * (int)sizeof(T);
+  *total = 2u * (uint32_t)bytes;
+  if (lane >= 2 || !bytes) return 0;
+  *src = cache_row(P, lane ? P.v : P.w, a, (int)sizeof(T));
+  *dst = lane * (CH_SLOT_BYTES / 2);
+  return bytes;
+}
+
+/* The producer warp: each unit's bytes into the next ring slot (waiting for the consumers to free
+ * it), and, p.prefetch units further on, the same bytes into L2: the memory keeps streaming while
+ * the consumers wait for a phase, and the slot's copy then mostly reads L2. */
+template <typename T>
+static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, uint64_t *empty) {
+  const int lane = threadIdx.x & 31;
+  ch_walk ld = walk_start(), pf = walk_start();
+  bool pf_more = true;
+  const char *src;
+  int dst;
+  uint32_t total;
+  /* the small per-phase constants (bias, layernorm, per-row scales) into L2 once, kept there */
+  for (int ph = blockIdx.x; ph < p.n; ph += p.grid) {
+    const ch_phase &P = p.ph[ph];
+    if (P.kind != CH_MM) continue;
+    const int bias_bytes = P.bias ? P.n * (P.bias_dt == KILN_DTYPE_FP32 ? 4 : 2) : 0;
+    const int ln_bytes = P.ln ? P.k * (int)sizeof(T) : 0, sc_bytes = P.bits < 16 && P.group == 0 ? P.n * 4 : 0;
+    for (int o = lane * 128; o < bias_bytes; o += 32 * 128) prefetch_line((const char *)P.bias + o);
+    for (int o = lane * 128; o < ln_bytes; o += 32 * 128)
+      prefetch_line((const char *)P.gamma + o), prefetch_line((const char *)P.beta + o);
+    for (int o = lane * 128; o < sc_bytes; o += 32 * 128) prefetch_line((const char *)P.scales + o);
+  }
+  auto prefetch_unit = [&](const ch_walk &w) {
+    const ch_phase &P = p.ph[w.ph];
+    for (int q = 0; q < unit_slots(P); q++) {
+      const int b = unit_source<T>(P, w.u, q, lane, &src, &dst, &total);
+      if (b) kiln_prefetch_l2(src, (uint32_t)b);
+    }
+  };
+  for (int i = 0; i < p.prefetch && (pf_more = walk_next(p, pf)); i++) prefetch_unit(pf);
+  uint32_t it = 0;
+  while (walk_next(p, ld)) {
+    if (pf_more && p.prefetch > 0 && (pf_more = walk_next(p, pf))) prefetch_unit(pf);
+    const ch_phase &P = p.ph[ld.ph];
+    /* group scales of the tile's rows (a few lines a row) into L2 ahead of the consumers */
+    if (P.kind == CH_MM && P.bits < 16 && P.group > 0 && lane < 16 && ld.u * 16 + lane < P.n) {
+      const int spr = P.k / P.group;
+      const char *r = (const char *)(P.scales + (long long)(ld.u * 16 + lane) * spr);
+      for (int o = 0; o < spr * 4; o += 128) prefetch_line(r + o);
+    }
+    for (int q = 0; q < unit_slots(P); q++, it++) {
+      const int s = (int)(it % CH_SLOTS);
+      if (it >= CH_SLOTS) mbar_wait(&empty[s], ((it / CH_SLOTS) - 1) & 1);
+      const int b = unit_source<T>(P, ld.u, q, lane, &src, &dst, &total);
+      if (lane == 0) mbar_expect(&full[s], total);
+      __syncwarp();
+      if (b) bulk_copy(ring + (size_t)s * CH_SLOT_BYTES + dst, src, (uint32_t)b, &full[s]);
+    }
+  }
+}
+
+/* ---- matmul units ------------------------------------------------------------------------ */
+
+/* Mean and 1/std of x's m rows over k (from L2: x was written in this kernel), one warp a row. */
+template <typename T>
+static __device__ void row_stats(const T *x, int m, int k, float eps, float *mean, float *rstd) {
+  for (int r = threadIdx.x >> 5; r < m; r += CH_WARPS) {
+    const T *xr = x + (long long)r * k;
+    warp_row_stats<T>([&](int i) { return __ldcg(reinterpret_cast<const uint4 *>(xr + i)); },
+                      wq_type<T>::to_float(__ldcg(xr)), k, eps, &mean[r], &rstd[r]);
+  }
+}
+
+/* Rows of x, columns k0 .. k0 + kc, into xs (row stride ch_stride(kc * 2) bytes); with a fused
+ * layernorm, normalized and rounded to T as a layernorm layer's output would be. When the unit
+ * spans all of K the row statistics come from the staged rows (one read of x from L2), else
+ * mean / rstd hold them already (row_stats at the phase's start). */
+template <typename T>
+static __device__ void stage_x(const ch_phase &P, int k0, int kc, float *mean, float *rstd, char *xs) {
+  typedef typename wq_type<T>::T2 T2;
+  const T *x = (const T *)P.x, *gamma = (const T *)P.gamma, *beta = (const T *)P.beta;
+  const int per_row = kc / 8, stride = ch_stride(kc * (int)sizeof(T));
+  for (int i = threadIdx.x; i < P.m * per_row; i += CH_CTHREADS) {
+    const int r = i / per_row, kk = (i % per_row) * 8;
+    *reinterpret_cast<uint4 *>(xs + r * stride + kk * (int)sizeof(T)) =
+        __ldcg(reinterpret_cast<const uint4 *>(x + (long long)r * P.k + k0 + kk));
+  }
+  if (!P.ln) return;
+  cbar();
+  if (kc == P.k) { /* the statistics of the staged rows */
+    for (int r = threadIdx.x >> 5; r < P.m; r += CH_WARPS) {
+      const char *xr = xs + r * stride;
+      warp_row_stats<T>([&](int i) { return *reinterpret_cast<const uint4 *>(xr + i * (int)sizeof(T)); },
+                        wq_type<T>::to_float(*reinterpret_cast<const T *>(xr)), kc, P.eps, &mean[r], &rstd[r]);
+    }
+    cbar();
+  }
+  for (int i = threadIdx.x; i < P.m * per_row; i += CH_CTHREADS) {
+    const int r = i / per_row, kk = (i % per_row) * 8;
+    uint4 *at = reinterpret_cast<uint4 *>(xs + r * stride + kk * (int)sizeof(T));
+    const uint4 v = *at;
+    const uint4 gv = __ldg(reinterpret_cast<const uint4 *>(gamma + k0 + kk));
+    const uint4 bv = __ldg(reinterpret_cast<const uint4 *>(beta + k0 + kk));
+    uint32_t w[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      float2 xf = wq_type<T>::to_float2(from_u32<T2>(word_of(v, j)));
+      float2 gf = wq_type<T>::to_float2(from_u32<T2>(word_of(gv, j)));
+      float2 bf = wq_type<T>::to_float2(from_u32<T2>(word_of(bv, j)));
+      w[j] = to_u32(wq_type<T>::from_float2((xf.x - mean[r]) * rstd[r] * gf.x + bf.x,
+                                            (xf.y - mean[r]) * rstd[r] * gf.y + bf.y));
+    }
+    *at = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+/* The epilogue of output i of a unit (the accumulator layout: lane l, register j, row tile mt)
+ * of row tile n0: its place, and the per-row scale, bias and residual it needs, loaded before the
+ * products so that their latency hides behind them. */
+struct ch_epi {
+  long long at;
+  float mul, add, res;
+  bool ok;
+};
+
+template <typename T>
+static __device__ __forceinline__ ch_epi epi_load(const ch_phase &P, int n0, int i) {
+  ch_epi e;
+  const int l = i & 31, j = (i >> 5) & 3, mt = i >> 7;
+  const int n = n0 + (l >> 2) + (j >= 2 ? 8 : 0), m = mt * 8 + (l & 3) * 2 + (j & 1);
+  e.ok = n < P.n && m < P.m;
+  e.at = (long long)m * P.n + n, e.mul = 1.0f, e.add = 0.0f, e.res = 0.0f;
+  if (!e.ok) return e;
+  if (P.bits < 16 && P.group == 0) e.mul = __ldg(P.scales + n);
+  if (P.bias) e.add = kiln_ld(P.bias, P.bias_dt, n);
+  if (P.res) e.res = wq_type<T>::to_float(__ldcg((const T *)P.res + e.at));
+  return e;
+}
+
+template <typename T>
+static __device__ __forceinline__ void epi_store(const ch_phase &P, const ch_epi &e, float v) {
+  if (e.ok) ((T *)P.y)[e.at] = wq_type<T>::from_float(kiln_act(v * e.mul + e.add, P.act) + e.res);
+}
+
+/* The warps' partial products of one K piece: weights from the slot (rows ch_stride(kc * bits / 8)
+ * apart), x from xs (rows xstride bytes apart, starting at the piece's column). */
+template <typename T, int QBITS, int MT>
+static __device__ void mm_products(const ch_phase &P, int n0, int k0, int kc, const char *w, const char *xs,
+                                   int xstride, float (&acc)[MT][4]) {
+  constexpr int KPT = 128 / QBITS, STEPS = KPT / 4, KPC = 4 * KPT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int stride = ch_stride(kc * QBITS / 8);
+  const int chunks = kc / KPC, spr = P.group > 0 ? P.k / P.group : 1;
+  const bool gs = QBITS < 16 && P.group > 0;
+#pragma unroll 2
+  for (int c = warp; c < chunks; c += CH_WARPS) {
+    const uint4 lo = *reinterpret_cast<const uint4 *>(w + g * stride + c * 64 + t * 16);
+    const uint4 hi = *reinterpret_cast<const uint4 *>(w + (g + 8) * stride + c * 64 + t * 16);
+    const int kl = c * KPC + t * KPT; /* the lane's K range in the unit */
+    float s_lo = 0.0f, s_hi = 0.0f;
+    if (gs) {
+      const int gi = (k0 + kl) / P.group;
+      if (n0 + g < P.n) s_lo = __ldg(P.scales + (long long)(n0 + g) * spr + gi);
+      if (n0 + g + 8 < P.n) s_hi = __ldg(P.scales + (long long)(n0 + g + 8) * spr + gi);
+    }
+#pragma unroll
+    for (int s = 0; s < STEPS; s++) {
+      uint32_t av[4];
+      a_operands<T, QBITS>(lo, hi, s, av);
+      if (gs) {
+        av[0] = scale_pair<T>(av[0], s_lo);
+        av[2] = scale_pair<T>(av[2], s_lo);
+        av[1] = scale_pair<T>(av[1], s_hi);
+        av[3] = scale_pair<T>(av[3], s_hi);
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        const int r = mt * 8 + g;
+        uint2 xv = make_uint2(0u, 0u);
+        if (r < P.m) xv = *reinterpret_cast<const uint2 *>(xs + r * xstride + (kl + 4 * s) * (int)sizeof(T));
+        mma_16816<T>(acc[mt], av, xv.x, xv.y);
+      }
+    }
+  }
+}
+
+/* One matmul unit: row tile u, its K pieces from ks consecutive ring slots (from *it on), products
+ * accumulated in registers; each slot is released as soon as it is read. x comes from xs: all of
+ * K staged at the phase's start (full_x), or staged here piece by piece. Then the warps' sums, and
+ * bias, activation, residual, store. */
+template <typename T, int MT>
+static __device__ void mm_tile(const ch_phase &P, int u, const char *ring, uint32_t *it, uint64_t *full,
+                               uint64_t *empty, bool full_x, char *xs, const float *mean, const float *rstd,
+                               float *red) {
+  constexpr int NP = MT * 128; /* outputs of a unit: 16 columns x 8 MT rows */
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n0 = u * 16;
+  const ch_epi e = epi_load<T>(P, n0, threadIdx.x < NP ? threadIdx.x : 0);
+  float acc[MT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[mt][j] = 0.0f;
+  for (int kp = 0; kp < P.ks; kp++, (*it)++) {
+    const int k0 = kp * P.kc, kc = P.k - k0 < P.kc ? P.k - k0 : P.kc, s = (int)(*it % CH_SLOTS);
+    const char *x = xs + (full_x ? k0 * (int)sizeof(T) : 0);
+    const int xstride = ch_stride((full_x ? P.k : kc) * (int)sizeof(T));
+    if (!full_x) stage_x<T>(P, k0, kc, (float *)mean, (float *)rstd, xs); /* xs is free: see the barriers below */
+    mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
+    if (!full_x) cbar(); /* xs staged by every thread */
+    const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
+    if (P.bits == 16) mm_products<T, 16, MT>(P, n0, k0, kc, slot, x, xstride, acc);
+    else if (P.bits == 8) mm_products<T, 8, MT>(P, n0, k0, kc, slot, x, xstride, acc);
+    else mm_products<T, 4, MT>(P, n0, k0, kc, slot, x, xstride, acc);
+    cbar(); /* the slot and xs are read, and red is free (the previous unit's sums are taken) */
+    if (threadIdx.x == 0) mbar_arrive(&empty[s]);
+  }
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) red[warp * NP + (mt * 4 + j) * 32 + lane] = acc[mt][j];
+  cbar();
+  const int i = threadIdx.x; /* NP <= CH_CTHREADS: one output a thread at most */
+  if (i < NP) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < CH_WARPS; w++) v += red[w * NP + i];
+    epi_store<T>(P, e, v);
+  }
+}
+
+/* ---- attention units --------------------------------------------------------------------- */
+
+template <typename T>
+static __device__ __forceinline__ float2 pair_of(const T *p) {
+  return wq_type<T>::to_float2(*reinterpret_cast<const typename wq_type<T>::T2 *>(p));
+}
+
+/* One attention unit: (row b, head h, piece) of P; its slot holds the piece's cached keys (first
+ * half) and values (second half). */
+template <typename T>
+static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u, const char *slot, float *sm,
+                                    int *flag, uint64_t *full, uint32_t parity, uint64_t *release) {
+  const int ct = threadIdx.x, D = P.d, H = P.heads;
+  const ch_att a = att_unit(P, u);
+  int has_new;
+  const int cached = cached_keys(P, a, &has_new), n_keys = cached + has_new;
+  float *qs = sm, *nk = sm + CH_MAX_D, *nv = nk + CH_MAX_D, *sc = nv + CH_MAX_D, *wred = sc + CH_KEYS,
+        *ored = wred + 16;
+  const long long ldq = P.kind == CH_SELF ? 3LL * H * D : (long long)H * D;
+  const T *qr = (const T *)P.x + a.b * ldq + (long long)a.h * D;
+  if (ct < D) {
+    qs[ct] = wq_type<T>::to_float(__ldcg(qr + ct)) * P.scale;
+    if (has_new) {
+      const T kv = __ldcg(qr + (long long)H * D + ct), vv = __ldcg(qr + 2LL * H * D + ct);
+      nk[ct] = wq_type<T>::to_float(kv);
+      nv[ct] = wq_type<T>::to_float(vv);
+      const long long at = (((long long)a.b * H + a.h) * P.cap + __ldg(P.len + a.b)) * D + ct;
+      ((T *)P.w)[at] = kv; /* no unit of this step reads position len[b] from the cache */
+      ((T *)P.v)[at] = vv;
+    }
+  }
+  mbar_wait(full, parity);
+  cbar();
+  /* scores: two threads a key, each half of the head (16-byte loads rotated by key: no bank
+   * conflicts between the keys of a quarter warp) */
+  const int j = ct >> 1, half = ct & 1, nvec = D / 16; /* 16-byte vectors per half */
+  const T *kb = reinterpret_cast<const T *>(slot);
+  float s = 0.0f;
+  if (j < cached) {
+    for (int i0 = 0; i0 < nvec; i0++) {
+      const int i = (i0 + j) % nvec, d0 = half * (D / 2) + i * 8;
+      const uint4 kv = *reinterpret_cast<const uint4 *>(kb + (long long)j * D + d0);
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float2 f = wq_type<T>::to_float2(from_u32<typename wq_type<T>::T2>(word_of(kv, e)));
+        s += qs[d0 + 2 * e] * f.x + qs[d0 + 2 * e + 1] * f.y;
+      }
+    }
+  } else if (j == cached && has_new) {
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) s += qs[d] * nk[d];
+  }
+  s += __shfl_xor_sync(0xffffffffu, s, 1);
+  if (half == 0) sc[j] = j < n_keys ? s : -INFINITY;
+  cbar();
+  const int lane = ct & 31, warp = ct >> 5;
+  if (ct < CH_KEYS) {
+    const float m = kiln_warp_max(sc[ct]);
+    if (lane == 0) wred[warp] = m;
+  }
+  cbar();
+  const float mx = fmaxf(fmaxf(wred[0], wred[1]), fmaxf(wred[2], wred[3]));
+  if (ct < CH_KEYS) {
+    const float e = sc[ct] == -INFINITY ? 0.0f : __expf(sc[ct] - mx);
+    sc[ct] = e;
+    const float sum = kiln_warp_sum(e);
+    if (lane == 0) wred[4 + warp] = sum;
+  }
+  cbar();
+  const float L = wred[4] + wred[5] + wred[6] + wred[7];
+  /* weighted values: thread pairs of dimensions (2 pr, 2 pr + 1), 8 groups of keys */
+  const T *vb = reinterpret_cast<const T *>(slot + CH_SLOT_BYTES / 2);
+  const int pr = ct & 31, grp = ct >> 5;
+  if (2 * pr < D) {
+    float o0 = 0.0f, o1 = 0.0f;
+    for (int jj = grp; jj < n_keys; jj += CH_WARPS) {
+      const float w = sc[jj];
+      float2 f;
+      if (jj < cached) f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
+      else f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
+      o0 += w * f.x, o1 += w * f.y;
+    }
+    ored[grp * CH_MAX_D + 2 * pr] = o0, ored[grp * CH_MAX_D + 2 * pr + 1] = o1;
+  }
+  cbar();
+  if (ct == 0) mbar_arrive(release);
+  float o = 0.0f;
+  if (ct < D)
+    for (int g = 0; g < CH_WARPS; g++) o += ored[g * CH_MAX_D + ct];
+  T *y = (T *)P.y + (long long)a.b * H * D + (long long)a.h * D;
+  if (a.pieces == 1) {
+    if (ct < D) y[ct] = wq_type<T>::from_float(L > 0.0f ? o / L : 0.0f);
+    return;
+  }
+  const int bh = a.b * H + a.h;
+  float *part = p.part + (long long)bh * P.pieces * (CH_MAX_D + 2);
+  if (ct < D) __stcg(part + a.piece * (CH_MAX_D + 2) + ct, o);
+  if (ct == 0) {
+    __stcg(part + a.piece * (CH_MAX_D + 2) + CH_MAX_D, mx);
+    __stcg(part + a.piece * (CH_MAX_D + 2) + CH_MAX_D + 1, L);
+  }
+  cbar();
+  if (ct == 0) *flag = atom_acq_rel(p.sem + bh, 1u) == (unsigned int)a.pieces - 1;
+  cbar();
+  if (!*flag) return;
+  if (ct < D) { /* kv_attention.cu's combine, in piece order */
+    float M = -INFINITY, LL = 0.0f, acc = 0.0f;
+    for (int i = 0; i < a.pieces; i++) M = fmaxf(M, __ldcg(part + i * (CH_MAX_D + 2) + CH_MAX_D));
+    for (int i = 0; i < a.pieces; i++) {
+      const float *pi = part + i * (CH_MAX_D + 2), mi = __ldcg(pi + CH_MAX_D);
+      const float w = mi == -INFINITY ? 0.0f : __expf(mi - M);
+      LL += __ldcg(pi + CH_MAX_D + 1) * w;
+      acc += __ldcg(pi + ct) * w;
+    }
+    y[ct] = wq_type<T>::from_float(LL > 0.0f ? acc / LL : 0.0f);
+  }
+  if (ct == 0) p.sem[bh] = 0;
+}
+
+#endif /* sm_90 */
+
+/* ---- the kernel -------------------------------------------------------------------------- */
+
+template <typename T, int MT>
+__global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_constant__ ch_params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) char ch_smem[];
+  char *ring = ch_smem, *xs = ring + CH_SLOTS * CH_SLOT_BYTES;
+  float *red = reinterpret_cast<float *>(xs + CH_XS_BYTES); /* matmul sums, or attention scratch */
+  uint64_t *full = reinterpret_cast<uint64_t *>(
+      reinterpret_cast<char *>(red) + 4 * (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS));
+  uint64_t *empty = full + CH_SLOTS;
+  float *mean = reinterpret_cast<float *>(empty + CH_SLOTS), *rstd = mean + CH_MAX_ROWS;
+  int *flag = reinterpret_cast<int *>(rstd + CH_MAX_ROWS);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < CH_SLOTS; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (threadIdx.x >= CH_CTHREADS) {
+    produce<T>(p, ring, full, empty);
+    return;
+  }
+  uint32_t it = 0;
+  int off = 0, prev_units = 0;
+  for (int ph = 0; ph < p.n; ph++) {
+    const ch_phase &P = p.ph[ph];
+    const int units = ch_units(P);
+    const int u0 = ((int)blockIdx.x - off % p.grid + p.grid) % p.grid;
+    if (u0 < units) {
+      uint32_t *tr = p.trace && threadIdx.x == 0 ? p.trace + ((size_t)P.layer * p.grid + blockIdx.x) * CH_TRACE : NULL;
+      long long c0 = clock64(), c1 = c0, c2 = c0;
+      if (tr) tr[0] = global_ns();
+      if (threadIdx.x == 0 && ph > 0)
+        while (ld_acquire(p.done + ph - 1) < (unsigned int)prev_units) {
+        }
+      cbar();
+      if (tr) tr[1] = global_ns(), c1 = clock64();
+      /* x's rows whole in xs when they fit (once a phase), else a K piece at a time */
+      const bool full_x = P.kind == CH_MM && P.m * ch_stride(P.k * (int)sizeof(T)) <= CH_XS_BYTES;
+      if (full_x) {
+        stage_x<T>(P, 0, P.k, mean, rstd, xs);
+        cbar();
+      } else if (P.kind == CH_MM && P.ln) {
+        row_stats<T>((const T *)P.x, P.m, P.k, P.eps, mean, rstd);
+        cbar();
+      }
+      int mine = 0;
+      for (int u = u0; u < units; u += p.grid, mine++) {
+        if (P.kind == CH_MM) {
+          mm_tile<T, MT>(P, u, ring, &it, full, empty, full_x, xs, mean, rstd, red);
+        } else {
+          const int s = (int)(it % CH_SLOTS);
+          att_unit_run<T>(p, P, u, ring + (size_t)s * CH_SLOT_BYTES, red, flag, &full[s], (it / CH_SLOTS) & 1,
+                          &empty[s]);
+          it++;
+        }
+        cbar(); /* red and the attention scratch are free again */
+        if (tr && mine == 0) tr[2] = global_ns(), c2 = clock64();
+      }
+      if (tr) {
+        const long long c3 = clock64();
+        tr[3] = global_ns();
+        tr[4] = (uint32_t)(c1 - c0), tr[5] = (uint32_t)(c2 - c1), tr[6] = (uint32_t)(c3 - c2);
+        tr[7] = (uint32_t)P.kind << 24 | (uint32_t)mine;
+      }
+      if (threadIdx.x == 0) red_release(p.done + ph, (unsigned int)mine);
+    } else if (p.trace && threadIdx.x == 0)
+      p.trace[((size_t)P.layer * p.grid + blockIdx.x) * CH_TRACE + 7] = 0; /* no units here this time */
+    prev_units = units;
+    off = (off + units) % p.grid;
+  }
+#else
+  (void)p;
+  __trap(); /* the host launches it only on sm_90 and newer */
+#endif
+}
+
+/* ---- host -------------------------------------------------------------------------------- */
+
+/* KILN_CUDA_CHAIN_* mode; -1: not decided yet (KILN_CHAIN in the environment: 0, 1 or 2). */
+static int chain_mode = -1;
+static uint32_t *chain_trace;
+static long long chain_launches;
+
+static int mode(void) {
+  if (chain_mode < 0) {
+    const char *e = getenv("KILN_CHAIN");
+    chain_mode = e && e[0] >= '0' && e[0] <= '2' && !e[1] ? e[0] - '0' : KILN_CUDA_CHAIN_AUTO;
+  }
+  return chain_mode;
+}
+
+/* Units the L2 prefetch runs ahead (KILN_CHAIN_PREFETCH in the environment, for tuning). */
+static int chain_prefetch(void) {
+  static int n = -1;
+  if (n < 0) {
+    const char *e = getenv("KILN_CHAIN_PREFETCH");
+    n = e && e[0] ? atoi(e) : CH_PREFETCH;
+    if (n < 0 || n > 64) n = CH_PREFETCH;
+  }
+  return n;
+}
+
+static int aligned16(const void *p) { return p && (uintptr_t)p % 16 == 0; }
+
+static int float16(kiln_dtype d) { return d == KILN_DTYPE_FP16 || d == KILN_DTYPE_BF16; }
+
+/* K per unit for weights of `bits` and m rows of x: a row of the unit fits CH_ROW_BYTES, the
+ * unit's m staged rows fit CH_XS_BYTES; a multiple of the K of a chunk (4 lanes x 16 bytes). */
+static int unit_k(int64_t k, int bits, int64_t m, int elem) {
+  int64_t kpc = 4 * 128 / bits, kc = k < CH_ROW_BYTES * 8 / bits ? k : CH_ROW_BYTES * 8 / bits;
+  while (kc > 0 && m * ch_stride((int)(kc * elem)) > CH_XS_BYTES) kc -= kpc;
+  kc = kc / kpc * kpc;
+  if (kc <= 0) return 0;
+  int64_t ks = (k + kc - 1) / kc;                /* pieces */
+  kc = ((k + ks - 1) / ks + kpc - 1) / kpc * kpc; /* even pieces */
+  return (int)kc;
+}
+
+/* A matmul layer as a phase; 0 when the chain does not take it. */
+static int mm_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_tensor *out, ch_phase *P) {
+  kiln_matmul_io io;
+  if (kiln_matmul_io_of(l, &io) != KILN_OK) return 0;
+  const kiln_tensor *x = &in[io.x], *w = &in[io.w], *y = &out[0];
+  int wq = l->op == KILN_OP_MATMUL_WQ;
+  int bits = !wq ? 16 : w->dtype == KILN_DTYPE_INT8 ? 8 : w->dtype == KILN_DTYPE_INT4 ? 4 : 0;
+  if (!float16(x->dtype) || y->dtype != x->dtype || !bits || (!wq && w->dtype != x->dtype)) return 0;
+  if (w->shape.rank != 2 || x->shape.rank < 1) return 0;
+  int64_t n = w->shape.d[0], k = w->shape.d[1];
+  if (k < 1 || x->shape.d[x->shape.rank - 1] != k) return 0;
+  int64_t m = kiln_dims_count(&x->shape) / k;
+  if (m < 1 || m > CH_MAX_ROWS || n < 1 || n > INT32_MAX / 2 || k % (4 * 128 / bits) || k > INT32_MAX / 16) return 0;
+  if (kiln_dims_count(&y->shape) != m * n) return 0;
+  if (!aligned16(x->data) || !aligned16(w->data) || !aligned16(y->data)) return 0;
+  int32_t group = wq ? l->p.group : 0;
+  if (wq && (!in[io.scales].data || in[io.scales].dtype != KILN_DTYPE_FP32 ||
+             (group != 0 && (group % (128 / bits) || k % group))))
+    return 0;
+  int ln = io.gamma >= 0;
+  if (ln && (in[io.gamma].dtype != x->dtype || in[io.beta].dtype != x->dtype || !aligned16(in[io.gamma].data) ||
+             !aligned16(in[io.beta].data)))
+    return 0;
+  if (io.residual >= 0 && (in[io.residual].dtype != x->dtype || kiln_dims_count(&in[io.residual].shape) != m * n))
+    return 0;
+  int kc = unit_k(k, bits, m, 2);
+  if (!kc) return 0;
+  memset(P, 0, sizeof *P);
+  P->kind = CH_MM, P->bits = bits, P->ln = ln, P->act = l->p.activation, P->group = group;
+  P->m = (int)m, P->n = (int)n, P->k = (int)k, P->kc = kc, P->ks = (int)((k + kc - 1) / kc);
+  P->tiles = (int)((n + 15) / 16);
+  P->eps = l->p.eps;
+  P->x = x->data, P->w = w->data, P->y = y->data;
+  P->scales = wq ? (const float *)in[io.scales].data : NULL;
+  if (io.bias >= 0) P->bias = in[io.bias].data, P->bias_dt = (int)in[io.bias].dtype;
+  if (ln) P->gamma = in[io.gamma].data, P->beta = in[io.beta].data;
+  if (io.residual >= 0) P->res = in[io.residual].data;
+  return 1;
+}
+
+/* A KV_ATTENTION layer as a phase (float caches, one new token per row); 0 when not taken. */
+static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_tensor *out, ch_phase *P) {
+  int self = l->p.causal != 0;
+  if (l->p.cache_dtype != 0 || l->n_in != (self ? 4 : 3)) return 0;
+  const kiln_tensor *q = &in[0], *k = &in[1], *v = &in[2], *y = &out[0];
+  if (!float16(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype || y->dtype != q->dtype) return 0;
+  if (q->shape.rank != 3 || k->shape.rank != 4 || !kiln_dims_equal(&k->shape, &v->shape)) return 0;
+  int64_t B = q->shape.d[0], S = q->shape.d[1], H = l->p.heads, Bk = k->shape.d[0], cap = k->shape.d[2];
+  int64_t D = k->shape.d[3];
+  if (H < 1 || k->shape.d[1] != H || D < 16 || D > CH_MAX_D || D % 16 || B < 1 || B > CH_MAX_ROWS || S != 1) return 0;
+  if (cap < 1 || cap > (1 << 20) || q->shape.d[2] != (self ? 3 : 1) * H * D) return 0;
+  if (self ? (in[3].dtype != KILN_DTYPE_INT32 || Bk < B) : (Bk < 1 || B % Bk)) return 0;
+  if (!aligned16(k->data) || !aligned16(v->data) || !q->data || !y->data) return 0;
+  memset(P, 0, sizeof *P);
+  P->kind = self ? CH_SELF : CH_CROSS;
+  P->m = (int)B, P->heads = (int)H, P->d = (int)D, P->cap = (int)cap, P->rep = self ? 1 : (int)(B / Bk);
+  P->pieces = (int)((cap + CH_KEYS - 1) / CH_KEYS);
+  P->scale = l->p.scale;
+  P->x = q->data, P->w = k->data, P->v = v->data, P->y = y->data;
+  P->len = self ? (const int32_t *)in[3].data : NULL;
+  return 1;
+}
+
+/* Counters (after the done[] counters) and partial sums a phase needs. */
+static void phase_needs(const ch_phase *P, size_t *counters, size_t *floats) {
+  *counters = 0, *floats = 0;
+  if (P->kind != CH_MM && P->pieces > 1) {
+    *counters = (size_t)P->m * (size_t)P->heads;
+    *floats = *counters * (size_t)P->pieces * (CH_MAX_D + 2);
+  }
+}
+
+/* The counters' part of the workspace: room for CH_COUNTERS at least, so that every layer asks for
+ * the same head and the largest layer's workspace holds any chain's (the partial sums follow). */
+#define CH_COUNTERS 4096
+static size_t head_bytes(size_t counters) {
+  if (counters < CH_COUNTERS) counters = CH_COUNTERS;
+  return ((CH_MAX_PHASES + counters) * 4 + 255) / 256 * 256;
+}
+
+static size_t needs_bytes(size_t counters, size_t floats) { return head_bytes(counters) + floats * 4; }
+
+template <typename T, int MT>
+static kiln_status launch(ch_params *p, cudaStream_t st) {
+  static int configured = 0; /* 1 ok, -1 failed */
+  if (!configured) {
+    cudaError_t e = cudaFuncSetAttribute(chain_kernel<T, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, CH_SMEM);
+    int blocks = 0;
+    if (e == cudaSuccess)
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, chain_kernel<T, MT>, CH_THREADS, CH_SMEM);
+    configured = e == cudaSuccess && blocks >= 1 ? 1 : -1;
+    if (configured < 0) (void)cudaGetLastError();
+  }
+  if (configured < 0) return KILN_ERR_UNSUPPORTED;
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cfg.gridDim = dim3((unsigned)p->grid);
+  cfg.blockDim = dim3(CH_THREADS);
+  cfg.dynamicSmemBytes = CH_SMEM;
+  cfg.stream = st;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  KILN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, chain_kernel<T, MT>, (const ch_params)*p));
+  chain_launches++;
+  return KILN_OK;
+}
+
+} /* namespace */
+
+extern "C" void kiln_cuda_chain_allow(int m) {
+  chain_mode = m == KILN_CUDA_CHAIN_OFF || m == KILN_CUDA_CHAIN_ALWAYS ? m : KILN_CUDA_CHAIN_AUTO;
+}
+
+extern "C" void kiln_cuda_chain_trace(void *buffer) { chain_trace = (uint32_t *)buffer; }
+
+extern "C" int64_t kiln_cuda_chain_launches(void) { return (int64_t)chain_launches; }
+
+extern "C" size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in_dims) {
+  if (!g || !l || !in_dims) return 0;
+  ch_phase P;
+  memset(&P, 0, sizeof P);
+  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) {
+    kiln_matmul_io io;
+    if (kiln_matmul_io_of(l, &io) != KILN_OK || in_dims[io.w].rank != 2) return 0;
+    kiln_dtype wd = g->tensors[l->in[io.w]].dtype;
+    int bits = l->op == KILN_OP_MATMUL ? 16 : wd == KILN_DTYPE_INT8 ? 8 : wd == KILN_DTYPE_INT4 ? 4 : 0;
+    int64_t n = in_dims[io.w].d[0], k = in_dims[io.w].d[1];
+    if (!bits || k < 1 || k % (4 * 128 / bits)) return 0;
+    int kc = unit_k(k, bits, CH_MAX_ROWS, 2);
+    if (!kc) return 0;
+    P.kind = CH_MM, P.m = CH_MAX_ROWS, P.tiles = (int)((n + 15) / 16), P.ks = (int)((k + kc - 1) / kc);
+  } else if (l->op == KILN_OP_KV_ATTENTION && l->n_in >= 3 && in_dims[1].rank == 4 && in_dims[0].rank == 3) {
+    int64_t B = in_dims[0].d[0] < CH_MAX_ROWS ? in_dims[0].d[0] : CH_MAX_ROWS;
+    P.kind = l->p.causal ? CH_SELF : CH_CROSS, P.m = (int)B, P.heads = (int)in_dims[1].d[1];
+    P.pieces = (int)((in_dims[1].d[2] + CH_KEYS - 1) / CH_KEYS);
+  } else {
+    return 0;
+  }
+  size_t counters, floats;
+  phase_needs(&P, &counters, &floats);
+  return needs_bytes(counters, floats);
+}
+
+extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *g, int32_t first, kiln_cuda_layer_io io,
+                                           void *user, void *workspace, size_t workspace_bytes, void *stream,
+                                           int32_t *ran) {
+  if (!ran || !g || !io) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_cuda_run_chain: NULL argument");
+  *ran = 0;
+  int major = 0, sms = 0;
+  kiln_cuda_current_device(&major, &sms);
+  const int m = mode();
+  if (m == KILN_CUDA_CHAIN_OFF || major < 9 || sms < 1 || !workspace) return KILN_OK;
+  (void)cu;
+  static ch_params p; /* ~20 KB: not on the stack; filled and launched under the lock below */
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&lock);
+  memset(&p, 0, sizeof p);
+  int32_t li = first, taken = 0, m_max = 0;
+  kiln_dtype dt = KILN_DTYPE_FP32;
+  size_t counters = 0, floats = 0;
+  for (; li < g->n_layers && p.n < CH_MAX_PHASES; li++) {
+    const kiln_layer_def *l = &g->layers[li];
+    kiln_tensor in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
+    io(user, li, in, out);
+    if (l->op == KILN_OP_RESHAPE && l->n_in >= 1 && l->n_out >= 1 && in[0].data == out[0].data) continue;
+    ch_phase *P = &p.ph[p.n];
+    int ok = (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) ? mm_phase(l, in, out, P)
+             : l->op == KILN_OP_KV_ATTENTION                           ? att_phase(l, in, out, P)
+                                                                       : 0;
+    kiln_dtype d = l->n_in > 0 ? in[0].dtype : KILN_DTYPE_FP32;
+    if (!ok || (p.n > 0 && d != dt) || (m == KILN_CUDA_CHAIN_AUTO && P->m > CH_AUTO_ROWS)) break;
+    dt = d;
+    size_t c, f;
+    phase_needs(P, &c, &f);
+    if (needs_bytes(c > counters ? c : counters, f > floats ? f : floats) > workspace_bytes) break;
+    counters = c > counters ? c : counters, floats = f > floats ? f : floats;
+    if (P->m > m_max) m_max = P->m;
+    P->layer = li;
+    p.n++;
+    taken = li + 1 - first;
+  }
+  kiln_status st = KILN_OK;
+  if (p.n >= KILN_CUDA_CHAIN_MIN_PHASES) {
+    cudaStream_t s = kiln_stream(stream);
+    p.grid = sms;
+    p.done = (unsigned int *)workspace;
+    p.sem = p.done + CH_MAX_PHASES;
+    p.part = (float *)((char *)workspace + head_bytes(counters));
+    p.trace = chain_trace;
+    p.prefetch = chain_prefetch();
+    cudaError_t e = cudaMemsetAsync(workspace, 0, (CH_MAX_PHASES + counters) * 4, s);
+    if (e != cudaSuccess) {
+      st = kiln_error(KILN_ERR_CUDA, "chain: clearing its counters: %s", cudaGetErrorString(e));
+    } else {
+      if (dt == KILN_DTYPE_FP16) st = m_max > 8 ? launch<__half, 2>(&p, s) : launch<__half, 1>(&p, s);
+      else st = m_max > 8 ? launch<__nv_bfloat16, 2>(&p, s) : launch<__nv_bfloat16, 1>(&p, s);
+      if (st == KILN_ERR_UNSUPPORTED) st = KILN_OK, taken = 0; /* the kernel cannot run here: layer by layer */
+      else if (st == KILN_OK) *ran = taken;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return st;
+}
