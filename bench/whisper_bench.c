@@ -211,7 +211,7 @@ static kiln_status dump_logits(kiln_whisper *w, const float *mel, int steps, con
 
 #ifdef KILN_HAVE_CUDA
 #define TRACE_LAYERS 1024
-#define TRACE_WORDS 8
+#define TRACE_WORDS KILN_CUDA_CHAIN_TRACE_WORDS
 
 /* The chain trace (see the top of the file) of the last decoding step, summarized. */
 static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {

@@ -62,7 +62,7 @@ using namespace kiln_mma;
 #define CH_MAX_D 64
 #define CH_MAX_ROWS 16
 #define CH_MAX_PHASES 128
-#define CH_TRACE 8
+#define CH_TRACE KILN_CUDA_CHAIN_TRACE_WORDS
 #define CH_PREFETCH 2 /* units of L2 prefetch ahead of the ring's copies (default; H100: 0-8 tried) */
 /* Rows of x up to which KILN_CUDA_CHAIN_AUTO takes a layer: at batch 1 the chain is faster than
  * the kernels one by one (H100, Whisper large-v3 fp16: 1.72 vs 2.04 ms a step), at 4 rows it is
@@ -355,7 +355,6 @@ static __device__ void row_stats(const T *x, int m, int k, float eps, float *mea
  * mean / rstd hold them already (row_stats at the phase's start). */
 template <typename T>
 static __device__ void stage_x(const ch_phase &P, int k0, int kc, float *mean, float *rstd, char *xs) {
-  typedef typename wq_type<T>::T2 T2;
   const T *x = (const T *)P.x, *gamma = (const T *)P.gamma, *beta = (const T *)P.beta;
   const int per_row = kc / 8, stride = ch_stride(kc * (int)sizeof(T));
   for (int i = threadIdx.x; i < P.m * per_row; i += CH_CTHREADS) {
@@ -379,16 +378,8 @@ static __device__ void stage_x(const ch_phase &P, int k0, int kc, float *mean, f
     const uint4 v = *at;
     const uint4 gv = __ldg(reinterpret_cast<const uint4 *>(gamma + k0 + kk));
     const uint4 bv = __ldg(reinterpret_cast<const uint4 *>(beta + k0 + kk));
-    uint32_t w[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      float2 xf = wq_type<T>::to_float2(from_u32<T2>(word_of(v, j)));
-      float2 gf = wq_type<T>::to_float2(from_u32<T2>(word_of(gv, j)));
-      float2 bf = wq_type<T>::to_float2(from_u32<T2>(word_of(bv, j)));
-      w[j] = to_u32(wq_type<T>::from_float2((xf.x - mean[r]) * rstd[r] * gf.x + bf.x,
-                                            (xf.y - mean[r]) * rstd[r] * gf.y + bf.y));
-    }
-    *at = make_uint4(w[0], w[1], w[2], w[3]);
+    *at = make_uint4(ln_pair<T>(v.x, gv.x, bv.x, mean[r], rstd[r]), ln_pair<T>(v.y, gv.y, bv.y, mean[r], rstd[r]),
+                     ln_pair<T>(v.z, gv.z, bv.z, mean[r], rstd[r]), ln_pair<T>(v.w, gv.w, bv.w, mean[r], rstd[r]));
   }
 }
 
@@ -468,8 +459,7 @@ static __device__ void mm_products(const ch_phase &P, int n0, int k0, int kc, co
  * bias, activation, residual, store. */
 template <typename T, int MT>
 static __device__ void mm_tile(const ch_phase &P, int u, const char *ring, uint32_t *it, uint64_t *full,
-                               uint64_t *empty, bool full_x, char *xs, const float *mean, const float *rstd,
-                               float *red) {
+                               uint64_t *empty, bool full_x, char *xs, float *mean, float *rstd, float *red) {
   constexpr int NP = MT * 128; /* outputs of a unit: 16 columns x 8 MT rows */
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n0 = u * 16;
   const ch_epi e = epi_load<T>(P, n0, threadIdx.x < NP ? threadIdx.x : 0);
@@ -482,7 +472,7 @@ static __device__ void mm_tile(const ch_phase &P, int u, const char *ring, uint3
     const int k0 = kp * P.kc, kc = P.k - k0 < P.kc ? P.k - k0 : P.kc, s = (int)(*it % CH_SLOTS);
     const char *x = xs + (full_x ? k0 * (int)sizeof(T) : 0);
     const int xstride = ch_stride((full_x ? P.k : kc) * (int)sizeof(T));
-    if (!full_x) stage_x<T>(P, k0, kc, (float *)mean, (float *)rstd, xs); /* xs is free: see the barriers below */
+    if (!full_x) stage_x<T>(P, k0, kc, mean, rstd, xs); /* xs is free: see the barriers below */
     mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
     if (!full_x) cbar(); /* xs staged by every thread */
     const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
@@ -868,16 +858,14 @@ extern "C" size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_laye
   if (!g || !l || !in_dims) return 0;
   ch_phase P;
   memset(&P, 0, sizeof P);
-  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) {
+  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) { /* the counters' head only, when it can join */
     kiln_matmul_io io;
     if (kiln_matmul_io_of(l, &io) != KILN_OK || in_dims[io.w].rank != 2) return 0;
     kiln_dtype wd = g->tensors[l->in[io.w]].dtype;
     int bits = l->op == KILN_OP_MATMUL ? 16 : wd == KILN_DTYPE_INT8 ? 8 : wd == KILN_DTYPE_INT4 ? 4 : 0;
-    int64_t n = in_dims[io.w].d[0], k = in_dims[io.w].d[1];
-    if (!bits || k < 1 || k % (4 * 128 / bits)) return 0;
-    int kc = unit_k(k, bits, CH_MAX_ROWS, 2);
-    if (!kc) return 0;
-    P.kind = CH_MM, P.m = CH_MAX_ROWS, P.tiles = (int)((n + 15) / 16), P.ks = (int)((k + kc - 1) / kc);
+    int64_t k = in_dims[io.w].d[1];
+    if (!bits || k < 1 || k % (4 * 128 / bits) || !unit_k(k, bits, CH_MAX_ROWS, 2)) return 0;
+    P.kind = CH_MM;
   } else if (l->op == KILN_OP_KV_ATTENTION && l->n_in >= 3 && in_dims[1].rank == 4 && in_dims[0].rank == 3) {
     int64_t B = in_dims[0].d[0] < CH_MAX_ROWS ? in_dims[0].d[0] : CH_MAX_ROWS;
     P.kind = l->p.causal ? CH_SELF : CH_CROSS, P.m = (int)B, P.heads = (int)in_dims[1].d[1];
@@ -903,7 +891,7 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
   static ch_params p; /* ~20 KB: not on the stack; filled and launched under the lock below */
   static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   pthread_mutex_lock(&lock);
-  memset(&p, 0, sizeof p);
+  p.n = 0; /* phases are filled whole by mm_phase / att_phase; the rest is set before a launch */
   int32_t li = first, taken = 0, m_max = 0;
   kiln_dtype dt = KILN_DTYPE_FP32;
   size_t counters = 0, floats = 0;
@@ -943,7 +931,7 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
     } else {
       if (dt == KILN_DTYPE_FP16) st = m_max > 8 ? launch<__half, 2>(&p, s) : launch<__half, 1>(&p, s);
       else st = m_max > 8 ? launch<__nv_bfloat16, 2>(&p, s) : launch<__nv_bfloat16, 1>(&p, s);
-      if (st == KILN_ERR_UNSUPPORTED) st = KILN_OK, taken = 0; /* the kernel cannot run here: layer by layer */
+      if (st == KILN_ERR_UNSUPPORTED) st = KILN_OK; /* the kernel cannot run here: layer by layer (*ran 0) */
       else if (st == KILN_OK) *ran = taken;
     }
   }

@@ -210,6 +210,7 @@ void kiln_cuda_chain_allow(int mode);
  * layer's phase, the global timer (ns) at the phase's entry, after waiting for the phase before,
  * after its first unit, after its last; the clock cycles of those three steps; kind << 24 | units).
  * NULL stops it. */
+#define KILN_CUDA_CHAIN_TRACE_WORDS 8
 void kiln_cuda_chain_trace(void *buffer);
 /* Chain kernels launched so far in this process (tests check that the chain ran). */
 int64_t kiln_cuda_chain_launches(void);

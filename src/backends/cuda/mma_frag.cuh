@@ -147,6 +147,17 @@ static __device__ __forceinline__ void a_operands(const uint4 &lo, const uint4 &
   }
 }
 
+/* A layernorm of the pair of T in x (32 bits) with the row's mean and 1/std and the pairs of gamma
+ * and beta, in fp32, rounded to T as a layernorm layer's output is. */
+template <typename T>
+static __device__ __forceinline__ uint32_t ln_pair(uint32_t x, uint32_t gamma, uint32_t beta, float mean, float rstd) {
+  typedef typename wq_type<T>::T2 T2;
+  const float2 xf = wq_type<T>::to_float2(from_u32<T2>(x));
+  const float2 gf = wq_type<T>::to_float2(from_u32<T2>(gamma));
+  const float2 bf = wq_type<T>::to_float2(from_u32<T2>(beta));
+  return to_u32(wq_type<T>::from_float2((xf.x - mean) * rstd * gf.x + bf.x, (xf.y - mean) * rstd * gf.y + bf.y));
+}
+
 /* Mean and 1/std of one row of k values of T, by one warp: load(i) gives the 16 bytes at element
  * i (a multiple of 8). One pass of sums shifted by the row's first element `first` keeps the
  * variance accurate; lane 0 writes the results. */

@@ -58,18 +58,9 @@ static __device__ __forceinline__ uint2 x_operand(const T *__restrict__ xr, int 
                                                    const T *__restrict__ beta, float mean, float rstd) {
   uint2 v = __ldg(reinterpret_cast<const uint2 *>(xr + k));
   if (!gamma) return v;
-  typedef typename wq_type<T>::T2 T2;
   const uint2 gv = __ldg(reinterpret_cast<const uint2 *>(gamma + k));
   const uint2 bv = __ldg(reinterpret_cast<const uint2 *>(beta + k));
-  uint32_t w[2] = {v.x, v.y}, gw[2] = {gv.x, gv.y}, bw[2] = {bv.x, bv.y};
-#pragma unroll
-  for (int i = 0; i < 2; i++) {
-    float2 xf = wq_type<T>::to_float2(from_u32<T2>(w[i]));
-    float2 gf = wq_type<T>::to_float2(from_u32<T2>(gw[i]));
-    float2 bf = wq_type<T>::to_float2(from_u32<T2>(bw[i]));
-    w[i] = to_u32(wq_type<T>::from_float2((xf.x - mean) * rstd * gf.x + bf.x, (xf.y - mean) * rstd * gf.y + bf.y));
-  }
-  return make_uint2(w[0], w[1]);
+  return make_uint2(ln_pair<T>(v.x, gv.x, bv.x, mean, rstd), ln_pair<T>(v.y, gv.y, bv.y, mean, rstd));
 }
 
 /* Mean and 1/std of rows m_base .. m_base + rows - 1 of x into mean[] / rstd[] (one warp per
