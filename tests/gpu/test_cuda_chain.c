@@ -83,8 +83,8 @@ typedef struct shape {
   int64_t B, Bk, Bc, A, T; /* rows, cross-attention rows, cache rows, audio positions, cache capacity */
 } shape;
 
-/* d 384 is Whisper tiny's: fc2's K of 1536 is more than one chain unit takes (1280 fp16 values,
- * or the staged x of 16 rows), so its K is split over units and summed by the tile's last one. */
+/* d 384 is Whisper tiny's: fc2's K of 1536 is more than one chain slot takes (1280 fp16 values,
+ * or the staged x of 16 rows), so its K streams through consecutive slots of a unit. */
 static const geom geoms[] = {{256, 4, 1}, {128, 4, 1}, {384, 6, 0}};
 /* Tolerances: this network with fp16 activations (a CPU fp16 engine) against the fp32 one came to
  * max |diff| / max |ref| <= 1.2e-3 and nmse <= 8e-7 over the whole grid, logits and new cache

@@ -10,7 +10,8 @@
  * A block is CH_WARPS consumer warps and one producer warp. Each phase is cut into units:
  *   - matmul: 16 weight rows x kc values of K (kc * bits / 8 <= 2560 bytes a row; K split into
  *     `ks` pieces when longer), y[M, 16] of one row tile (M <= 16 rows of x);
- *   - attention: one (row b, head h) and CH_KEYS keys of the cache ("piece").
+ *   - attention: one (row b, head h) and a piece of its keys (slots of CH_KEYS keys each; a
+ *     cross-attention phase is cut into about a unit per block, CH_MERGE_MAX pieces at most).
  * Unit u of phase p runs on block (u + offset_p) % grid, offset_p being the units of the phases
  * before it (mod grid), so every block gets a fair share of each layer's bytes. The producer
  * walks the same sequence and, for each of its block's units, copies the unit's weight rows (one
@@ -24,21 +25,24 @@
  * layernorm: row statistics once a phase), then compute each unit from its slot:
  *   - matmul: the skinny kernel's tensor-core scheme (skinny.cu, mma_frag.cuh): lane (g, t)
  *     reads 16 bytes of weight rows g and g + 8, the 8 warps split the unit's K and add their
- *     partial sums in shared memory; bias, activation, residual, store. With K split, the
- *     pieces' fp32 sums go to the workspace and the block that completes a row tile last (a
- *     counter per tile) adds them in piece order and finishes it: deterministic.
- *   - attention: scores of the piece's keys (and of the new token's key, taken from qkv), their
- *     softmax max and sum, and the weighted values; the new key and value are also written into
- *     the caches at lengths[b]. With several pieces, the last one to finish a (row, head) merges
- *     the pieces' (max, sum, output) in piece order, as kv_attention.cu's combine does.
+ *     partial sums in shared memory; bias, activation, residual, store. A K longer than a slot
+ *     holds streams through consecutive slots, its pieces added up in registers.
+ *   - attention: slot after slot, scores of the piece's keys (and of the new token's key, taken
+ *     from qkv), an online softmax (running max and sum) and the weighted values; the new key and
+ *     value are also written into the caches at lengths[b]. A (row, head) of one piece writes its
+ *     output; with several, each piece writes its (output, max, sum) to the workspace, and the
+ *     matmul phase that follows (the attention's output projection) merges them in piece order
+ *     as it stages its x (kv_attention.cu's combine), so no counter or second pass is needed;
+ *     the block holding its first row tile also stores the merged rows in y. An attention phase
+ *     not followed by such a matmul runs one piece per (row, head).
  * Then the block adds its unit count to done[p] (after a fence). All blocks must be resident at
  * once (a cooperative launch guarantees it or fails). Activations written inside the kernel are
  * read with ld.global.cg (L2, never a stale L1 line): the arena reuses addresses across layers.
  *
- * Workspace (the context's, cleared in part before each launch): done counters, the per-tile and
- * per-(row, head) counters, then the split partial sums. Needs sm_90 (bulk copies, mbarrier
- * transaction counts).
+ * Workspace (the context's, its done counters cleared before each launch): done counters, then
+ * the attention pieces' partial results. Needs sm_90 (bulk copies, mbarrier transaction counts).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,12 +66,17 @@ using namespace kiln_mma;
 #define CH_MAX_D 64
 #define CH_MAX_ROWS 16
 #define CH_MAX_PHASES 128
+#define CH_STAGE_U 4   /* items of x a thread stages per round (loads in flight together) */
+#define CH_MERGE_MAX 4 /* most pieces of a (row, head) a matmul merges as it stages x (8: spills in the products) */
+#define CH_PART (CH_MAX_D + 4) /* floats of a piece's partial result: output, max, sum (16-byte rows) */
 #define CH_TRACE KILN_CUDA_CHAIN_TRACE_WORDS
 #define CH_PREFETCH 2 /* units of L2 prefetch ahead of the ring's copies (default; H100: 0-8 tried) */
-/* Rows of x up to which KILN_CUDA_CHAIN_AUTO takes a layer: at batch 1 the chain is faster than
- * the kernels one by one (H100, Whisper large-v3 fp16: 1.72 vs 2.04 ms a step), at 4 rows it is
- * slower (3.0 vs 2.4 ms: cross-attention's units; bench/RESULTS.md, session 10). */
-#define CH_AUTO_ROWS 1
+/* Rows of x up to which KILN_CUDA_CHAIN_AUTO takes a layer, for matmuls of 16-bit weights and of
+ * quantized ones. H100, Whisper large-v3, a decoding step (bench/RESULTS.md, session 11): batch 1,
+ * chain against kernels one by one, fp16 1.60 vs 2.02 ms, int4 1.81 vs 1.89; batch 4, fp16 2.34 vs
+ * 2.49, int4 2.56 vs 2.36 (int4 units of 16 rows are latency-bound). Larger batches: not measured. */
+#define CH_AUTO_ROWS 4
+#define CH_AUTO_ROWS_WQ 1
 #define CH_RED_FLOATS (CH_WARPS * 2 * 128) /* the warps' partial sums at MT = 2 */
 #define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D)
 #define CH_SMEM \
@@ -83,6 +92,8 @@ struct ch_phase {
   int kind, bits, ln, act, bias_dt, group;
   int m, n, k, kc, ks, tiles;    /* matmul: rows, N, K, K per unit, K pieces, row tiles */
   int heads, d, cap, rep, pieces; /* attention: pieces = most units per (row, head) */
+  int split;                      /* attention: pieces wanted per (row, head) (1: y written whole) */
+  int xatt;                       /* matmul: the attention phase whose pieces x merges, or -1 */
   float eps, scale;
   const void *x, *w, *v;
   const float *scales;
@@ -94,7 +105,7 @@ struct ch_phase {
 
 struct ch_params {
   int n, grid;
-  unsigned int *done, *sem; /* done[CH_MAX_PHASES], then the counters */
+  unsigned int *done; /* done[CH_MAX_PHASES] */
   float *part;
   uint32_t *trace; /* NULL, or CH_TRACE words per (layer, block): kiln_cuda_chain_trace */
   int prefetch;    /* units the producer's L2 prefetch runs ahead of its copies */
@@ -150,17 +161,14 @@ static __device__ __forceinline__ unsigned int ld_acquire(const unsigned int *p)
   return v;
 }
 
-/* *p += v at gpu scope: release (the block's writes before it, ordered by a barrier, are visible
- * to whoever acquires the new value), or acquire-release returning the old value. */
+/* *p += v at gpu scope, release: the block's writes before it, ordered by a barrier, are visible
+ * to whoever acquires the new value. */
 static __device__ __forceinline__ void red_release(unsigned int *p, unsigned int v) {
   asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
-static __device__ __forceinline__ unsigned int atom_acq_rel(unsigned int *p, unsigned int v) {
-  unsigned int old;
-  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
-  return old;
-}
+/* the line at p into L1 (a hint) */
+static __device__ __forceinline__ void prefetch_l1(const void *p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
 /* the 128-byte line at p into L2, to stay (a hint: no fault, nothing waits for it) */
 static __device__ __forceinline__ void prefetch_line(const void *p) {
@@ -182,54 +190,80 @@ static __device__ __forceinline__ int self_keys(const ch_phase &P, int b) {
   return n < 0 ? 0 : n > P.cap ? P.cap : (int)n;
 }
 
-static __device__ __forceinline__ int pieces_of(int keys) { return keys <= CH_KEYS ? 1 : (keys + CH_KEYS - 1) / CH_KEYS; }
+#define CH_MIN_PIECE 32 /* fewest keys of a self-attention piece */
+
+/* Pieces (row, head) of `keys` keys is cut into: P.split at most, CH_MIN_PIECE keys at least,
+ * none empty. The producer, the consumers and the next phase's merge all compute it. */
+static __device__ __forceinline__ int att_pieces(const ch_phase &P, int keys) {
+  int n = P.split;
+  const int most = (keys + CH_MIN_PIECE - 1) / CH_MIN_PIECE;
+  if (P.kind == CH_SELF && n > most) n = most;
+  if (n <= 1 || keys <= 1) return 1;
+  const int per = (keys + n - 1) / n;
+  return (keys + per - 1) / per;
+}
+
+static __device__ __forceinline__ int row_keys(const ch_phase &P, int b) { return P.kind == CH_CROSS ? P.cap : self_keys(P, b); }
 
 static __device__ int ch_units(const ch_phase &P) {
   if (P.kind == CH_MM) return P.tiles;
-  if (P.kind == CH_CROSS) return P.m * P.heads * P.pieces;
+  if (P.kind == CH_CROSS) return P.m * P.heads * att_pieces(P, P.cap);
   int u = 0;
-  for (int b = 0; b < P.m; b++) u += pieces_of(self_keys(P, b)) * P.heads;
+  for (int b = 0; b < P.m; b++) u += att_pieces(P, self_keys(P, b)) * P.heads;
   return u;
 }
 
-/* Attention unit u -> row b, head h, piece, pieces of (b, h), keys of row b. */
+/* Attention unit u -> row b, head h, piece of pieces, its keys k0 .. k1 (the row's keys cut in
+ * pieces of `per`), and the position of the new key (self-attention, when it lies in the cache
+ * and in the piece; else -1). */
 struct ch_att {
-  int b, h, piece, pieces, keys;
+  int b, h, piece, pieces, k0, k1, pos;
 };
 
 static __device__ ch_att att_unit(const ch_phase &P, int u) {
   ch_att a;
+  int keys = P.cap;
   if (P.kind == CH_CROSS) {
-    a.keys = P.cap, a.pieces = P.pieces;
+    a.pieces = att_pieces(P, keys);
     a.piece = u % a.pieces, u /= a.pieces;
     a.h = u % P.heads, a.b = u / P.heads;
-    return a;
+  } else {
+    for (a.b = 0; a.b < P.m; a.b++) {
+      keys = self_keys(P, a.b);
+      a.pieces = att_pieces(P, keys);
+      if (u < a.pieces * P.heads) break;
+      u -= a.pieces * P.heads;
+    }
+    a.h = u / a.pieces, a.piece = u % a.pieces;
   }
-  for (a.b = 0; a.b < P.m; a.b++) {
-    a.keys = self_keys(P, a.b);
-    a.pieces = pieces_of(a.keys);
-    if (u < a.pieces * P.heads) break;
-    u -= a.pieces * P.heads;
+  const int per = (keys + a.pieces - 1) / a.pieces;
+  a.k0 = a.piece * per, a.k1 = a.k0 + per < keys ? a.k0 + per : keys;
+  a.pos = -1;
+  if (P.kind == CH_SELF) {
+    const long long pos = (long long)__ldg(P.len + a.b);
+    if (pos >= 0 && pos < P.cap && pos >= a.k0 && pos < a.k1) a.pos = (int)pos;
   }
-  a.h = u / a.pieces, a.piece = u % a.pieces;
   return a;
 }
 
-/* Keys of the unit held in the caches (copied by the producer): self-attention's new key (at
- * len[b], when it lies in the cache) is not, it comes from qkv. */
-static __device__ __forceinline__ int cached_keys(const ch_phase &P, const ch_att &a, int *has_new) {
-  int p0 = a.piece * CH_KEYS, end = a.keys < p0 + CH_KEYS ? a.keys : p0 + CH_KEYS;
-  *has_new = 0;
-  if (P.kind == CH_SELF) {
-    long long pos = (long long)__ldg(P.len + a.b);
-    if (pos >= 0 && pos < P.cap && pos >= p0 && pos < p0 + CH_KEYS) *has_new = 1, end = (int)pos;
-  }
-  return end > p0 ? end - p0 : 0;
+/* Slots the unit's keys take (at least one, so that producer and consumers agree on empty ones) */
+static __device__ __forceinline__ int att_slots(const ch_att &a) {
+  return a.k1 - a.k0 > CH_KEYS ? (a.k1 - a.k0 + CH_KEYS - 1) / CH_KEYS : 1;
 }
 
-static __device__ __forceinline__ const char *cache_row(const ch_phase &P, const void *c, const ch_att &a, int elem) {
+/* Slot s of the unit: its first key c0, its keys, and those of them held in the caches (copied
+ * by the producer; the new key, when in this slot, comes last and from qkv). */
+static __device__ __forceinline__ int att_chunk(const ch_att &a, int s, int *c0, int *cached) {
+  *c0 = a.k0 + s * CH_KEYS;
+  const int c1 = a.k1 < *c0 + CH_KEYS ? a.k1 : *c0 + CH_KEYS, n = c1 > *c0 ? c1 - *c0 : 0;
+  *cached = a.pos >= *c0 && a.pos < c1 ? a.pos - *c0 : n;
+  return n;
+}
+
+static __device__ __forceinline__ const char *cache_row(const ch_phase &P, const void *c, const ch_att &a, int key,
+                                                        int elem) {
   int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
-  return (const char *)c + (((long long)row * P.heads + a.h) * P.cap + (long long)a.piece * CH_KEYS) * P.d * elem;
+  return (const char *)c + (((long long)row * P.heads + a.h) * P.cap + key) * P.d * elem;
 }
 
 /* ---- the producer ------------------------------------------------------------------------ */
@@ -258,8 +292,10 @@ static __device__ bool walk_next(const ch_params &p, ch_walk &w) {
   return true;
 }
 
-/* Slots a unit of P takes: a matmul row tile's K pieces, or one. */
-static __device__ __forceinline__ int unit_slots(const ch_phase &P) { return P.kind == CH_MM ? P.ks : 1; }
+/* Slots unit u of P takes: a matmul row tile's K pieces, or an attention piece's keys. */
+static __device__ __forceinline__ int unit_slots(const ch_phase &P, int u) {
+  return P.kind == CH_MM ? P.ks : att_slots(att_unit(P, u));
+}
 
 /* What lane `lane` of the producer copies for slot kp of unit u of P: bytes from src to slot
  * offset dst (0 bytes: nothing); *total is the slot's bytes. */
@@ -277,11 +313,12 @@ static __device__ int unit_source(const ch_phase &P, int u, int kp, int lane, co
     return rb;
   }
   const ch_att a = att_unit(P, u);
-  int has_new;
-  const int n = cached_keys(P, a, &has_new), bytes = n * P.d * (int)sizeof(T);
+  int c0, cached;
+  att_chunk(a, kp, &c0, &cached);
+  const int bytes = cached * P.d * (int)sizeof(T);
   *total = 2u * (uint32_t)bytes;
   if (lane >= 2 || !bytes) return 0;
-  *src = cache_row(P, lane ? P.v : P.w, a, (int)sizeof(T));
+  *src = cache_row(P, lane ? P.v : P.w, a, c0, (int)sizeof(T));
   *dst = lane * (CH_SLOT_BYTES / 2);
   return bytes;
 }
@@ -310,7 +347,8 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
   }
   auto prefetch_unit = [&](const ch_walk &w) {
     const ch_phase &P = p.ph[w.ph];
-    for (int q = 0; q < unit_slots(P); q++) {
+    const int slots = unit_slots(P, w.u);
+    for (int q = 0; q < slots; q++) {
       const int b = unit_source<T>(P, w.u, q, lane, &src, &dst, &total);
       if (b) kiln_prefetch_l2(src, (uint32_t)b);
     }
@@ -326,7 +364,8 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
       const char *r = (const char *)(P.scales + (long long)(ld.u * 16 + lane) * spr);
       for (int o = 0; o < spr * 4; o += 128) prefetch_line(r + o);
     }
-    for (int q = 0; q < unit_slots(P); q++, it++) {
+    const int slots = unit_slots(P, ld.u);
+    for (int q = 0; q < slots; q++, it++) {
       const int s = (int)(it % CH_SLOTS);
       if (it >= CH_SLOTS) mbar_wait(&empty[s], ((it / CH_SLOTS) - 1) & 1);
       const int b = unit_source<T>(P, ld.u, q, lane, &src, &dst, &total);
@@ -335,6 +374,51 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
       if (b) bulk_copy(ring + (size_t)s * CH_SLOT_BYTES + dst, src, (uint32_t)b, &full[s]);
     }
   }
+}
+
+/* x[r, kk .. kk + 7] of a matmul whose x is attention phase A's output: y where the (row, head)
+ * was one piece, else its pieces' (output, max, sum), all loaded at once (CH_MERGE_MAX at most:
+ * link_pieces), merged in piece order (kv_attention.cu's combine) and rounded to T as y would be;
+ * stored into y too when `store`. */
+template <typename T>
+static __device__ uint4 att_merged8(const ch_params &p, const ch_phase &A, int r, int kk, bool store) {
+  const int h = kk / A.d, d0 = kk % A.d, n = att_pieces(A, row_keys(A, r));
+  uint4 *y = reinterpret_cast<uint4 *>((T *)A.y + (long long)r * A.heads * A.d + kk);
+  if (n == 1) return __ldcg(y);
+  const float *pt = p.part + ((long long)r * A.heads + h) * A.pieces * CH_PART;
+  float2 ml[CH_MERGE_MAX];
+  float4 v[CH_MERGE_MAX][2];
+#pragma unroll
+  for (int i = 0; i < CH_MERGE_MAX; i++) {
+    if (i >= n) break;
+    const float *pi = pt + i * CH_PART;
+    ml[i] = __ldcg(reinterpret_cast<const float2 *>(pi + CH_MAX_D));
+    v[i][0] = __ldcg(reinterpret_cast<const float4 *>(pi + d0));
+    v[i][1] = __ldcg(reinterpret_cast<const float4 *>(pi + d0) + 1);
+  }
+  float M = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < CH_MERGE_MAX; i++)
+    if (i < n) M = fmaxf(M, ml[i].x);
+  float L = 0.0f, acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < CH_MERGE_MAX; i++) {
+    if (i >= n || ml[i].x == -INFINITY) continue;
+    const float w = __expf(ml[i].x - M);
+    L += ml[i].y * w;
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      acc[4 * e] += v[i][e].x * w, acc[4 * e + 1] += v[i][e].y * w;
+      acc[4 * e + 2] += v[i][e].z * w, acc[4 * e + 3] += v[i][e].w * w;
+    }
+  }
+  uint32_t w[4];
+#pragma unroll
+  for (int e = 0; e < 4; e++)
+    w[e] = to_u32(wq_type<T>::from_float2(L > 0.0f ? acc[2 * e] / L : 0.0f, L > 0.0f ? acc[2 * e + 1] / L : 0.0f));
+  const uint4 out = make_uint4(w[0], w[1], w[2], w[3]);
+  if (store) __stcg(y, out);
+  return out;
 }
 
 /* ---- matmul units ------------------------------------------------------------------------ */
@@ -352,15 +436,34 @@ static __device__ void row_stats(const T *x, int m, int k, float eps, float *mea
 /* Rows of x, columns k0 .. k0 + kc, into xs (row stride ch_stride(kc * 2) bytes); with a fused
  * layernorm, normalized and rounded to T as a layernorm layer's output would be. When the unit
  * spans all of K the row statistics come from the staged rows (one read of x from L2), else
- * mean / rstd hold them already (row_stats at the phase's start). */
+ * mean / rstd hold them already (row_stats at the phase's start). x of a phase that merges an
+ * attention's pieces (P.xatt >= 0, all of K: the host checks it) is merged here; `store`: the
+ * merged rows go to the attention's y too. */
 template <typename T>
-static __device__ void stage_x(const ch_phase &P, int k0, int kc, float *mean, float *rstd, char *xs) {
+static __device__ void stage_x(const ch_params &p, const ch_phase &P, int k0, int kc, float *mean, float *rstd,
+                               char *xs, bool store) {
   const T *x = (const T *)P.x, *gamma = (const T *)P.gamma, *beta = (const T *)P.beta;
-  const int per_row = kc / 8, stride = ch_stride(kc * (int)sizeof(T));
-  for (int i = threadIdx.x; i < P.m * per_row; i += CH_CTHREADS) {
-    const int r = i / per_row, kk = (i % per_row) * 8;
-    *reinterpret_cast<uint4 *>(xs + r * stride + kk * (int)sizeof(T)) =
-        __ldcg(reinterpret_cast<const uint4 *>(x + (long long)r * P.k + k0 + kk));
+  const int per_row = kc / 8, stride = ch_stride(kc * (int)sizeof(T)), items = P.m * per_row;
+  auto at = [&](int i) { return reinterpret_cast<uint4 *>(xs + (i / per_row) * stride + (i % per_row) * 8 * (int)sizeof(T)); };
+  /* CH_STAGE_U items (8 values) a thread, all loaded before any is stored: one L2 round trip for
+   * them instead of one each; the layernorm's gamma and beta into L1 meanwhile */
+  uint4 v[CH_STAGE_U];
+  if (P.xatt >= 0) { /* a merge keeps its pieces' loads in flight: one item at a time */
+    for (int i = threadIdx.x; i < items; i += CH_CTHREADS)
+      *at(i) = att_merged8<T>(p, p.ph[P.xatt], i / per_row, k0 + (i % per_row) * 8, store);
+  } else {
+    for (int i0 = threadIdx.x; i0 < items; i0 += CH_STAGE_U * CH_CTHREADS) {
+#pragma unroll
+      for (int q = 0; q < CH_STAGE_U; q++) {
+        const int i = i0 + q * CH_CTHREADS, r = i / per_row, kk = (i % per_row) * 8;
+        if (i >= items) break;
+        v[q] = __ldcg(reinterpret_cast<const uint4 *>(x + (long long)r * P.k + k0 + kk));
+        if (P.ln && r == 0) prefetch_l1(gamma + k0 + kk), prefetch_l1(beta + k0 + kk);
+      }
+#pragma unroll
+      for (int q = 0; q < CH_STAGE_U; q++)
+        if (i0 + q * CH_CTHREADS < items) *at(i0 + q * CH_CTHREADS) = v[q];
+    }
   }
   if (!P.ln) return;
   cbar();
@@ -372,14 +475,12 @@ static __device__ void stage_x(const ch_phase &P, int k0, int kc, float *mean, f
     }
     cbar();
   }
-  for (int i = threadIdx.x; i < P.m * per_row; i += CH_CTHREADS) {
+  for (int i = threadIdx.x; i < items; i += CH_CTHREADS) { /* gamma and beta: L1 hits now */
     const int r = i / per_row, kk = (i % per_row) * 8;
-    uint4 *at = reinterpret_cast<uint4 *>(xs + r * stride + kk * (int)sizeof(T));
-    const uint4 v = *at;
-    const uint4 gv = __ldg(reinterpret_cast<const uint4 *>(gamma + k0 + kk));
-    const uint4 bv = __ldg(reinterpret_cast<const uint4 *>(beta + k0 + kk));
-    *at = make_uint4(ln_pair<T>(v.x, gv.x, bv.x, mean[r], rstd[r]), ln_pair<T>(v.y, gv.y, bv.y, mean[r], rstd[r]),
-                     ln_pair<T>(v.z, gv.z, bv.z, mean[r], rstd[r]), ln_pair<T>(v.w, gv.w, bv.w, mean[r], rstd[r]));
+    const uint4 xv = *at(i), g = __ldg(reinterpret_cast<const uint4 *>(gamma + k0 + kk)),
+                b = __ldg(reinterpret_cast<const uint4 *>(beta + k0 + kk));
+    *at(i) = make_uint4(ln_pair<T>(xv.x, g.x, b.x, mean[r], rstd[r]), ln_pair<T>(xv.y, g.y, b.y, mean[r], rstd[r]),
+                        ln_pair<T>(xv.z, g.z, b.z, mean[r], rstd[r]), ln_pair<T>(xv.w, g.w, b.w, mean[r], rstd[r]));
   }
 }
 
@@ -458,7 +559,7 @@ static __device__ void mm_products(const ch_phase &P, int n0, int k0, int kc, co
  * K staged at the phase's start (full_x), or staged here piece by piece. Then the warps' sums, and
  * bias, activation, residual, store. */
 template <typename T, int MT>
-static __device__ void mm_tile(const ch_phase &P, int u, const char *ring, uint32_t *it, uint64_t *full,
+static __device__ void mm_tile(const ch_params &p, const ch_phase &P, int u, const char *ring, uint32_t *it, uint64_t *full,
                                uint64_t *empty, bool full_x, char *xs, float *mean, float *rstd, float *red) {
   constexpr int NP = MT * 128; /* outputs of a unit: 16 columns x 8 MT rows */
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n0 = u * 16;
@@ -472,7 +573,7 @@ static __device__ void mm_tile(const ch_phase &P, int u, const char *ring, uint3
     const int k0 = kp * P.kc, kc = P.k - k0 < P.kc ? P.k - k0 : P.kc, s = (int)(*it % CH_SLOTS);
     const char *x = xs + (full_x ? k0 * (int)sizeof(T) : 0);
     const int xstride = ch_stride((full_x ? P.k : kc) * (int)sizeof(T));
-    if (!full_x) stage_x<T>(P, k0, kc, mean, rstd, xs); /* xs is free: see the barriers below */
+    if (!full_x) stage_x<T>(p, P, k0, kc, mean, rstd, xs, false); /* xs is free: see the barriers below */
     mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
     if (!full_x) cbar(); /* xs staged by every thread */
     const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
@@ -503,115 +604,102 @@ static __device__ __forceinline__ float2 pair_of(const T *p) {
   return wq_type<T>::to_float2(*reinterpret_cast<const typename wq_type<T>::T2 *>(p));
 }
 
-/* One attention unit: (row b, head h, piece) of P; its slot holds the piece's cached keys (first
- * half) and values (second half). */
+/* One attention unit: (row b, head h, piece) of P, its keys and values in att_slots() consecutive
+ * ring slots (from *it on; keys in the first half of a slot, values in the second), an online
+ * softmax over them; each slot is released as soon as it is read. */
 template <typename T>
-static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u, const char *slot, float *sm,
-                                    int *flag, uint64_t *full, uint32_t parity, uint64_t *release) {
-  const int ct = threadIdx.x, D = P.d, H = P.heads;
+static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u, const char *ring, uint32_t *it,
+                                    uint64_t *full, uint64_t *empty, float *sm) {
+  const int ct = threadIdx.x, D = P.d, H = P.heads, lane = ct & 31, warp = ct >> 5;
   const ch_att a = att_unit(P, u);
-  int has_new;
-  const int cached = cached_keys(P, a, &has_new), n_keys = cached + has_new;
   float *qs = sm, *nk = sm + CH_MAX_D, *nv = nk + CH_MAX_D, *sc = nv + CH_MAX_D, *wred = sc + CH_KEYS,
         *ored = wred + 16;
   const long long ldq = P.kind == CH_SELF ? 3LL * H * D : (long long)H * D;
   const T *qr = (const T *)P.x + a.b * ldq + (long long)a.h * D;
   if (ct < D) {
     qs[ct] = wq_type<T>::to_float(__ldcg(qr + ct)) * P.scale;
-    if (has_new) {
+    if (a.pos >= 0) {
       const T kv = __ldcg(qr + (long long)H * D + ct), vv = __ldcg(qr + 2LL * H * D + ct);
       nk[ct] = wq_type<T>::to_float(kv);
       nv[ct] = wq_type<T>::to_float(vv);
-      const long long at = (((long long)a.b * H + a.h) * P.cap + __ldg(P.len + a.b)) * D + ct;
+      const long long at = (((long long)a.b * H + a.h) * P.cap + a.pos) * D + ct;
       ((T *)P.w)[at] = kv; /* no unit of this step reads position len[b] from the cache */
       ((T *)P.v)[at] = vv;
     }
   }
-  mbar_wait(full, parity);
-  cbar();
-  /* scores: two threads a key, each half of the head (16-byte loads rotated by key: no bank
-   * conflicts between the keys of a quarter warp) */
-  const int j = ct >> 1, half = ct & 1, nvec = D / 16; /* 16-byte vectors per half */
-  const T *kb = reinterpret_cast<const T *>(slot);
-  float s = 0.0f;
-  if (j < cached) {
-    for (int i0 = 0; i0 < nvec; i0++) {
-      const int i = (i0 + j) % nvec, d0 = half * (D / 2) + i * 8;
-      const uint4 kv = *reinterpret_cast<const uint4 *>(kb + (long long)j * D + d0);
+  /* thread pairs of dimensions (2 pr, 2 pr + 1) of the weighted values, 8 groups of keys */
+  const int pr = ct & 31, grp = ct >> 5, j = ct >> 1, half = ct & 1, nvec = D / 16;
+  float M = -INFINITY, L = 0.0f, o0 = 0.0f, o1 = 0.0f;
+  const int slots = att_slots(a);
+  for (int q = 0; q < slots; q++, (*it)++) {
+    int c0, cached;
+    const int n = att_chunk(a, q, &c0, &cached), s = (int)(*it % CH_SLOTS);
+    mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
+    cbar(); /* qs, nk, nv written (first slot); sc and wred free (later ones) */
+    const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
+    /* scores: two threads a key, each half of the head (16-byte loads rotated by key: no bank
+     * conflicts between the keys of a quarter warp) */
+    const T *kb = reinterpret_cast<const T *>(slot);
+    float sco = 0.0f;
+    if (j < cached) {
+      for (int i0 = 0; i0 < nvec; i0++) {
+        const int i = (i0 + j) % nvec, d0 = half * (D / 2) + i * 8;
+        const uint4 kv = *reinterpret_cast<const uint4 *>(kb + (long long)j * D + d0);
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const float2 f = wq_type<T>::to_float2(from_u32<typename wq_type<T>::T2>(word_of(kv, e)));
-        s += qs[d0 + 2 * e] * f.x + qs[d0 + 2 * e + 1] * f.y;
+        for (int e = 0; e < 4; e++) {
+          const float2 f = wq_type<T>::to_float2(from_u32<typename wq_type<T>::T2>(word_of(kv, e)));
+          sco += qs[d0 + 2 * e] * f.x + qs[d0 + 2 * e + 1] * f.y;
+        }
+      }
+    } else if (j == cached && j < n) {
+      for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) sco += qs[d] * nk[d];
+    }
+    sco += __shfl_xor_sync(0xffffffffu, sco, 1);
+    if (half == 0) sc[j] = j < n ? sco : -INFINITY;
+    cbar();
+    if (ct < CH_KEYS) {
+      const float m = kiln_warp_max(sc[ct]);
+      if (lane == 0) wred[warp] = m;
+    }
+    cbar();
+    const float mn = fmaxf(M, fmaxf(fmaxf(wred[0], wred[1]), fmaxf(wred[2], wred[3])));
+    if (ct < CH_KEYS) {
+      const float e = sc[ct] == -INFINITY ? 0.0f : __expf(sc[ct] - mn);
+      sc[ct] = e;
+      const float sum = kiln_warp_sum(e);
+      if (lane == 0) wred[4 + warp] = sum;
+    }
+    cbar();
+    const float alpha = M == -INFINITY ? 0.0f : __expf(M - mn);
+    L = L * alpha + (wred[4] + wred[5] + wred[6] + wred[7]);
+    M = mn;
+    const T *vb = reinterpret_cast<const T *>(slot + CH_SLOT_BYTES / 2);
+    if (2 * pr < D) {
+      o0 *= alpha, o1 *= alpha;
+      for (int jj = grp; jj < n; jj += CH_WARPS) {
+        const float w = sc[jj];
+        float2 f;
+        if (jj < cached) f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
+        else f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
+        o0 += w * f.x, o1 += w * f.y;
       }
     }
-  } else if (j == cached && has_new) {
-    for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) s += qs[d] * nk[d];
+    cbar(); /* the slot, sc and wred are read */
+    if (ct == 0) mbar_arrive(&empty[s]);
   }
-  s += __shfl_xor_sync(0xffffffffu, s, 1);
-  if (half == 0) sc[j] = j < n_keys ? s : -INFINITY;
+  if (2 * pr < D) ored[grp * CH_MAX_D + 2 * pr] = o0, ored[grp * CH_MAX_D + 2 * pr + 1] = o1;
   cbar();
-  const int lane = ct & 31, warp = ct >> 5;
-  if (ct < CH_KEYS) {
-    const float m = kiln_warp_max(sc[ct]);
-    if (lane == 0) wred[warp] = m;
-  }
-  cbar();
-  const float mx = fmaxf(fmaxf(wred[0], wred[1]), fmaxf(wred[2], wred[3]));
-  if (ct < CH_KEYS) {
-    const float e = sc[ct] == -INFINITY ? 0.0f : __expf(sc[ct] - mx);
-    sc[ct] = e;
-    const float sum = kiln_warp_sum(e);
-    if (lane == 0) wred[4 + warp] = sum;
-  }
-  cbar();
-  const float L = wred[4] + wred[5] + wred[6] + wred[7];
-  /* weighted values: thread pairs of dimensions (2 pr, 2 pr + 1), 8 groups of keys */
-  const T *vb = reinterpret_cast<const T *>(slot + CH_SLOT_BYTES / 2);
-  const int pr = ct & 31, grp = ct >> 5;
-  if (2 * pr < D) {
-    float o0 = 0.0f, o1 = 0.0f;
-    for (int jj = grp; jj < n_keys; jj += CH_WARPS) {
-      const float w = sc[jj];
-      float2 f;
-      if (jj < cached) f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
-      else f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
-      o0 += w * f.x, o1 += w * f.y;
-    }
-    ored[grp * CH_MAX_D + 2 * pr] = o0, ored[grp * CH_MAX_D + 2 * pr + 1] = o1;
-  }
-  cbar();
-  if (ct == 0) mbar_arrive(release);
+  if (ct >= D) return;
   float o = 0.0f;
-  if (ct < D)
-    for (int g = 0; g < CH_WARPS; g++) o += ored[g * CH_MAX_D + ct];
-  T *y = (T *)P.y + (long long)a.b * H * D + (long long)a.h * D;
+  for (int g = 0; g < CH_WARPS; g++) o += ored[g * CH_MAX_D + ct];
   if (a.pieces == 1) {
-    if (ct < D) y[ct] = wq_type<T>::from_float(L > 0.0f ? o / L : 0.0f);
+    T *y = (T *)P.y + (long long)a.b * H * D + (long long)a.h * D;
+    y[ct] = wq_type<T>::from_float(L > 0.0f ? o / L : 0.0f);
     return;
   }
-  const int bh = a.b * H + a.h;
-  float *part = p.part + (long long)bh * P.pieces * (CH_MAX_D + 2);
-  if (ct < D) __stcg(part + a.piece * (CH_MAX_D + 2) + ct, o);
-  if (ct == 0) {
-    __stcg(part + a.piece * (CH_MAX_D + 2) + CH_MAX_D, mx);
-    __stcg(part + a.piece * (CH_MAX_D + 2) + CH_MAX_D + 1, L);
-  }
-  cbar();
-  if (ct == 0) *flag = atom_acq_rel(p.sem + bh, 1u) == (unsigned int)a.pieces - 1;
-  cbar();
-  if (!*flag) return;
-  if (ct < D) { /* kv_attention.cu's combine, in piece order */
-    float M = -INFINITY, LL = 0.0f, acc = 0.0f;
-    for (int i = 0; i < a.pieces; i++) M = fmaxf(M, __ldcg(part + i * (CH_MAX_D + 2) + CH_MAX_D));
-    for (int i = 0; i < a.pieces; i++) {
-      const float *pi = part + i * (CH_MAX_D + 2), mi = __ldcg(pi + CH_MAX_D);
-      const float w = mi == -INFINITY ? 0.0f : __expf(mi - M);
-      LL += __ldcg(pi + CH_MAX_D + 1) * w;
-      acc += __ldcg(pi + ct) * w;
-    }
-    y[ct] = wq_type<T>::from_float(LL > 0.0f ? acc / LL : 0.0f);
-  }
-  if (ct == 0) p.sem[bh] = 0;
+  float *part = p.part + (((long long)a.b * H + a.h) * P.pieces + a.piece) * CH_PART;
+  __stcg(part + ct, o);
+  if (ct == 0) __stcg(part + CH_MAX_D, M), __stcg(part + CH_MAX_D + 1, L);
 }
 
 #endif /* sm_90 */
@@ -628,7 +716,6 @@ __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_const
       reinterpret_cast<char *>(red) + 4 * (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS));
   uint64_t *empty = full + CH_SLOTS;
   float *mean = reinterpret_cast<float *>(empty + CH_SLOTS), *rstd = mean + CH_MAX_ROWS;
-  int *flag = reinterpret_cast<int *>(rstd + CH_MAX_ROWS);
   if (threadIdx.x == 0) {
     for (int s = 0; s < CH_SLOTS; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -656,7 +743,7 @@ __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_const
       /* x's rows whole in xs when they fit (once a phase), else a K piece at a time */
       const bool full_x = P.kind == CH_MM && P.m * ch_stride(P.k * (int)sizeof(T)) <= CH_XS_BYTES;
       if (full_x) {
-        stage_x<T>(P, 0, P.k, mean, rstd, xs);
+        stage_x<T>(p, P, 0, P.k, mean, rstd, xs, u0 == 0);
         cbar();
       } else if (P.kind == CH_MM && P.ln) {
         row_stats<T>((const T *)P.x, P.m, P.k, P.eps, mean, rstd);
@@ -665,12 +752,9 @@ __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_const
       int mine = 0;
       for (int u = u0; u < units; u += p.grid, mine++) {
         if (P.kind == CH_MM) {
-          mm_tile<T, MT>(P, u, ring, &it, full, empty, full_x, xs, mean, rstd, red);
+          mm_tile<T, MT>(p, P, u, ring, &it, full, empty, full_x, xs, mean, rstd, red);
         } else {
-          const int s = (int)(it % CH_SLOTS);
-          att_unit_run<T>(p, P, u, ring + (size_t)s * CH_SLOT_BYTES, red, flag, &full[s], (it / CH_SLOTS) & 1,
-                          &empty[s]);
-          it++;
+          att_unit_run<T>(p, P, u, ring, &it, full, empty, red);
         }
         cbar(); /* red and the attention scratch are free again */
         if (tr && mine == 0) tr[2] = global_ns(), c2 = clock64();
@@ -717,6 +801,21 @@ static int chain_prefetch(void) {
     if (n < 0 || n > 64) n = CH_PREFETCH;
   }
   return n;
+}
+
+/* Most pieces per (row, head) of self- and cross-attention phases (KILN_CHAIN_SPLIT=S,C in the
+ * environment, for tuning; CH_MERGE_MAX at most). Self-attention is not split by default: at
+ * batch 1 its pieces' merge cost the output projection more than they saved (H100, session 11). */
+static void chain_split(int *self, int *cross) {
+  static int s = -1, c = -1;
+  if (s < 0) {
+    const char *e = getenv("KILN_CHAIN_SPLIT");
+    int a = 1, b = CH_MERGE_MAX;
+    if (e && sscanf(e, "%d,%d", &a, &b) != 2) a = 1, b = CH_MERGE_MAX;
+    s = a < 1 ? 1 : a > CH_MERGE_MAX ? CH_MERGE_MAX : a;
+    c = b < 1 ? 1 : b > CH_MERGE_MAX ? CH_MERGE_MAX : b;
+  }
+  *self = s, *cross = c;
 }
 
 static int aligned16(const void *p) { return p && (uintptr_t)p % 16 == 0; }
@@ -766,6 +865,7 @@ static int mm_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_t
   P->kind = CH_MM, P->bits = bits, P->ln = ln, P->act = l->p.activation, P->group = group;
   P->m = (int)m, P->n = (int)n, P->k = (int)k, P->kc = kc, P->ks = (int)((k + kc - 1) / kc);
   P->tiles = (int)((n + 15) / 16);
+  P->xatt = -1;
   P->eps = l->p.eps;
   P->x = x->data, P->w = w->data, P->y = y->data;
   P->scales = wq ? (const float *)in[io.scales].data : NULL;
@@ -792,19 +892,53 @@ static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_
   P->kind = self ? CH_SELF : CH_CROSS;
   P->m = (int)B, P->heads = (int)H, P->d = (int)D, P->cap = (int)cap, P->rep = self ? 1 : (int)(B / Bk);
   P->pieces = (int)((cap + CH_KEYS - 1) / CH_KEYS);
+  P->split = 1; /* more once a matmul that merges the pieces follows (link_pieces) */
   P->scale = l->p.scale;
   P->x = q->data, P->w = k->data, P->v = v->data, P->y = y->data;
   P->len = self ? (const int32_t *)in[3].data : NULL;
   return 1;
 }
 
-/* Counters (after the done[] counters) and partial sums a phase needs. */
+/* Partial results an attention phase's pieces may need (a phase's counters: none, the done[]
+ * counters are the head's). */
 static void phase_needs(const ch_phase *P, size_t *counters, size_t *floats) {
   *counters = 0, *floats = 0;
-  if (P->kind != CH_MM && P->pieces > 1) {
-    *counters = (size_t)P->m * (size_t)P->heads;
-    *floats = *counters * (size_t)P->pieces * (CH_MAX_D + 2);
+  if (P->kind != CH_MM && P->pieces > 1) *floats = (size_t)P->m * (size_t)P->heads * (size_t)P->pieces * CH_PART;
+}
+
+/* Pieces per (row, head) for attention phase A on `grid` blocks. Cross-attention (every row has
+ * cap keys): the split that minimizes the phase's rounds of units times the keys of a unit plus
+ * a unit's fixed cost (counted as CH_UNIT_COST keys: the query's load, the partial results).
+ * Self-attention (the rows' key counts are known on the device only): about one unit per block;
+ * att_pieces() keeps pieces of CH_MIN_PIECE keys at least. */
+#define CH_UNIT_COST 64
+static int split_of(const ch_phase *A, int grid) {
+  const long long R = (long long)A->m * A->heads;
+  if (A->kind == CH_SELF) {
+    long long n = grid / R;
+    return (int)(n < 1 ? 1 : n > A->pieces ? A->pieces : n);
   }
+  int best = 1;
+  long long best_cost = -1;
+  for (int n = 1; n <= A->pieces; n++) {
+    const long long rounds = (R * n + grid - 1) / grid, cost = rounds * ((A->cap + n - 1) / n + CH_UNIT_COST);
+    if (best_cost < 0 || cost < best_cost) best = n, best_cost = cost;
+  }
+  return best;
+}
+
+/* Matmul phase P right after attention phase A: when P's x is A's output whole (all of K staged
+ * at once, not its residual), P merges A's pieces and A may be split. */
+static void link_pieces(ch_phase *A, ch_phase *P, int xatt, int grid) {
+  if (A->kind == CH_MM || P->kind != CH_MM || P->x != A->y || P->res == A->y || P->m != A->m ||
+      P->k != A->heads * A->d || P->m * ch_stride(P->k * 2) > CH_XS_BYTES || !aligned16(A->y))
+    return;
+  int most_self, most_cross;
+  chain_split(&most_self, &most_cross);
+  const int most = A->kind == CH_SELF ? most_self : most_cross;
+  A->split = split_of(A, grid);
+  if (A->split > most) A->split = most;
+  if (A->split > 1) P->xatt = xatt;
 }
 
 /* The counters' part of the workspace: room for CH_COUNTERS at least, so that every layer asks for
@@ -905,13 +1039,14 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
              : l->op == KILN_OP_KV_ATTENTION                           ? att_phase(l, in, out, P)
                                                                        : 0;
     kiln_dtype d = l->n_in > 0 ? in[0].dtype : KILN_DTYPE_FP32;
-    if (!ok || (p.n > 0 && d != dt) || (m == KILN_CUDA_CHAIN_AUTO && P->m > CH_AUTO_ROWS)) break;
+    if (!ok || (p.n > 0 && d != dt) || (m == KILN_CUDA_CHAIN_AUTO && P->m > (P->kind == CH_MM && P->bits < 16 ? CH_AUTO_ROWS_WQ : CH_AUTO_ROWS))) break;
     dt = d;
     size_t c, f;
     phase_needs(P, &c, &f);
     if (needs_bytes(c > counters ? c : counters, f > floats ? f : floats) > workspace_bytes) break;
     counters = c > counters ? c : counters, floats = f > floats ? f : floats;
     if (P->m > m_max) m_max = P->m;
+    if (p.n > 0) link_pieces(&p.ph[p.n - 1], P, p.n - 1, sms);
     P->layer = li;
     p.n++;
     taken = li + 1 - first;
@@ -921,11 +1056,10 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
     cudaStream_t s = kiln_stream(stream);
     p.grid = sms;
     p.done = (unsigned int *)workspace;
-    p.sem = p.done + CH_MAX_PHASES;
     p.part = (float *)((char *)workspace + head_bytes(counters));
     p.trace = chain_trace;
     p.prefetch = chain_prefetch();
-    cudaError_t e = cudaMemsetAsync(workspace, 0, (CH_MAX_PHASES + counters) * 4, s);
+    cudaError_t e = cudaMemsetAsync(workspace, 0, CH_MAX_PHASES * 4, s);
     if (e != cudaSuccess) {
       st = kiln_error(KILN_ERR_CUDA, "chain: clearing its counters: %s", cudaGetErrorString(e));
     } else {
