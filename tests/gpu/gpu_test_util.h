@@ -42,7 +42,7 @@ typedef struct gt_buf {
 
 static void *gt_stream_ = NULL; /* the stream every test launches on (set by the test) */
 
-static gt_buf gt_new(kiln_dtype dtype, int32_t rank, const int64_t *d) {
+static inline gt_buf gt_new(kiln_dtype dtype, int32_t rank, const int64_t *d) {
   gt_buf b;
   memset(&b, 0, sizeof b);
   b.dtype = dtype;
@@ -58,7 +58,7 @@ static gt_buf gt_new(kiln_dtype dtype, int32_t rank, const int64_t *d) {
   return b;
 }
 
-static void gt_upload(gt_buf *b) {
+static inline void gt_upload(gt_buf *b) {
   GT_REQUIRE(kiln_cuda_memcpy_h2d(b->dev, b->host, b->bytes, gt_stream_));
   GT_REQUIRE(kiln_cuda_stream_sync(gt_stream_));
 }
@@ -84,13 +84,13 @@ static inline void gt_poison_device(gt_buf *b) {
   GT_REQUIRE(kiln_cuda_stream_sync(gt_stream_));
 }
 
-static void gt_poison(gt_buf *b) {
+static inline void gt_poison(gt_buf *b) {
   memset(b->host, 0xFF, b->bytes ? b->bytes : 16);
   GT_REQUIRE(kiln_cuda_memset(b->dev, 0xFF, b->bytes ? b->bytes : 16, gt_stream_));
   GT_REQUIRE(kiln_cuda_stream_sync(gt_stream_));
 }
 
-static float *gt_floats_from(const void *data, kiln_dtype dtype, int64_t n) {
+static inline float *gt_floats_from(const void *data, kiln_dtype dtype, int64_t n) {
   float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
   if (!f) GT_DIE("out of host memory");
   if (kiln_convert_floats(f, KILN_DTYPE_FP32, data, dtype, n) != 0) GT_DIE("bad dtype");
@@ -98,7 +98,7 @@ static float *gt_floats_from(const void *data, kiln_dtype dtype, int64_t n) {
 }
 
 /* The device copy, synchronized and converted to fp32 (caller frees). */
-static float *gt_dev_floats(const gt_buf *b) {
+static inline float *gt_dev_floats(const gt_buf *b) {
   void *tmp = malloc(b->bytes ? b->bytes : 16);
   if (!tmp) GT_DIE("out of host memory");
   GT_REQUIRE(kiln_cuda_stream_sync(gt_stream_));
@@ -109,10 +109,10 @@ static float *gt_dev_floats(const gt_buf *b) {
   return f;
 }
 
-static float *gt_host_floats(const gt_buf *b) { return gt_floats_from(b->host, b->dtype, b->n); }
+static inline float *gt_host_floats(const gt_buf *b) { return gt_floats_from(b->host, b->dtype, b->n); }
 
 /* 1 when every device byte still has the poison value (an op that failed left it untouched). */
-static int gt_dev_still_poisoned(const gt_buf *b) {
+static inline int gt_dev_still_poisoned(const gt_buf *b) {
   unsigned char *tmp = malloc(b->bytes ? b->bytes : 16);
   int ok = 1;
   if (!tmp) GT_DIE("out of host memory");
@@ -124,7 +124,7 @@ static int gt_dev_still_poisoned(const gt_buf *b) {
   return ok;
 }
 
-static void gt_free(gt_buf *b) {
+static inline void gt_free(gt_buf *b) {
   free(b->host);
   kiln_cuda_free(b->dev);
   memset(b, 0, sizeof *b);

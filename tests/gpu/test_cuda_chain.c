@@ -41,6 +41,7 @@
 
 #include "backends/cuda/cuda_ops.h"
 #include "check.h"
+#include "gpu_test_util.h"
 #include "kiln/kiln.h"
 
 #define N_LAYERS 2
@@ -52,18 +53,10 @@
 #define FUSED_LAYERS (8 * N_LAYERS + 1) /* per block 8 after fusion, and the logits */
 #define TIMING_CACHE "test_cuda_chain.timing"
 
-#define DIE(...)                      \
-  do {                                \
-    fprintf(stderr, "fatal: ");       \
-    fprintf(stderr, __VA_ARGS__);     \
-    fprintf(stderr, "\n");            \
-    abort();                          \
-  } while (0)
-
 #define CUDA_REQUIRE(call)                                                                   \
   do {                                                                                       \
     cudaError_t cr_e_ = (call);                                                              \
-    if (cr_e_ != cudaSuccess) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(cr_e_)); \
+    if (cr_e_ != cudaSuccess) GT_DIE("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(cr_e_)); \
   } while (0)
 
 typedef struct geom {
@@ -115,7 +108,7 @@ static char failed[64][160];
 
 static float *floats(int64_t n) {
   float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-  if (!p) DIE("out of host memory");
+  if (!p) GT_DIE("out of host memory");
   return p;
 }
 
@@ -344,7 +337,7 @@ static void case_make(case_data *c, const geom *g, const shape *s, check_rng *r,
   c->d = g->d, c->H = g->H, c->D = g->d / g->H;
   c->x = random_floats(r, s->B * c->d, -1, 1);
   c->len = malloc(sizeof(int32_t) * (size_t)s->B);
-  if (!c->len) DIE("out of host memory");
+  if (!c->len) GT_DIE("out of host memory");
   make_lengths(r, c->len, s->B, s->T, k);
   for (int i = 0; i < N_LAYERS; i++)
     for (int kv = 0; kv < 2; kv++) {
@@ -428,7 +421,7 @@ static void *dev_alloc(size_t bytes) {
 /* n floats into dst as fp16 (the CUDA engine's activations and caches). */
 static void dev_put(void *dst, const float *v, int64_t n) {
   uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
-  if (!h) DIE("out of host memory");
+  if (!h) GT_DIE("out of host memory");
   kiln_convert_floats(h, KILN_DTYPE_FP16, v, KILN_DTYPE_FP32, n);
   CUDA_REQUIRE(cudaMemcpy(dst, h, sizeof(uint16_t) * (size_t)n, cudaMemcpyHostToDevice));
   free(h);
@@ -437,7 +430,7 @@ static void dev_put(void *dst, const float *v, int64_t n) {
 static float *dev_get(const void *src, int64_t n) {
   uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
   float *v = floats(n);
-  if (!h) DIE("out of host memory");
+  if (!h) GT_DIE("out of host memory");
   CUDA_REQUIRE(cudaMemcpy(h, src, sizeof(uint16_t) * (size_t)n, cudaMemcpyDeviceToHost));
   kiln_convert_floats(v, KILN_DTYPE_FP32, h, KILN_DTYPE_FP16, n);
   free(h);
@@ -483,7 +476,7 @@ static void gpu_free(bufs *g) {
 /* Waits for the stream; a fault there ends the test (the CUDA context is lost), naming the case. */
 static void sync_or_die(const char *label) {
   cudaError_t e = cudaStreamSynchronize(stream);
-  if (e != cudaSuccess) DIE("case %s: the run failed on the GPU: %s", label, cudaGetErrorString(e));
+  if (e != cudaSuccess) GT_DIE("case %s: the run failed on the GPU: %s", label, cudaGetErrorString(e));
 }
 
 /* One run of the CUDA engine from fresh caches, chains allowed or not; *launches gets the chain
@@ -733,7 +726,7 @@ static void graph_case(const config *cf, const shape *s, int k) {
   for (int j = 1; j < GRAPH_STEPS; j++) {
     xs[j] = random_floats(cf->r, s->B * c.d, -1, 1);
     lens[j] = malloc(sizeof(int32_t) * (size_t)s->B);
-    if (!lens[j]) DIE("out of host memory");
+    if (!lens[j]) GT_DIE("out of host memory");
     step_lengths(cf->r, &c, j, lens[j - 1], lens[j]);
   }
   gpu_make(&g, &c);

@@ -81,7 +81,7 @@ using namespace kiln_mma;
 #define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D)
 #define CH_SMEM \
   (CH_SLOTS * CH_SLOT_BYTES + CH_XS_BYTES + (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS) * 4 + \
-   2 * CH_SLOTS * 8 + 2 * CH_MAX_ROWS * 4 + 16)
+   2 * CH_SLOTS * 8 + 2 * CH_MAX_ROWS * 4)
 
 enum { CH_MM = 0, CH_SELF = 1, CH_CROSS = 2 };
 
@@ -192,8 +192,8 @@ static __device__ __forceinline__ int self_keys(const ch_phase &P, int b) {
 
 #define CH_MIN_PIECE 32 /* fewest keys of a self-attention piece */
 
-/* Pieces (row, head) of `keys` keys is cut into: P.split at most, CH_MIN_PIECE keys at least,
- * none empty. The producer, the consumers and the next phase's merge all compute it. */
+/* Pieces (row, head) of `keys` keys is cut into: P.split at most, none empty, and for
+ * self-attention CH_MIN_PIECE keys at least. The producer, the consumers and the next phase's merge all compute it. */
 static __device__ __forceinline__ int att_pieces(const ch_phase &P, int keys) {
   int n = P.split;
   const int most = (keys + CH_MIN_PIECE - 1) / CH_MIN_PIECE;
@@ -292,16 +292,30 @@ static __device__ bool walk_next(const ch_params &p, ch_walk &w) {
   return true;
 }
 
-/* Slots unit u of P takes: a matmul row tile's K pieces, or an attention piece's keys. */
-static __device__ __forceinline__ int unit_slots(const ch_phase &P, int u) {
-  return P.kind == CH_MM ? P.ks : att_slots(att_unit(P, u));
+/* Unit u of P as the producer sees it: the attention unit (unused for a matmul), worked out once
+ * a unit, and the slots it takes (a matmul row tile's K pieces, or an attention piece's keys). */
+struct ch_unit {
+  ch_att a;
+  int slots;
+};
+
+static __device__ __forceinline__ ch_unit unit_of(const ch_phase &P, int u) {
+  ch_unit c;
+  if (P.kind == CH_MM) {
+    memset(&c.a, 0, sizeof c.a);
+    c.slots = P.ks;
+  } else {
+    c.a = att_unit(P, u);
+    c.slots = att_slots(c.a);
+  }
+  return c;
 }
 
-/* What lane `lane` of the producer copies for slot kp of unit u of P: bytes from src to slot
- * offset dst (0 bytes: nothing); *total is the slot's bytes. */
+/* What lane `lane` of the producer copies for slot kp of unit u of P (attention: a, its
+ * unit_of()): bytes from src to slot offset dst (0 bytes: nothing); *total is the slot's bytes. */
 template <typename T>
-static __device__ int unit_source(const ch_phase &P, int u, int kp, int lane, const char **src, int *dst,
-                                  uint32_t *total) {
+static __device__ int unit_source(const ch_phase &P, int u, const ch_att &a, int kp, int lane, const char **src,
+                                  int *dst, uint32_t *total) {
   if (P.kind == CH_MM) {
     const int n0 = u * 16, k0 = kp * P.kc;
     const int kc = P.k - k0 < P.kc ? P.k - k0 : P.kc, rows = P.n - n0 < 16 ? P.n - n0 : 16;
@@ -312,7 +326,6 @@ static __device__ int unit_source(const ch_phase &P, int u, int kp, int lane, co
     *dst = lane * ch_stride(rb);
     return rb;
   }
-  const ch_att a = att_unit(P, u);
   int c0, cached;
   att_chunk(a, kp, &c0, &cached);
   const int bytes = cached * P.d * (int)sizeof(T);
@@ -347,9 +360,9 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
   }
   auto prefetch_unit = [&](const ch_walk &w) {
     const ch_phase &P = p.ph[w.ph];
-    const int slots = unit_slots(P, w.u);
-    for (int q = 0; q < slots; q++) {
-      const int b = unit_source<T>(P, w.u, q, lane, &src, &dst, &total);
+    const ch_unit un = unit_of(P, w.u);
+    for (int q = 0; q < un.slots; q++) {
+      const int b = unit_source<T>(P, w.u, un.a, q, lane, &src, &dst, &total);
       if (b) kiln_prefetch_l2(src, (uint32_t)b);
     }
   };
@@ -364,11 +377,11 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
       const char *r = (const char *)(P.scales + (long long)(ld.u * 16 + lane) * spr);
       for (int o = 0; o < spr * 4; o += 128) prefetch_line(r + o);
     }
-    const int slots = unit_slots(P, ld.u);
-    for (int q = 0; q < slots; q++, it++) {
+    const ch_unit un = unit_of(P, ld.u);
+    for (int q = 0; q < un.slots; q++, it++) {
       const int s = (int)(it % CH_SLOTS);
       if (it >= CH_SLOTS) mbar_wait(&empty[s], ((it / CH_SLOTS) - 1) & 1);
-      const int b = unit_source<T>(P, ld.u, q, lane, &src, &dst, &total);
+      const int b = unit_source<T>(P, ld.u, un.a, q, lane, &src, &dst, &total);
       if (lane == 0) mbar_expect(&full[s], total);
       __syncwarp();
       if (b) bulk_copy(ring + (size_t)s * CH_SLOT_BYTES + dst, src, (uint32_t)b, &full[s]);
@@ -447,12 +460,12 @@ static __device__ void stage_x(const ch_params &p, const ch_phase &P, int k0, in
   auto at = [&](int i) { return reinterpret_cast<uint4 *>(xs + (i / per_row) * stride + (i % per_row) * 8 * (int)sizeof(T)); };
   /* CH_STAGE_U items (8 values) a thread, all loaded before any is stored: one L2 round trip for
    * them instead of one each; the layernorm's gamma and beta into L1 meanwhile */
-  uint4 v[CH_STAGE_U];
   if (P.xatt >= 0) { /* a merge keeps its pieces' loads in flight: one item at a time */
     for (int i = threadIdx.x; i < items; i += CH_CTHREADS)
       *at(i) = att_merged8<T>(p, p.ph[P.xatt], i / per_row, k0 + (i % per_row) * 8, store);
   } else {
     for (int i0 = threadIdx.x; i0 < items; i0 += CH_STAGE_U * CH_CTHREADS) {
+      uint4 v[CH_STAGE_U];
 #pragma unroll
       for (int q = 0; q < CH_STAGE_U; q++) {
         const int i = i0 + q * CH_CTHREADS, r = i / per_row, kk = (i % per_row) * 8;
@@ -899,11 +912,9 @@ static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_
   return 1;
 }
 
-/* Partial results an attention phase's pieces may need (a phase's counters: none, the done[]
- * counters are the head's). */
-static void phase_needs(const ch_phase *P, size_t *counters, size_t *floats) {
-  *counters = 0, *floats = 0;
-  if (P->kind != CH_MM && P->pieces > 1) *floats = (size_t)P->m * (size_t)P->heads * (size_t)P->pieces * CH_PART;
+/* Floats of partial results an attention phase's pieces may need (after the done[] counters). */
+static size_t phase_floats(const ch_phase *P) {
+  return P->kind != CH_MM && P->pieces > 1 ? (size_t)P->m * (size_t)P->heads * (size_t)P->pieces * CH_PART : 0;
 }
 
 /* Pieces per (row, head) for attention phase A on `grid` blocks. Cross-attention (every row has
@@ -941,15 +952,10 @@ static void link_pieces(ch_phase *A, ch_phase *P, int xatt, int grid) {
   if (A->split > 1) P->xatt = xatt;
 }
 
-/* The counters' part of the workspace: room for CH_COUNTERS at least, so that every layer asks for
- * the same head and the largest layer's workspace holds any chain's (the partial sums follow). */
-#define CH_COUNTERS 4096
-static size_t head_bytes(size_t counters) {
-  if (counters < CH_COUNTERS) counters = CH_COUNTERS;
-  return ((CH_MAX_PHASES + counters) * 4 + 255) / 256 * 256;
-}
-
-static size_t needs_bytes(size_t counters, size_t floats) { return head_bytes(counters) + floats * 4; }
+/* The workspace: the done[] counters (the same head for every layer, so that the largest layer's
+ * workspace holds any chain's), then the partial results. */
+#define CH_HEAD_BYTES ((CH_MAX_PHASES * 4 + 255) / 256 * 256)
+static size_t needs_bytes(size_t floats) { return CH_HEAD_BYTES + floats * 4; }
 
 template <typename T, int MT>
 static kiln_status launch(ch_params *p, cudaStream_t st) {
@@ -992,7 +998,7 @@ extern "C" size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_laye
   if (!g || !l || !in_dims) return 0;
   ch_phase P;
   memset(&P, 0, sizeof P);
-  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) { /* the counters' head only, when it can join */
+  if (l->op == KILN_OP_MATMUL || l->op == KILN_OP_MATMUL_WQ) { /* the head only, when it can join */
     kiln_matmul_io io;
     if (kiln_matmul_io_of(l, &io) != KILN_OK || in_dims[io.w].rank != 2) return 0;
     kiln_dtype wd = g->tensors[l->in[io.w]].dtype;
@@ -1007,9 +1013,7 @@ extern "C" size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_laye
   } else {
     return 0;
   }
-  size_t counters, floats;
-  phase_needs(&P, &counters, &floats);
-  return needs_bytes(counters, floats);
+  return needs_bytes(phase_floats(&P));
 }
 
 extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *g, int32_t first, kiln_cuda_layer_io io,
@@ -1028,7 +1032,7 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
   p.n = 0; /* phases are filled whole by mm_phase / att_phase; the rest is set before a launch */
   int32_t li = first, taken = 0, m_max = 0;
   kiln_dtype dt = KILN_DTYPE_FP32;
-  size_t counters = 0, floats = 0;
+  size_t floats = 0;
   for (; li < g->n_layers && p.n < CH_MAX_PHASES; li++) {
     const kiln_layer_def *l = &g->layers[li];
     kiln_tensor in[KILN_MAX_LAYER_IO], out[KILN_MAX_LAYER_IO];
@@ -1041,10 +1045,9 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
     kiln_dtype d = l->n_in > 0 ? in[0].dtype : KILN_DTYPE_FP32;
     if (!ok || (p.n > 0 && d != dt) || (m == KILN_CUDA_CHAIN_AUTO && P->m > (P->kind == CH_MM && P->bits < 16 ? CH_AUTO_ROWS_WQ : CH_AUTO_ROWS))) break;
     dt = d;
-    size_t c, f;
-    phase_needs(P, &c, &f);
-    if (needs_bytes(c > counters ? c : counters, f > floats ? f : floats) > workspace_bytes) break;
-    counters = c > counters ? c : counters, floats = f > floats ? f : floats;
+    const size_t f = phase_floats(P);
+    if (needs_bytes(f > floats ? f : floats) > workspace_bytes) break;
+    if (f > floats) floats = f;
     if (P->m > m_max) m_max = P->m;
     if (p.n > 0) link_pieces(&p.ph[p.n - 1], P, p.n - 1, sms);
     P->layer = li;
@@ -1056,7 +1059,7 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
     cudaStream_t s = kiln_stream(stream);
     p.grid = sms;
     p.done = (unsigned int *)workspace;
-    p.part = (float *)((char *)workspace + head_bytes(counters));
+    p.part = (float *)((char *)workspace + CH_HEAD_BYTES);
     p.trace = chain_trace;
     p.prefetch = chain_prefetch();
     cudaError_t e = cudaMemsetAsync(workspace, 0, CH_MAX_PHASES * 4, s);
