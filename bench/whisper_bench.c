@@ -29,10 +29,7 @@
  * its time, from the last step's kiln_cuda_chain_trace record: per position in a decoder layer
  * (Whisper's 8 decoder phases; 0 is the layernorm + qkv matmul), averaged over the layers, the
  * phase's span (first block past its wait to last block done), the gap before it (the phase
- * before ending to this one starting), and per block the wait, first unit and remaining units,
- * the time its consumers waited for ring slots to fill and its producer for slots to free, and how
- * long before the consumers started the producer had issued the phase's first copy; and the SM
- * clock the phases ran at (their clock cycles over their global-timer time).
+ * before ending to this one starting), and per block the wait, first unit and remaining units.
  *
  * usage: whisper_bench ENGINE_DIR [--batch N] [--steps N] [--reps N] [--dump-logits FILE]
  *                     [--stream-encoder-weights [MiB]] [--max-text-tokens N] [--chain-trace]
@@ -226,18 +223,13 @@ static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {
     return;
   }
   double span[8] = {0}, gap[8] = {0}, wait[8] = {0}, first[8] = {0}, rest[8] = {0}, units[8] = {0};
-  double fillw[8] = {0}, stall[8] = {0}, lead[8] = {0};
-  int khz = 0;
-  cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0);
-  const double us_per_cycle = khz > 0 ? 1e3 / khz : 0.0;
   int count[8] = {0}, kind[8] = {0}, layers = 0;
   uint32_t prev_end = 0, t_begin = 0, t_end = 0, t_last = 0;
-  double cycles = 0, ns = 0; /* the SM clock while the phases ran: their cycles over their time */
   for (size_t i = 0; i < (size_t)TRACE_LAYERS * sms; i++) /* the last step's end */
     if (t[i * TRACE_WORDS + 7] && (!t_last || (int32_t)(t[i * TRACE_WORDS + 3] - t_last) > 0)) t_last = t[i * TRACE_WORDS + 3];
   for (int L = 0; L < TRACE_LAYERS; L++) {
     uint32_t lo = UINT32_MAX, hi = 0, nb = 0, nu = 0, k = 0;
-    double w = 0, f = 0, r = 0, fw = 0, st = 0, ld = 0;
+    double w = 0, f = 0, r = 0;
     for (int b = 0; b < sms; b++) {
       const uint32_t *e = t + ((size_t)L * sms + b) * TRACE_WORDS;
       if (!e[7] || (double)(int32_t)(t_last - e[3]) > 1e6 * step_ms) continue; /* an earlier step's */
@@ -246,8 +238,6 @@ static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {
       if (!t_begin || (int32_t)(e[0] - t_begin) < 0) t_begin = e[0];
       nb++, nu += e[7] & 0xffffff, k = e[7] >> 24;
       w += e[1] - e[0], f += e[2] - e[1], r += e[3] - e[2];
-      fw += e[8], st += e[9], ld += (double)(int32_t)(e[1] - e[10]);
-      cycles += (double)e[4] + e[5] + e[6], ns += (double)(int32_t)(e[3] - e[0]);
     }
     if (!nb) continue;
     layers++;
@@ -256,13 +246,12 @@ static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {
       int pos = (L - 3) % 8;
       span[pos] += hi - lo, gap[pos] += prev_end ? (double)(int32_t)(lo - prev_end) : 0;
       wait[pos] += w / nb, first[pos] += f / nb, rest[pos] += r / nb, units[pos] += nu;
-      fillw[pos] += fw / nb * us_per_cycle, stall[pos] += st / nb * us_per_cycle, lead[pos] += ld / nb;
       count[pos]++, kind[pos] = (int)k;
     }
     prev_end = hi;
   }
-  printf("chain trace: %d phases, %.1f us from the first phase's entry to the last one's end; SM clock %.0f MHz\n",
-         layers, (double)(int32_t)(t_end - t_begin) / 1e3, ns > 0 ? cycles / ns * 1e3 : 0.0);
+  printf("chain trace: %d phases, %.1f us from the first phase's entry to the last one's end\n", layers,
+         (double)(int32_t)(t_end - t_begin) / 1e3);
   static const char *kinds[] = {"matmul", "self-attention", "cross-attention"};
   double sum = 0;
   for (int i = 0; i < 8; i++) {
@@ -270,10 +259,9 @@ static void print_chain_trace(const uint32_t *dev, int sms, double step_ms) {
     double c = count[i];
     sum += (span[i] + gap[i]) / c;
     printf("  position %d (%s, %.0f units): span %.2f us, gap before %.2f us; per block: wait %.2f, first unit "
-           "%.2f, rest %.2f us, slots not yet full %.2f us, producer waiting for free slots %.2f us, its first "
-           "copy %.2f us before the consumers start\n",
+           "%.2f, rest %.2f us\n",
            i, kinds[kind[i] < 3 ? kind[i] : 0], units[i] / c, span[i] / c / 1e3, gap[i] / c / 1e3, wait[i] / c / 1e3,
-           first[i] / c / 1e3, rest[i] / c / 1e3, fillw[i] / c, stall[i] / c, lead[i] / c / 1e3);
+           first[i] / c / 1e3, rest[i] / c / 1e3);
   }
   printf("  a decoder layer: %.1f us (spans and gaps)\n", sum / 1e3);
   free(t);

@@ -79,14 +79,9 @@ using namespace kiln_mma;
 #define CH_AUTO_ROWS_WQ 1
 #define CH_RED_FLOATS (CH_WARPS * 2 * 128) /* the warps' partial sums at MT = 2 */
 #define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D)
-/* Shared memory: the ring, staged x, matmul sums or attention scratch, the ring's barriers (full,
- * then empty), row statistics (mean, then rstd), the trace's count of cycles waiting for slots. */
-#define CH_OFF_XS (CH_SLOTS * CH_SLOT_BYTES)
-#define CH_OFF_RED (CH_OFF_XS + CH_XS_BYTES)
-#define CH_OFF_BARS (CH_OFF_RED + (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS) * 4)
-#define CH_OFF_STATS (CH_OFF_BARS + 2 * CH_SLOTS * 8)
-#define CH_OFF_WAITS (CH_OFF_STATS + 2 * CH_MAX_ROWS * 4)
-#define CH_SMEM (CH_OFF_WAITS + 8)
+#define CH_SMEM \
+  (CH_SLOTS * CH_SLOT_BYTES + CH_XS_BYTES + (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS) * 4 + \
+   2 * CH_SLOTS * 8 + 2 * CH_MAX_ROWS * 4)
 
 enum { CH_MM = 0, CH_SELF = 1, CH_CROSS = 2 };
 
@@ -150,21 +145,6 @@ static __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
         : "=r"(ok)
         : "r"(smem_addr(b)), "r"(parity)
         : "memory");
-}
-
-/* The trace's count of cycles the consumers waited for slots to fill (shared memory, after the
- * ring's barriers and the row statistics: see chain_kernel). */
-extern __shared__ __align__(128) char ch_smem[];
-
-static __device__ __forceinline__ unsigned long long *fill_waits(void) {
-  return reinterpret_cast<unsigned long long *>(ch_smem + CH_OFF_WAITS);
-}
-
-/* mbar_wait on a full slot, its cycles counted by thread 0 when tracing */
-static __device__ __forceinline__ void wait_full(const ch_params &p, uint64_t *full, int s, uint32_t parity) {
-  const long long c = p.trace ? clock64() : 0;
-  mbar_wait(&full[s], parity);
-  if (p.trace && threadIdx.x == 0) *fill_waits() += (unsigned long long)(clock64() - c);
 }
 
 /* bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), counted on b */
@@ -388,17 +368,9 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
   };
   for (int i = 0; i < p.prefetch && (pf_more = walk_next(p, pf)); i++) prefetch_unit(pf);
   uint32_t it = 0;
-  uint32_t *tr = NULL; /* the trace record of the phase being copied (lane 0, when tracing) */
-  long long stalled = 0;
-  int tr_ph = -1;
   while (walk_next(p, ld)) {
     if (pf_more && p.prefetch > 0 && (pf_more = walk_next(p, pf))) prefetch_unit(pf);
     const ch_phase &P = p.ph[ld.ph];
-    if (p.trace && lane == 0 && ld.ph != tr_ph) {
-      if (tr) tr[9] = (uint32_t)stalled;
-      tr = p.trace + ((size_t)P.layer * p.grid + blockIdx.x) * CH_TRACE, tr_ph = ld.ph, stalled = 0;
-      tr[10] = global_ns();
-    }
     /* group scales of the tile's rows (a few lines a row) into L2 ahead of the consumers */
     if (P.kind == CH_MM && P.bits < 16 && P.group > 0 && lane < 16 && ld.u * 16 + lane < P.n) {
       const int spr = P.k / P.group;
@@ -408,19 +380,13 @@ static __device__ void produce(const ch_params &p, char *ring, uint64_t *full, u
     const ch_unit un = unit_of(P, ld.u);
     for (int q = 0; q < un.slots; q++, it++) {
       const int s = (int)(it % CH_SLOTS);
-      if (it >= CH_SLOTS) {
-        const long long c = tr ? clock64() : 0;
-        mbar_wait(&empty[s], ((it / CH_SLOTS) - 1) & 1);
-        if (tr) stalled += clock64() - c;
-      }
+      if (it >= CH_SLOTS) mbar_wait(&empty[s], ((it / CH_SLOTS) - 1) & 1);
       const int b = unit_source<T>(P, ld.u, un.a, q, lane, &src, &dst, &total);
       if (lane == 0) mbar_expect(&full[s], total);
       __syncwarp();
       if (b) bulk_copy(ring + (size_t)s * CH_SLOT_BYTES + dst, src, (uint32_t)b, &full[s]);
     }
-    if (tr) tr[11] = global_ns();
   }
-  if (tr) tr[9] = (uint32_t)stalled;
 }
 
 /* x[r, kk .. kk + 7] of a matmul whose x is attention phase A's output: y where the (row, head)
@@ -621,7 +587,7 @@ static __device__ void mm_tile(const ch_params &p, const ch_phase &P, int u, con
     const char *x = xs + (full_x ? k0 * (int)sizeof(T) : 0);
     const int xstride = ch_stride((full_x ? P.k : kc) * (int)sizeof(T));
     if (!full_x) stage_x<T>(p, P, k0, kc, mean, rstd, xs, false); /* xs is free: see the barriers below */
-    wait_full(p, full, s, (*it / CH_SLOTS) & 1);
+    mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
     if (!full_x) cbar(); /* xs staged by every thread */
     const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
     if (P.bits == 16) mm_products<T, 16, MT>(P, n0, k0, kc, slot, x, xstride, acc);
@@ -681,7 +647,7 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
   for (int q = 0; q < slots; q++, (*it)++) {
     int c0, cached;
     const int n = att_chunk(a, q, &c0, &cached), s = (int)(*it % CH_SLOTS);
-    wait_full(p, full, s, (*it / CH_SLOTS) & 1);
+    mbar_wait(&full[s], (*it / CH_SLOTS) & 1);
     cbar(); /* qs, nk, nv written (first slot); sc and wred free (later ones) */
     const char *slot = ring + (size_t)s * CH_SLOT_BYTES;
     /* scores: two threads a key, each half of the head (16-byte loads rotated by key: no bank
@@ -756,10 +722,13 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
 template <typename T, int MT>
 __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_constant__ ch_params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  char *ring = ch_smem, *xs = ch_smem + CH_OFF_XS;
-  float *red = reinterpret_cast<float *>(ch_smem + CH_OFF_RED); /* matmul sums, or attention scratch */
-  uint64_t *full = reinterpret_cast<uint64_t *>(ch_smem + CH_OFF_BARS), *empty = full + CH_SLOTS;
-  float *mean = reinterpret_cast<float *>(ch_smem + CH_OFF_STATS), *rstd = mean + CH_MAX_ROWS;
+  extern __shared__ __align__(128) char ch_smem[];
+  char *ring = ch_smem, *xs = ring + CH_SLOTS * CH_SLOT_BYTES;
+  float *red = reinterpret_cast<float *>(xs + CH_XS_BYTES); /* matmul sums, or attention scratch */
+  uint64_t *full = reinterpret_cast<uint64_t *>(
+      reinterpret_cast<char *>(red) + 4 * (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS));
+  uint64_t *empty = full + CH_SLOTS;
+  float *mean = reinterpret_cast<float *>(empty + CH_SLOTS), *rstd = mean + CH_MAX_ROWS;
   if (threadIdx.x == 0) {
     for (int s = 0; s < CH_SLOTS; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
@@ -778,7 +747,7 @@ __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_const
     if (u0 < units) {
       uint32_t *tr = p.trace && threadIdx.x == 0 ? p.trace + ((size_t)P.layer * p.grid + blockIdx.x) * CH_TRACE : NULL;
       long long c0 = clock64(), c1 = c0, c2 = c0;
-      if (tr) tr[0] = global_ns(), *fill_waits() = 0;
+      if (tr) tr[0] = global_ns();
       if (threadIdx.x == 0 && ph > 0)
         while (ld_acquire(p.done + ph - 1) < (unsigned int)prev_units) {
         }
@@ -808,7 +777,6 @@ __global__ void __launch_bounds__(CH_THREADS, 1) chain_kernel(const __grid_const
         tr[3] = global_ns();
         tr[4] = (uint32_t)(c1 - c0), tr[5] = (uint32_t)(c2 - c1), tr[6] = (uint32_t)(c3 - c2);
         tr[7] = (uint32_t)P.kind << 24 | (uint32_t)mine;
-        tr[8] = (uint32_t)*fill_waits();
       }
       if (threadIdx.x == 0) red_release(p.done + ph, (unsigned int)mine);
     } else if (p.trace && threadIdx.x == 0)

@@ -208,11 +208,9 @@ void kiln_cuda_chain_allow(int mode);
 /* Benchmarks: chains launched from now on (or captured into graphs) record where their time goes
  * into `buffer` (device memory, 8 uint32 per (graph layer, SM): for a block with units in the
  * layer's phase, the global timer (ns) at the phase's entry, after waiting for the phase before,
- * after its first unit, after its last; the clock cycles of those three steps; kind << 24 | units;
- * the clock cycles its consumers waited for ring slots to fill, and its producer for slots to
- * empty, during the phase; the global timer when the producer issued the phase's first copy, and
- * its last). NULL stops it. */
-#define KILN_CUDA_CHAIN_TRACE_WORDS 12
+ * after its first unit, after its last; the clock cycles of those three steps; kind << 24 | units).
+ * NULL stops it. */
+#define KILN_CUDA_CHAIN_TRACE_WORDS 8
 void kiln_cuda_chain_trace(void *buffer);
 /* Chain kernels launched so far in this process (tests check that the chain ran). */
 int64_t kiln_cuda_chain_launches(void);
