@@ -78,7 +78,8 @@ typedef struct shape {
 
 /* d 384 is Whisper tiny's: fc2's K of 1536 is more than one chain slot takes (1280 fp16 values,
  * or the staged x of 16 rows), so its K streams through consecutive slots of a unit. d 1280 is
- * Whisper large's: fc2's K of 5120 streams through several slots in every weight format. */
+ * Whisper large's: fc2's K of 5120 streams through several slots (fp16 and int8 weights; int4 at
+ * 16 rows of x, whose staged x fits 1280 values). */
 static const geom geoms[] = {{256, 4, 1}, {128, 4, 1}, {384, 6, 0}, {1280, 20, 0}};
 /* Tolerances: this network with fp16 activations (a CPU fp16 engine) against the fp32 one came to
  * max |diff| / max |ref| <= 1.2e-3 and nmse <= 8e-7 over the whole grid, logits and new cache
