@@ -398,7 +398,7 @@ static __device__ uint4 att_merged8(const ch_params &p, const ch_phase &A, int r
   const int h = kk / A.d, d0 = kk % A.d, n = att_pieces(A, row_keys(A, r));
   uint4 *y = reinterpret_cast<uint4 *>((T *)A.y + (long long)r * A.heads * A.d + kk);
   if (n == 1) return __ldcg(y);
-  const float *pt = p.part + ((long long)r * A.heads + h) * A.pieces * CH_PART;
+  const float *pt = p.part + ((long long)r * A.heads + h) * A.split * CH_PART;
   float2 ml[CH_MERGE_MAX];
   float4 v[CH_MERGE_MAX][2];
 #pragma unroll
@@ -710,7 +710,7 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
     y[ct] = wq_type<T>::from_float(L > 0.0f ? o / L : 0.0f);
     return;
   }
-  float *part = p.part + (((long long)a.b * H + a.h) * P.pieces + a.piece) * CH_PART;
+  float *part = p.part + (((long long)a.b * H + a.h) * P.split + a.piece) * CH_PART;
   __stcg(part + ct, o);
   if (ct == 0) __stcg(part + CH_MAX_D, M), __stcg(part + CH_MAX_D + 1, L);
 }
@@ -912,9 +912,12 @@ static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_
   return 1;
 }
 
-/* Floats of partial results an attention phase's pieces may need (after the done[] counters). */
+/* Floats of partial results an attention phase's pieces may need (after the done[] counters): a
+ * (row, head) takes P->split pieces at most (att_pieces), and split is CH_MERGE_MAX at most
+ * (link_pieces), P->pieces being only split_of's search bound. */
 static size_t phase_floats(const ch_phase *P) {
-  return P->kind != CH_MM && P->pieces > 1 ? (size_t)P->m * (size_t)P->heads * (size_t)P->pieces * CH_PART : 0;
+  const int most = P->pieces < CH_MERGE_MAX ? P->pieces : CH_MERGE_MAX;
+  return P->kind != CH_MM && most > 1 ? (size_t)P->m * (size_t)P->heads * (size_t)most * CH_PART : 0;
 }
 
 /* Pieces per (row, head) for attention phase A on `grid` blocks. Cross-attention (every row has

@@ -199,8 +199,8 @@ kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *g, int32_t 
 /* Workspace bytes a chain needs for layer l at input dims in_dims (0: l never joins one). */
 size_t kiln_cuda_chain_workspace(const kiln_graph *g, const kiln_layer_def *l, const kiln_dims *in_dims);
 /* When chains run (process-wide): OFF never; AUTO (the default) where they are measured faster
- * (runs of layers with one row of x, or up to 4 where the weights are 16-bit); ALWAYS wherever they can (up to 16 rows:
- * tests, benchmarks). KILN_CHAIN=0 / 1 / 2 in the environment sets the default. */
+ * (runs of layers with one row of x, or up to 4 where the weights are 16-bit); ALWAYS wherever
+ * they can (up to 16 rows: tests, benchmarks). KILN_CHAIN=0 / 1 / 2 in the environment sets the default. */
 #define KILN_CUDA_CHAIN_OFF 0
 #define KILN_CUDA_CHAIN_AUTO 1
 #define KILN_CUDA_CHAIN_ALWAYS 2
