@@ -41,8 +41,12 @@ Kernel file format:
         "name": {"fn": <triton.jit fn>,
                  "signature": {"arg": "*fp16:16" | "i32" | "i64" | "fp32" | ... | "constexpr"},
                  "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2}, ...],
-                 "min_arch": 90},   # optional (default 80)
+                 "min_arch": 90,    # optional (default 80)
+                 "max_arch": 90},   # optional: compiled up to this target only, with no PTX
+                                    # for newer GPUs (wgmma code exists on sm_90a alone)
     }
+A kernel written in Gluon (@gluon.jit, triton.experimental.gluon) is compiled the same way through
+Gluon's front end; its descriptors take Gluon's default shared-memory layout for their block.
 ":16" on a pointer (or integer) promises 16-byte alignment (divisibility by 16); the launcher
 checks that promise at run time.
 
@@ -146,7 +150,12 @@ def ptx_params(ptx, entry):
 TMA_DTYPE_DEVICE_TO_HOST = {8: 10, 9: 8, 10: 9}
 
 
-def desc_signature(a, consts, what):
+def is_gluon(fn):
+    """A kernel written in Gluon (@gluon.jit) rather than Triton's tl language."""
+    return bool(getattr(fn, "is_gluon", lambda: False)())
+
+
+def desc_signature(a, consts, what, gluon=False):
     dims = []
     for d in a["block"]:
         if isinstance(d, str):
@@ -154,7 +163,15 @@ def desc_signature(a, consts, what):
                 raise AotError(f"{what}: argument {a['name']}: block dim {d} is not a constexpr of the variant")
             d = consts[d]
         dims.append(int(d))
-    return f"tensordesc<{a['desc_dtype']}[{', '.join(str(x) for x in dims)}]>", dims
+    text = f"tensordesc<{a['desc_dtype']}[{', '.join(str(x) for x in dims)}]"
+    if gluon:  # Gluon types the descriptor with its shared-memory layout: Gluon's default for the block
+        from triton.experimental.gluon import language as gl
+        elem = {"fp16": gl.float16, "bf16": gl.bfloat16, "fp32": gl.float32, "fp8e4nv": gl.float8e4nv,
+                "fp8e5": gl.float8e5, "i8": gl.int8, "u8": gl.uint8}.get(a["desc_dtype"])
+        if elem is None:
+            raise AotError(f"{what}: argument {a['name']}: no Gluon layout for descriptor dtype {a['desc_dtype']}")
+        text += f",{gl.NVMMASharedLayout.get_default_for(dims, elem)!r}"
+    return text + ">", dims
 
 
 def cubin_registers(cubin, entry):
@@ -199,6 +216,9 @@ def compile_one(job):
 
     mod = load_module(path)
     k = mod.AOT_KERNELS[kname]
+    gluon = is_gluon(k["fn"])
+    if gluon:  # a Gluon kernel (triton.experimental.gluon): same compiler, its own front end
+        from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
     v = k["variants"][vi]
     args = parse_signature(kname, k["fn"], k["signature"])
     consts = dict(v["constexprs"])
@@ -209,7 +229,7 @@ def compile_one(job):
     sig, blocks = {}, []
     for a in args:
         if a["type"] == "tensordesc":
-            sig[a["name"]], dims = desc_signature(a, consts, what)
+            sig[a["name"]], dims = desc_signature(a, consts, what, gluon)
             blocks.append(dims)
         else:
             sig[a["name"]] = "constexpr" if a["constexpr"] else a["type"]
@@ -340,7 +360,7 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
                                         "num_warps": r["num_warps"],
                                         "num_stages": r["num_stages"],
                                         **({"tma": r["tma"]} if r["tma"] else {})})
-            if karchs:
+            if karchs and "max_arch" not in k:  # (code for one architecture only: no PTX to JIT elsewhere)
                 top = karchs[-1]
                 r = by_key[(kname, vi, top)]
                 sym = f"kiln_tp_{ident}_v{vi}_sm{top}"
@@ -477,7 +497,8 @@ def main():
                                    f"declare \"min_arch\": 90")
                 kernels[kname] = (path, src_hash, dict(k, args=args))
                 for vi in range(len(k["variants"])):
-                    for arch in (x for x in archs if x >= min_arch):
+                    max_arch = int(k.get("max_arch", 1 << 30))
+                    for arch in (x for x in archs if min_arch <= x <= max_arch):
                         jobs.append((os.path.abspath(path), kname, vi, arch, os.path.abspath(a.out)))
         if a.jobs > 1:
             with concurrent.futures.ProcessPoolExecutor(max_workers=a.jobs) as ex:

@@ -22,6 +22,10 @@ Variants (AOT_KERNELS below): per dtype and head size, a few tile shapes the bui
 """
 import triton
 import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
+                                                               warpgroup_mma_wait)
 
 
 @triton.jit
@@ -220,6 +224,177 @@ def fmha_fwd_tma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
     _store_out(o_base, acc, l_i, offs_m, offs_d, stride_os, m_ok, d_ok)
 
 
+# ---- sm_90: the same attention in Gluon, with warpgroup MMAs kept in flight -----------------
+#
+# fmha_fwd_tma leaves the overlap of its two matmuls and the softmax to Triton's pipeliner, which
+# waits for each wgmma before the code that reads its result. This kernel, written in Gluon
+# (Triton's lower-level dialect: explicit layouts, shared memory, mbarriers and async wgmma),
+# keeps two in flight: at step j it issues S = Q K_{j+1}^T and O += P_j V_j, waits for S only,
+# and computes the softmax of S while the tensor cores run P_j V_j (flash-attention 3's
+# intra-warpgroup overlap). K and V blocks stream through a ring of STAGES slots filled by TMA,
+# one mbarrier per slot and operand; a slot is refilled as soon as both of its reads are done.
+# The key blocks that need no mask run first, the masked ones (sequence end, causal diagonal)
+# after, so the unmasked loop carries no branch. One warpgroup (4 warps) per program: a second
+# one in the same program would have to meet it at a barrier before each refill.
+# Q is loaded with pointers into registers (the first wgmma operand); O is stored with pointers.
+# Same arguments and semantics as fmha_fwd_tma.
+
+
+@gluon.jit
+def _g_softmax(s, m_i, l_i, col0, sk, rows, shift, causal, qk_scale, MASK: gl.constexpr,
+               s_layout: gl.constexpr, BLOCK_N: gl.constexpr):
+    if MASK:  # keys past sk, and (causal) keys after the query row's diagonal
+        cols = col0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        keep = (gl.expand_dims(cols, 0) < sk) & ((gl.expand_dims(cols, 0) <= gl.expand_dims(rows, 1) + shift) |
+                                                  (causal == 0))
+        s = gl.where(keep, s, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
+    p = gl.exp2(s * qk_scale - gl.expand_dims(m_new, 1))  # the scale folded into one FMA
+    alpha = gl.exp2(m_i - m_new)
+    l_i = l_i * alpha + gl.sum(p, 1)
+    return p, alpha, m_new, l_i
+
+
+@gluon.jit
+def _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, slot, kb, h, row, go):
+    mbarrier.expect(k_bar.index(slot), k_desc.block_type.nbytes, pred=go)
+    tma.async_copy_global_to_shared(k_desc, [kb, h, row, 0], k_bar.index(slot), k_smem.index(slot), pred=go)
+    mbarrier.expect(v_bar.index(slot), v_desc.block_type.nbytes, pred=go)
+    tma.async_copy_global_to_shared(v_desc, [kb, h, row, 0], v_bar.index(slot), v_smem.index(slot), pred=go)
+
+
+@gluon.jit
+def _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i, l_i, kb, h, k_start, n,
+            sk, rows, shift, causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr,
+            p_layout: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):
+    """Step j: S_{j+1} = Q K_{j+1}^T and O += P_j V_j in flight together; the softmax of S_{j+1}
+    runs while P_j V_j does; then slot j % STAGES takes block j + STAGES."""
+    st = j % STAGES
+    j1 = j + 1
+    st1 = j1 % STAGES
+    mbarrier.wait(k_bar.index(st1), (j1 // STAGES) & 1)
+    kt = k_smem.index(st1).reshape([BLOCK_N, BLOCK_D]).permute((1, 0))
+    s = warpgroup_mma(q, kt, zero_s, use_acc=False, is_async=True)
+    mbarrier.wait(v_bar.index(st), (j // STAGES) & 1)
+    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
+    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, j1 * BLOCK_N, sk, rows, shift, causal, qk_scale, MASK, s_layout,
+                                    BLOCK_N)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
+    pa = gl.convert_layout(p.to(k_desc.dtype), p_layout)
+    nxt = j + STAGES
+    _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, st, kb, h, k_start + nxt * BLOCK_N, nxt < n)
+    return acc, pa, m_i, l_i
+
+
+@gluon.jit
+def fmha_fwd_wgmma(Q, Out, k_desc, v_desc, cu_seqlens_q, cu_seqlens_k,
+                   stride_qb, stride_qh, stride_qs,
+                   stride_ob, stride_oh, stride_os,
+                   num_heads, seqlen_q, seqlen_k, scale, causal, varlen,
+                   HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
+                   BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
+    dtype: gl.constexpr = k_desc.dtype
+    NW: gl.constexpr = gl.num_warps()
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[NW, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[NW, 1],
+                                                       instr_shape=[16, BLOCK_D, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 * 8 // BLOCK_D, BLOCK_D // 8], [NW, 1], [1, 0])
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+
+    pid_m = gl.program_id(0)
+    pid_bh = gl.program_id(1)
+    b = pid_bh // num_heads
+    h = pid_bh % num_heads
+    q_start = 0
+    k_start = 0
+    sq = seqlen_q
+    sk = seqlen_k
+    if varlen != 0:
+        q_start = gl.load(cu_seqlens_q + b)
+        sq = gl.load(cu_seqlens_q + b + 1) - q_start
+        k_start = gl.load(cu_seqlens_k + b)
+        sk = gl.load(cu_seqlens_k + b + 1) - k_start
+    kb = gl.where(varlen == 0, b, 0)  # the descriptors' batch coordinate (varlen: one packed "batch")
+    if pid_m * BLOCK_M >= sq:
+        return
+
+    # key blocks: [0, n_free) need no mask, [n_free, n) are masked (as _key_range)
+    shift = sk - sq
+    hi = sk
+    lo = (sk // BLOCK_N) * BLOCK_N
+    if causal != 0:
+        hi = gl.minimum(sk, (pid_m + 1) * BLOCK_M + shift)
+        lo = gl.minimum(lo, gl.maximum(pid_m * BLOCK_M + shift + 1, 0) // BLOCK_N * BLOCK_N)
+    hi = gl.maximum(hi, 0)
+    lo = gl.maximum(gl.minimum(lo, hi), 0)
+    n = gl.cdiv(hi, BLOCK_N)
+    n_free = lo // BLOCK_N
+
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
+    k_bar = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_bar = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_bar.index(i), count=1)
+        mbarrier.init(v_bar.index(i), count=1)
+    for i in gl.static_range(STAGES):
+        _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, i, kb, h, k_start + i * BLOCK_N, i < n)
+
+    b64 = b.to(gl.int64)
+    h64 = h.to(gl.int64)
+    lrows = pid_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, ld_layout))
+    lcols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, ld_layout))
+    lmask = gl.expand_dims(lrows < sq, 1) & gl.expand_dims(lcols < HEAD_DIM, 0)
+    q_base = Q + b64 * stride_qb + h64 * stride_qh + q_start.to(gl.int64) * stride_qs
+    q = gl.load(q_base + gl.expand_dims(lrows, 1) * stride_qs + gl.expand_dims(lcols, 0), mask=lmask, other=0.0)
+    q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, BLOCK_D],
+                                       gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_D], dtype))
+    q_smem.store(q)
+    fence_async_shared()
+    q = q_smem
+
+    qk_scale = scale * 1.4426950408889634  # softmax in base 2
+    rows = pid_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=row_s)
+    m_i = gl.full([BLOCK_M], -1.0e30, gl.float32, layout=row_s)
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+    zero_s = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    acc = gl.zeros([BLOCK_M, BLOCK_D], gl.float32, layout=o_layout)
+    if n > 0:
+        mbarrier.wait(k_bar.index(0), 0)
+        s = warpgroup_mma(q, k_smem.index(0).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
+                          is_async=True)
+        s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
+        if n_free > 0:
+            p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, False, s_layout,
+                                            BLOCK_N)
+        else:
+            p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, True, s_layout,
+                                            BLOCK_N)
+        pa = gl.convert_layout(p.to(dtype), p_layout)
+        for j in range(0, n_free - 1):
+            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i,
+                                        l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, False, s_layout,
+                                        p_layout, BLOCK_N, BLOCK_D, STAGES)
+        for j in range(gl.maximum(n_free - 1, 0), n - 1):
+            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i,
+                                        l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, True, s_layout,
+                                        p_layout, BLOCK_N, BLOCK_D, STAGES)
+        last = n - 1
+        mbarrier.wait(v_bar.index(last % STAGES), (last // STAGES) & 1)
+        acc = warpgroup_mma(pa, v_smem.index(last % STAGES).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+
+    # out = acc / l (rows that saw no key: zeros)
+    l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+    out = gl.convert_layout((acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)).to(dtype), ld_layout)
+    o_base = Out + b64 * stride_ob + h64 * stride_oh + q_start.to(gl.int64) * stride_os
+    gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+
+
 def _signature(dtype):
     ptr = "*" + dtype + ":16"
     sig = {"Q": ptr, "K": ptr, "V": ptr, "Out": ptr,
@@ -280,6 +455,31 @@ def _variants(small=None, large=None):
     return out
 
 
+def _signature_wgmma(dtype):
+    sig = _signature_tma(dtype)
+    sig = {("k_desc" if k == "desc_k" else "v_desc" if k == "desc_v" else k): v for k, v in sig.items()}
+    sig["STAGES"] = "constexpr"
+    return sig
+
+
+# Gluon kernel tiles (BLOCK_M, BLOCK_N, num_warps = 4, STAGES), from a lab on an H100
+# (2026-11-22, the kernel through Triton's JIT): (64, 128, 4, 2) led at head 64 (512 to 16384
+# keys), (64, 64, 4, 3) was next; head 128 keeps BLOCK_N 64 (two slots of K and V are 64 KB).
+_WGMMA_TILES_SMALL_D = [(64, 128, 2), (64, 64, 3), (64, 64, 2), (128, 64, 2)]
+_WGMMA_TILES_LARGE_D = [(64, 64, 2), (128, 64, 2), (64, 64, 3)]
+
+
+def _variants_wgmma():
+    out = []
+    for head_dim in (32, 64, 80, 96, 128):
+        block_d = 1 << (head_dim - 1).bit_length()
+        for bm, bn, stages in (_WGMMA_TILES_SMALL_D if head_dim <= 64 else _WGMMA_TILES_LARGE_D):
+            out.append({"constexprs": {"HEAD_DIM": head_dim, "BLOCK_D": block_d, "BLOCK_M": bm, "BLOCK_N": bn,
+                                       "STAGES": stages},
+                        "num_warps": 4, "num_stages": 1})
+    return out
+
+
 # One AoT kernel per dtype: the plugin picks the kernel by dtype and the variants by HEAD_DIM.
 AOT_KERNELS = {
     "fmha_fwd_fp16": {"fn": fmha_fwd, "signature": _signature("fp16"), "variants": _variants()},
@@ -289,4 +489,9 @@ AOT_KERNELS = {
                           "variants": _variants(_TMA_TILES_SMALL_D, _TMA_TILES_LARGE_D)},
     "fmha_fwd_tma_bf16": {"fn": fmha_fwd_tma, "signature": _signature_tma("bf16"), "min_arch": 90,
                           "variants": _variants(_TMA_TILES_SMALL_D, _TMA_TILES_LARGE_D)},
+    # sm_90 (wgmma): the Gluon kernel; also timed by the builder
+    "fmha_fwd_wgmma_fp16": {"fn": fmha_fwd_wgmma, "signature": _signature_wgmma("fp16"), "min_arch": 90,
+                            "max_arch": 90, "variants": _variants_wgmma()},
+    "fmha_fwd_wgmma_bf16": {"fn": fmha_fwd_wgmma, "signature": _signature_wgmma("bf16"), "min_arch": 90,
+                            "max_arch": 90, "variants": _variants_wgmma()},
 }

@@ -257,9 +257,11 @@ int main(void) {
   check_plugin_api();
   int major = 0;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-  if (major == 9) /* the TMA kernel's tactics must be among those the cases below run */
-    for (int i = 0; i < kiln_triton_fmha_fwd_tma_fp16_kernel.n_variants; i++)
-      CHECK_OK(kiln_triton_check(&kiln_triton_fmha_fwd_tma_fp16_kernel, i, NULL, NULL));
+  if (major == 9) /* the TMA and Gluon kernels' tactics must be among those the cases below run */
+    for (int k = 0; k < 2; k++) {
+      const kiln_triton_kernel *kk = k ? &kiln_triton_fmha_fwd_wgmma_fp16_kernel : &kiln_triton_fmha_fwd_tma_fp16_kernel;
+      for (int i = 0; i < kk->n_variants; i++) CHECK_OK(kiln_triton_check(kk, i, NULL, NULL));
+    }
   check_rng r = {2024};
   const int64_t heads[5] = {32, 64, 80, 96, 128};
   const kiln_dtype dts[2] = {KILN_DTYPE_FP16, KILN_DTYPE_BF16};
@@ -273,6 +275,9 @@ int main(void) {
       case_bhsd(&r, dts[t], 2, 2, 45, 130, D, 0);  /* cross */
       case_bhsd(&r, dts[t], 1, 2, 33, 97, D, 1);   /* causal, Sq < Skv */
       case_bhsd(&r, dts[t], 1, 1, 128, 128, D, 1); /* exact block multiples */
+      case_bhsd(&r, dts[t], 1, 2, 100, 30, D, 1);  /* causal, Sq > Skv: rows with no visible key */
+      case_bhsd(&r, dts[t], 1, 2, 300, 520, D, 0); /* several key blocks: the rings wrap */
+      case_bhsd(&r, dts[t], 1, 1, 300, 300, D, 1); /* several key blocks before the diagonal */
     }
   for (int t = 0; t < 2; t++) {
     case_varlen(&r, dts[t], 64, 0);

@@ -219,30 +219,34 @@ static int32_t fmha_supports_format(const void *state, kiln_target target, int32
   return 1;
 }
 
-/* The two kernel families: plain loads (every arch) and TMA loads of K and V (sm_90 and newer). */
-static const kiln_triton_kernel *kernel_for(kiln_dtype dt, int tma) {
-  if (tma)
-    return dt == KILN_DTYPE_BF16 ? &kiln_triton_fmha_fwd_tma_bf16_kernel : &kiln_triton_fmha_fwd_tma_fp16_kernel;
-  return dt == KILN_DTYPE_BF16 ? &kiln_triton_fmha_fwd_bf16_kernel
-                               : &kiln_triton_fmha_fwd_fp16_kernel;
+/* The kernel families: plain loads (every arch), TMA loads of K and V (sm_90 and newer), and the
+ * Gluon kernel that keeps its warpgroup MMAs in flight (sm_90 only; TMA as well). */
+enum { FAMILY_PLAIN, FAMILY_TMA, FAMILY_WGMMA, N_FAMILIES };
+
+static const kiln_triton_kernel *kernel_for(kiln_dtype dt, int family) {
+  const int bf16 = dt == KILN_DTYPE_BF16;
+  if (family == FAMILY_WGMMA)
+    return bf16 ? &kiln_triton_fmha_fwd_wgmma_bf16_kernel : &kiln_triton_fmha_fwd_wgmma_fp16_kernel;
+  if (family == FAMILY_TMA) return bf16 ? &kiln_triton_fmha_fwd_tma_bf16_kernel : &kiln_triton_fmha_fwd_tma_fp16_kernel;
+  return bf16 ? &kiln_triton_fmha_fwd_bf16_kernel : &kiln_triton_fmha_fwd_fp16_kernel;
 }
 
-/* A tactic: a variant of one of the two kernels. */
+/* A tactic: a variant of one of the kernels. */
 typedef struct fmha_tactic {
   const kiln_triton_kernel *kernel;
   int32_t variant;
-  int tma;
+  int family;
 } fmha_tactic;
 
 /* The tactics for this head size and dtype, in order: the plain kernel's variants compiled for
- * the head size, then the TMA kernel's (so engines built before the TMA kernel keep their
- * tactics); returns the count. */
+ * the head size, then the TMA kernel's, then the Gluon kernel's (each family appended after the
+ * others, so engines built before it keep their tactics); returns the count. */
 static int32_t tactic_list(const fmha_state *s, kiln_dtype dt, fmha_tactic out[FMHA_MAX_TACTICS]) {
   int32_t n = 0;
-  for (int tma = 0; tma < 2; tma++) {
-    const kiln_triton_kernel *k = kernel_for(dt, tma);
+  for (int f = 0; f < N_FAMILIES; f++) {
+    const kiln_triton_kernel *k = kernel_for(dt, f);
     for (int32_t v = 0; v < k->n_variants && n < FMHA_MAX_TACTICS; v++)
-      if (kiln_triton_constexpr(k, v, "HEAD_DIM", -1) == s->head_size) out[n++] = (fmha_tactic){k, v, tma};
+      if (kiln_triton_constexpr(k, v, "HEAD_DIM", -1) == s->head_size) out[n++] = (fmha_tactic){k, v, f};
   }
   return n;
 }
@@ -279,7 +283,7 @@ typedef struct fmha_args {
   int32_t sq, skv, varlen;
 } fmha_args;
 
-/* K or V as the TMA kernel's [B, H, S, D] descriptor (varlen: [1, H, total, D]). */
+/* K or V as the TMA and Gluon kernels' [B, H, S, D] descriptor (varlen: [1, H, total, D]). */
 static kiln_triton_tensor kv_desc(const fmha_state *s, const fmha_args *a, void *base, const int64_t st[3]) {
   kiln_triton_tensor t = {base, 4, {a->varlen ? 1 : a->batch, s->num_heads, a->kv_rows, s->head_size},
                           {a->varlen ? st[2] * a->kv_rows : st[0], st[1], st[2], 1}};
@@ -289,7 +293,17 @@ static kiln_triton_tensor kv_desc(const fmha_state *s, const fmha_args *a, void 
 static kiln_status launch(const fmha_tactic *t, void *stream, uint32_t gx, uint32_t gy, const fmha_state *s,
                           const fmha_args *a) {
   const int64_t *qs = a->qs, *ks = a->ks, *vs = a->vs, *os = a->os;
-  if (t->tma) {
+  if (t->family == FAMILY_WGMMA) {
+    kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
+    if (t->kernel == &kiln_triton_fmha_fwd_wgmma_bf16_kernel)
+      return kiln_triton_fmha_fwd_wgmma_bf16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
+                                             qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
+                                             s->scale, s->causal, a->varlen);
+    return kiln_triton_fmha_fwd_wgmma_fp16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
+                                           qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
+                                           s->scale, s->causal, a->varlen);
+  }
+  if (t->family == FAMILY_TMA) {
     kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
     if (t->kernel == &kiln_triton_fmha_fwd_tma_bf16_kernel)
       return kiln_triton_fmha_fwd_tma_bf16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
@@ -383,7 +397,7 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
   if (Sq > 2147483647 || Skv > 2147483647 || a.kv_rows > 2147483647)
     return shape_error(s, "sequence lengths must fit in int32");
   a.sq = (int32_t)Sq, a.skv = (int32_t)Skv;
-  if (t.tma && a.kv_rows < 1) t = tl[0]; /* no keys: a descriptor cannot be empty; the plain kernel writes zeros */
+  if (t.family != FAMILY_PLAIN && a.kv_rows < 1) t = tl[0]; /* no keys: a descriptor cannot be empty; the plain kernel writes zeros */
   const int64_t block_m = kiln_triton_constexpr(t.kernel, t.variant, "BLOCK_M", 64);
   const int64_t gx = cdiv(Sq, block_m), gy = a.batch * s->num_heads;
   if (gx == 0 || gy == 0) return KILN_OK;
