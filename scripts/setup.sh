@@ -37,7 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "$want_python" = 1 ]; then
-  if ! python3 -c "import triton, numpy; assert triton.__version__.startswith('3.6')" 2>/dev/null; then
+  if ! python3 -c "import triton, numpy, safetensors; assert triton.__version__.startswith('3.6')" 2>/dev/null; then
     echo "setup: pip install -r requirements.txt"
     PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -r requirements.txt
     python3 -c "import triton; assert triton.__version__.startswith('3.6')" ||
