@@ -17,6 +17,10 @@ two) with masks, so head sizes 80 and 96 run with BLOCK_D = 128.
 What it is not: a backward pass, dropout, ALiBi or a KV-cache paging scheme; fp32 inputs are
 not compiled (the plugin reports fp16/bf16 only).
 
+Two more kernels with the same arguments and semantics read keys and values through TMA
+descriptors on sm_90: fmha_fwd_tma (Triton) and fmha_fwd_wgmma (Gluon, with two warpgroup MMAs
+kept in flight; see its comment below). The plugin offers all three kernels' tiles as tactics.
+
 Grid: (cdiv(max_seqlen_q, BLOCK_M), batch * heads, 1).
 Variants (AOT_KERNELS below): per dtype and head size, a few tile shapes the builder times.
 """
