@@ -260,15 +260,15 @@ def _g_softmax(s, m_i, l_i, col0, sk, rows, shift, causal, qk_scale, MASK: gl.co
 
 
 @gluon.jit
-def _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, slot, kb, h, row, go):
-    mbarrier.expect(k_bar.index(slot), k_desc.block_type.nbytes, pred=go)
-    tma.async_copy_global_to_shared(k_desc, [kb, h, row, 0], k_bar.index(slot), k_smem.index(slot), pred=go)
-    mbarrier.expect(v_bar.index(slot), v_desc.block_type.nbytes, pred=go)
-    tma.async_copy_global_to_shared(v_desc, [kb, h, row, 0], v_bar.index(slot), v_smem.index(slot), pred=go)
+def _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, slot, kb, h, row, go):
+    mbarrier.expect(k_bar.index(slot), desc_k.block_type.nbytes, pred=go)
+    tma.async_copy_global_to_shared(desc_k, [kb, h, row, 0], k_bar.index(slot), k_smem.index(slot), pred=go)
+    mbarrier.expect(v_bar.index(slot), desc_v.block_type.nbytes, pred=go)
+    tma.async_copy_global_to_shared(desc_v, [kb, h, row, 0], v_bar.index(slot), v_smem.index(slot), pred=go)
 
 
 @gluon.jit
-def _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i, l_i, kb, h, k_start, n,
+def _g_step(j, q, k_smem, v_smem, k_bar, v_bar, desc_k, desc_v, zero_s, acc, pa, m_i, l_i, kb, h, k_start, n,
             sk, rows, shift, causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr,
             p_layout: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):
     """Step j: S_{j+1} = Q K_{j+1}^T and O += P_j V_j in flight together; the softmax of S_{j+1}
@@ -286,20 +286,20 @@ def _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa,
                                     BLOCK_N)
     acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
-    pa = gl.convert_layout(p.to(k_desc.dtype), p_layout)
+    pa = gl.convert_layout(p.to(desc_k.dtype), p_layout)
     nxt = j + STAGES
-    _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, st, kb, h, k_start + nxt * BLOCK_N, nxt < n)
+    _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, st, kb, h, k_start + nxt * BLOCK_N, nxt < n)
     return acc, pa, m_i, l_i
 
 
 @gluon.jit
-def fmha_fwd_wgmma(Q, Out, k_desc, v_desc, cu_seqlens_q, cu_seqlens_k,
+def fmha_fwd_wgmma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
                    stride_qb, stride_qh, stride_qs,
                    stride_ob, stride_oh, stride_os,
                    num_heads, seqlen_q, seqlen_k, scale, causal, varlen,
                    HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr,
                    BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
-    dtype: gl.constexpr = k_desc.dtype
+    dtype: gl.constexpr = desc_k.dtype
     NW: gl.constexpr = gl.num_warps()
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[NW, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
@@ -338,15 +338,15 @@ def fmha_fwd_wgmma(Q, Out, k_desc, v_desc, cu_seqlens_q, cu_seqlens_k,
     n = gl.cdiv(hi, BLOCK_N)
     n_free = lo // BLOCK_N
 
-    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + k_desc.block_type.shape, k_desc.layout)
-    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + v_desc.block_type.shape, v_desc.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_k.block_type.shape, desc_k.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_v.block_type.shape, desc_v.layout)
     k_bar = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_bar = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(k_bar.index(i), count=1)
         mbarrier.init(v_bar.index(i), count=1)
     for i in gl.static_range(STAGES):
-        _g_load_kv(k_desc, v_desc, k_smem, v_smem, k_bar, v_bar, i, kb, h, k_start + i * BLOCK_N, i < n)
+        _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, i, kb, h, k_start + i * BLOCK_N, i < n)
 
     b64 = b.to(gl.int64)
     h64 = h.to(gl.int64)
@@ -380,11 +380,11 @@ def fmha_fwd_wgmma(Q, Out, k_desc, v_desc, cu_seqlens_q, cu_seqlens_k,
                                             BLOCK_N)
         pa = gl.convert_layout(p.to(dtype), p_layout)
         for j in range(0, n_free - 1):
-            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i,
+            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, desc_k, desc_v, zero_s, acc, pa, m_i,
                                         l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, False, s_layout,
                                         p_layout, BLOCK_N, BLOCK_D, STAGES)
         for j in range(gl.maximum(n_free - 1, 0), n - 1):
-            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, k_desc, v_desc, zero_s, acc, pa, m_i,
+            acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, desc_k, desc_v, zero_s, acc, pa, m_i,
                                         l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, True, s_layout,
                                         p_layout, BLOCK_N, BLOCK_D, STAGES)
         last = n - 1
@@ -460,10 +460,7 @@ def _variants(small=None, large=None):
 
 
 def _signature_wgmma(dtype):
-    sig = _signature_tma(dtype)
-    sig = {("k_desc" if k == "desc_k" else "v_desc" if k == "desc_v" else k): v for k, v in sig.items()}
-    sig["STAGES"] = "constexpr"
-    return sig
+    return dict(_signature_tma(dtype), STAGES="constexpr")
 
 
 # Gluon kernel tiles (BLOCK_M, BLOCK_N, num_warps = 4, STAGES), from a lab on an H100

@@ -290,36 +290,32 @@ static kiln_triton_tensor kv_desc(const fmha_state *s, const fmha_args *a, void 
   return t;
 }
 
+/* The TMA and Gluon kernels' launchers take the same arguments, as do the plain kernel's two. */
+typedef kiln_status (*desc_launcher)(void *, int32_t, uint32_t, uint32_t, uint32_t, void *, void *,
+                                     const kiln_triton_tensor *, const kiln_triton_tensor *, void *, void *, int64_t,
+                                     int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int32_t, int32_t, float,
+                                     int32_t, int32_t);
+typedef kiln_status (*ptr_launcher)(void *, int32_t, uint32_t, uint32_t, uint32_t, void *, void *, void *, void *,
+                                    void *, void *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int32_t, int32_t, float,
+                                    int32_t, int32_t);
+
 static kiln_status launch(const fmha_tactic *t, void *stream, uint32_t gx, uint32_t gy, const fmha_state *s,
                           const fmha_args *a) {
   const int64_t *qs = a->qs, *ks = a->ks, *vs = a->vs, *os = a->os;
-  if (t->family == FAMILY_WGMMA) {
+  const int bf16 = t->kernel == kernel_for(KILN_DTYPE_BF16, t->family);
+  if (t->family != FAMILY_PLAIN) {
+    desc_launcher fn = t->family == FAMILY_WGMMA
+                           ? (bf16 ? kiln_triton_fmha_fwd_wgmma_bf16 : kiln_triton_fmha_fwd_wgmma_fp16)
+                           : (bf16 ? kiln_triton_fmha_fwd_tma_bf16 : kiln_triton_fmha_fwd_tma_fp16);
     kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
-    if (t->kernel == &kiln_triton_fmha_fwd_wgmma_bf16_kernel)
-      return kiln_triton_fmha_fwd_wgmma_bf16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
-                                             qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
-                                             s->scale, s->causal, a->varlen);
-    return kiln_triton_fmha_fwd_wgmma_fp16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
-                                           qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
-                                           s->scale, s->causal, a->varlen);
+    return fn(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k, qs[0], qs[1], qs[2], os[0],
+              os[1], os[2], s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
   }
-  if (t->family == FAMILY_TMA) {
-    kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
-    if (t->kernel == &kiln_triton_fmha_fwd_tma_bf16_kernel)
-      return kiln_triton_fmha_fwd_tma_bf16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
-                                           qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
-                                           s->scale, s->causal, a->varlen);
-    return kiln_triton_fmha_fwd_tma_fp16(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k,
-                                         qs[0], qs[1], qs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv,
-                                         s->scale, s->causal, a->varlen);
-  }
-  if (t->kernel == &kiln_triton_fmha_fwd_bf16_kernel)
-    return kiln_triton_fmha_fwd_bf16(stream, t->variant, gx, gy, 1, a->q, a->k, a->v, a->o, a->cu_q, a->cu_k, qs[0],
-                                     qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0], os[1], os[2],
-                                     s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
-  return kiln_triton_fmha_fwd_fp16(stream, t->variant, gx, gy, 1, a->q, a->k, a->v, a->o, a->cu_q, a->cu_k, qs[0],
-                                   qs[1], qs[2], ks[0], ks[1], ks[2], vs[0], vs[1], vs[2], os[0], os[1], os[2],
-                                   s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
+  ptr_launcher fn = bf16 ? kiln_triton_fmha_fwd_bf16 : kiln_triton_fmha_fwd_fp16;
+  return fn(stream, t->variant, gx, gy, 1, a->q, a->k, a->v, a->o, a->cu_q, a->cu_k, qs[0], qs[1], qs[2], ks[0], ks[1],
+            ks[2], vs[0], vs[1], vs[2], os[0], os[1], os[2], s->num_heads, a->sq, a->skv, s->scale, s->causal,
+            a->varlen);
 }
 
 static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic, int32_t n_in,
