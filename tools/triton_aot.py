@@ -40,7 +40,8 @@ Kernel file format:
     AOT_KERNELS = {
         "name": {"fn": <triton.jit fn>,
                  "signature": {"arg": "*fp16:16" | "i32" | "i64" | "fp32" | ... | "constexpr"},
-                 "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2}, ...],
+                 "variants": [{"constexprs": {...}, "num_warps": 4, "num_stages": 2,
+                               "maxnreg": 168}, ...],   # maxnreg: optional
                  "min_arch": 90,    # optional (default 80)
                  "max_arch": 90},   # optional: compiled up to this target only, with no PTX
                                     # for newer GPUs (wgmma code exists on sm_90a alone)
@@ -236,7 +237,10 @@ def compile_one(job):
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(args) if a["align16"]}
     target = GPUTarget("cuda", arch, 32)
     backend = triton.compiler.make_backend(target)
-    options = backend.parse_options({"num_warps": v["num_warps"], "num_stages": v["num_stages"]})
+    opts = {"num_warps": v["num_warps"], "num_stages": v["num_stages"]}
+    if "maxnreg" in v:  # registers per thread (warp-specialized kernels trade them between partitions)
+        opts["maxnreg"] = int(v["maxnreg"])
+    options = backend.parse_options(opts)
     src = ASTSource(fn=k["fn"], signature=sig, constexprs=consts, attrs=attrs)
     try:
         ck = triton.compile(src, target=target, options=options.__dict__)
@@ -377,9 +381,20 @@ def write_outputs(outdir, kernels, results, archs, triton_version):
                 c.append("};")
                 images = (f"sizeof({ident}_v{vi}_images) / sizeof({ident}_v{vi}_images[0]), "
                           f"{ident}_v{vi}_images")
+            # The launch takes every warp the kernel runs: a warp-specialized kernel's partitions
+            # add warps to num_warps (Triton's metadata counts them all).
+            warps = {by_key[(kname, vi, arch)]["num_warps"] for arch in karchs} or {v["num_warps"]}
+            if len(warps) != 1:
+                raise AotError(f"kernel {kname} variant {vi}: the targets disagree on the warp count {warps}")
+            warps = warps.pop()
             desc = " ".join(f"{n}={x}" for n, x in zip(names, vals))
             desc += f" num_warps={v['num_warps']} num_stages={v['num_stages']}"
-            var_rows.append(f'  {{"{desc}", {v["num_warps"]}, {v["num_stages"]}, {len(names)}, '
+            if "maxnreg" in v:
+                desc += f" maxnreg={v['maxnreg']}"
+                vman["maxnreg"] = v["maxnreg"]
+            if warps != v["num_warps"]:
+                desc += f" warps={warps}"
+            var_rows.append(f'  {{"{desc}", {warps}, {v["num_stages"]}, {len(names)}, '
                             f"{ident}_v{vi}_names, {ident}_v{vi}_values, {images}}},")
             kman["variants"].append(vman)
         manifest["kernels"].append(kman)

@@ -260,6 +260,40 @@ def _g_softmax(s, m_i, l_i, col0, sk, rows, shift, causal, qk_scale, MASK: gl.co
 
 
 @gluon.jit
+def _g_seq_bounds(cu_seqlens_q, cu_seqlens_k, b, seqlen_q, seqlen_k, varlen):
+    """As _seq_bounds, for the Gluon kernels (which cannot call triton.jit functions)."""
+    q_start = 0
+    k_start = 0
+    sq = seqlen_q
+    sk = seqlen_k
+    if varlen != 0:
+        q_start = gl.load(cu_seqlens_q + b)
+        sq = gl.load(cu_seqlens_q + b + 1) - q_start
+        k_start = gl.load(cu_seqlens_k + b)
+        sk = gl.load(cu_seqlens_k + b + 1) - k_start
+    return q_start, sq, k_start, sk
+
+
+@gluon.jit
+def _g_keys(r0, r1, sq, sk, causal, BLOCK_N: gl.constexpr):
+    """Key blocks for query rows [r0, r1) (as _key_range): n in all, of which the first n_free
+    need no mask (the sequence end and the causal diagonal fall in the others); none when r0 is
+    past the sequence."""
+    shift = sk - sq
+    hi = sk
+    lo = (sk // BLOCK_N) * BLOCK_N
+    if causal != 0:
+        hi = gl.minimum(sk, r1 + shift)
+        lo = gl.minimum(lo, gl.maximum(r0 + shift + 1, 0) // BLOCK_N * BLOCK_N)
+    hi = gl.maximum(hi, 0)
+    lo = gl.maximum(gl.minimum(lo, hi), 0)
+    n = (hi + BLOCK_N - 1) // BLOCK_N
+    if r0 >= sq:
+        n = 0
+    return n, lo // BLOCK_N
+
+
+@gluon.jit
 def _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, slot, kb, h, row, go):
     mbarrier.expect(k_bar.index(slot), desc_k.block_type.nbytes, pred=go)
     tma.async_copy_global_to_shared(desc_k, [kb, h, row, 0], k_bar.index(slot), k_smem.index(slot), pred=go)
@@ -313,30 +347,13 @@ def fmha_fwd_wgmma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
     pid_bh = gl.program_id(1)
     b = pid_bh // num_heads
     h = pid_bh % num_heads
-    q_start = 0
-    k_start = 0
-    sq = seqlen_q
-    sk = seqlen_k
-    if varlen != 0:
-        q_start = gl.load(cu_seqlens_q + b)
-        sq = gl.load(cu_seqlens_q + b + 1) - q_start
-        k_start = gl.load(cu_seqlens_k + b)
-        sk = gl.load(cu_seqlens_k + b + 1) - k_start
+    q_start, sq, k_start, sk = _g_seq_bounds(cu_seqlens_q, cu_seqlens_k, b, seqlen_q, seqlen_k, varlen)
     kb = gl.where(varlen == 0, b, 0)  # the descriptors' batch coordinate (varlen: one packed "batch")
     if pid_m * BLOCK_M >= sq:
         return
 
-    # key blocks: [0, n_free) need no mask, [n_free, n) are masked (as _key_range)
     shift = sk - sq
-    hi = sk
-    lo = (sk // BLOCK_N) * BLOCK_N
-    if causal != 0:
-        hi = gl.minimum(sk, (pid_m + 1) * BLOCK_M + shift)
-        lo = gl.minimum(lo, gl.maximum(pid_m * BLOCK_M + shift + 1, 0) // BLOCK_N * BLOCK_N)
-    hi = gl.maximum(hi, 0)
-    lo = gl.maximum(gl.minimum(lo, hi), 0)
-    n = gl.cdiv(hi, BLOCK_N)
-    n_free = lo // BLOCK_N
+    n, n_free = _g_keys(pid_m * BLOCK_M, (pid_m + 1) * BLOCK_M, sq, sk, causal, BLOCK_N)
 
     k_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_k.block_type.shape, desc_k.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_v.block_type.shape, desc_v.layout)
@@ -397,6 +414,207 @@ def fmha_fwd_wgmma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
     out = gl.convert_layout((acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)).to(dtype), ld_layout)
     o_base = Out + b64 * stride_ob + h64 * stride_oh + q_start.to(gl.int64) * stride_os
     gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+
+
+# The persistent, warp-specialized kernel (sm_90): a grid of about one program per SM (PER_SM
+# each) walks the tiles (b, h, NC * 64 query rows) in turn. Inside a program:
+#   - a producer warp loads, through TMA, each tile's Q (one 64-row block per consumer, QBUF
+#     buffers each) and its K/V blocks into a ring of STAGES slots that runs on across tiles, so
+#     the next tile's first blocks load while this one finishes;
+#   - NC consumer warpgroups take 64 rows each and share the K/V stream. Each keeps S_{j+1} and
+#     O += P_j V_j in flight as fmha_fwd_wgmma does, and frees a slot (an mbarrier counting NC
+#     arrivals) once it has read it. A warpgroup that needs fewer key blocks (causal, or rows past
+#     the sequence) still waits for each further block and frees it, so the ring stays in step.
+# Ready barriers have one arrival (the TMA bytes); "empty" ones start free (waits on parity 1 pass).
+# CREGS: registers of each consumer warpgroup besides the first (it takes what is left of maxnreg).
+@gluon.jit
+def _ws_tile(t, n_mb, num_heads, cu_seqlens_q, cu_seqlens_k, seqlen_q, seqlen_k, causal, varlen):
+    """Tile t: query block m of head h of sequence b, with the sequence's bounds."""
+    m = t % n_mb
+    bh = t // n_mb
+    if causal != 0:  # the longest tiles first
+        m = n_mb - 1 - m
+    b = bh // num_heads
+    q_start, sq, k_start, sk = _g_seq_bounds(cu_seqlens_q, cu_seqlens_k, b, seqlen_q, seqlen_k, varlen)
+    return m, b, bh % num_heads, q_start, sq, k_start, sk
+
+
+@gluon.jit
+def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, Out,
+                 cu_seqlens_q, cu_seqlens_k, stride_ob, stride_oh, stride_os, batch, num_heads, seqlen_q, seqlen_k,
+                 scale, causal, varlen, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr, NC: gl.constexpr,
+                 BLOCK_N: gl.constexpr, STAGES: gl.constexpr, QBUF: gl.constexpr):
+    dtype: gl.constexpr = k_smem.dtype
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
+                                                       instr_shape=[16, BLOCK_D, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 * 8 // BLOCK_D, BLOCK_D // 8], [4, 1], [1, 0])
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    TM: gl.constexpr = NC * 64
+    qk_scale = scale * 1.4426950408889634
+    n_mb = (seqlen_q + TM - 1) // TM
+    g = 0  # the ring's block count (slot g % STAGES, parity (g // STAGES) & 1)
+    tc = 0  # tiles done (Q buffer tc % QBUF)
+    for t in range(gl.program_id(0), n_mb * batch * num_heads, gl.num_programs(0)):
+        m, b, h, q_start, sq, k_start, sk = _ws_tile(t, n_mb, num_heads, cu_seqlens_q, cu_seqlens_k, seqlen_q,
+                                                     seqlen_k, causal, varlen)
+        if m * TM < sq:
+            n_tile, nf_tile = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
+            r0 = m * TM + WG * 64
+            n, n_free = _g_keys(r0, r0 + 64, sq, sk, causal, BLOCK_N)
+            shift = sk - sq
+            qi = WG * QBUF + tc % QBUF
+            mbarrier.wait(q_ready.index(qi), (tc // QBUF) & 1)
+            q = q_smem.index(qi).reshape([64, BLOCK_D])
+            rows = r0 + gl.arange(0, 64, layout=row_s)
+            m_i = gl.full([64], -1.0e30, gl.float32, layout=row_s)
+            l_i = gl.zeros([64], gl.float32, layout=row_s)
+            zero_s = gl.zeros([64, BLOCK_N], gl.float32, layout=s_layout)
+            acc = gl.zeros([64, BLOCK_D], gl.float32, layout=o_layout)
+            if n > 0:
+                st = g % STAGES
+                mbarrier.wait(k_ready.index(st), (g // STAGES) & 1)
+                s = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s,
+                                  use_acc=False, is_async=True)
+                s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
+                if n_free > 0:
+                    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, False,
+                                                    s_layout, BLOCK_N)
+                else:
+                    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, True,
+                                                    s_layout, BLOCK_N)
+                pa = gl.convert_layout(p.to(dtype), p_layout)
+                for j in range(0, n_free - 1):
+                    acc, pa, m_i, l_i = _ws_step(g + j, q, k_smem, v_smem, k_ready, v_ready, kv_empty, zero_s, acc,
+                                                 pa, m_i, l_i, (j + 1) * BLOCK_N, sk, rows, shift, causal, qk_scale,
+                                                 False, s_layout, p_layout, BLOCK_N, BLOCK_D, STAGES)
+                for j in range(gl.maximum(n_free - 1, 0), n - 1):
+                    acc, pa, m_i, l_i = _ws_step(g + j, q, k_smem, v_smem, k_ready, v_ready, kv_empty, zero_s, acc,
+                                                 pa, m_i, l_i, (j + 1) * BLOCK_N, sk, rows, shift, causal, qk_scale,
+                                                 True, s_layout, p_layout, BLOCK_N, BLOCK_D, STAGES)
+                mbarrier.arrive(q_empty.index(qi))  # every S is done: the producer may load the next Q
+                gl_ = g + n - 1
+                st = gl_ % STAGES
+                mbarrier.wait(v_ready.index(st), (gl_ // STAGES) & 1)
+                acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+                mbarrier.arrive(kv_empty.index(st))
+            else:
+                mbarrier.arrive(q_empty.index(qi))
+            for j in range(n, n_tile):  # blocks only the other warpgroups use: free each in its turn
+                gj = g + j
+                mbarrier.wait(k_ready.index(gj % STAGES), (gj // STAGES) & 1)
+                mbarrier.wait(v_ready.index(gj % STAGES), (gj // STAGES) & 1)
+                mbarrier.arrive(kv_empty.index(gj % STAGES))
+            l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+            out = gl.convert_layout((acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)).to(dtype), ld_layout)
+            lrows = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
+            lcols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, ld_layout))
+            lmask = gl.expand_dims(lrows < sq, 1) & gl.expand_dims(lcols < HEAD_DIM, 0)
+            o_base = Out + b.to(gl.int64) * stride_ob + h.to(gl.int64) * stride_oh + q_start.to(gl.int64) * stride_os
+            gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+            g += n_tile
+            tc += 1
+
+
+@gluon.jit
+def _ws_step(g, q, k_smem, v_smem, k_ready, v_ready, kv_empty, zero_s, acc, pa, m_i, l_i, col1, sk, rows, shift,
+             causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr, p_layout: gl.constexpr,
+             BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):
+    """As _g_step for ring block g, which then goes back to the producer."""
+    st = g % STAGES
+    st1 = (g + 1) % STAGES
+    mbarrier.wait(k_ready.index(st1), ((g + 1) // STAGES) & 1)
+    s = warpgroup_mma(q, k_smem.index(st1).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
+                      is_async=True)
+    mbarrier.wait(v_ready.index(st), (g // STAGES) & 1)
+    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
+    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, col1, sk, rows, shift, causal, qk_scale, MASK, s_layout, BLOCK_N)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    mbarrier.arrive(kv_empty.index(st))
+    acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
+    pa = gl.convert_layout(p.to(k_smem.dtype), p_layout)
+    return acc, pa, m_i, l_i
+
+
+@gluon.jit
+def _ws_producer(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty,
+                 cu_seqlens_q, cu_seqlens_k, batch, num_heads, seqlen_q, seqlen_k, causal, varlen,
+                 NC: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, QBUF: gl.constexpr):
+    TM: gl.constexpr = NC * 64
+    n_mb = (seqlen_q + TM - 1) // TM
+    g = 0
+    tc = 0
+    for t in range(gl.program_id(0), n_mb * batch * num_heads, gl.num_programs(0)):
+        m, b, h, q_start, sq, k_start, sk = _ws_tile(t, n_mb, num_heads, cu_seqlens_q, cu_seqlens_k, seqlen_q,
+                                                     seqlen_k, causal, varlen)
+        if m * TM < sq:
+            n_tile, nf_tile = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
+            kb = gl.where(varlen == 0, b, 0)  # the descriptors' batch coordinate (varlen: one packed "batch")
+            for i in gl.static_range(NC):
+                qi = i * QBUF + tc % QBUF
+                mbarrier.wait(q_empty.index(qi), ((tc // QBUF) & 1) ^ 1)
+                mbarrier.expect(q_ready.index(qi), desc_q.block_type.nbytes)
+                tma.async_copy_global_to_shared(desc_q, [kb, h, q_start + m * TM + i * 64, 0], q_ready.index(qi),
+                                                q_smem.index(qi))
+            for j in range(n_tile):
+                st = (g + j) % STAGES
+                mbarrier.wait(kv_empty.index(st), (((g + j) // STAGES) & 1) ^ 1)
+                _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_ready, v_ready, st, kb, h, k_start + j * BLOCK_N, True)
+            g += n_tile
+            tc += 1
+
+
+@gluon.jit
+def fmha_fwd_ws(desc_q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
+                stride_ob, stride_oh, stride_os,
+                batch, num_heads, seqlen_q, seqlen_k, scale, causal, varlen,
+                HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr, NC: gl.constexpr, BLOCK_N: gl.constexpr,
+                STAGES: gl.constexpr, QBUF: gl.constexpr, CREGS: gl.constexpr, PER_SM: gl.constexpr):
+    # PER_SM (programs per SM) is the launcher's: the grid is min(tiles, SMs * PER_SM).
+    dtype: gl.constexpr = desc_k.dtype
+    q_smem = gl.allocate_shared_memory(dtype, [NC * QBUF] + desc_q.block_type.shape, desc_q.layout)
+    k_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_k.block_type.shape, desc_k.layout)
+    v_smem = gl.allocate_shared_memory(dtype, [STAGES] + desc_v.block_type.shape, desc_v.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [NC * QBUF, 1], mbarrier.MBarrierLayout())
+    q_empty = gl.allocate_shared_memory(gl.int64, [NC * QBUF, 1], mbarrier.MBarrierLayout())
+    k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    kv_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(NC * QBUF):
+        mbarrier.init(q_ready.index(i), count=1)
+        mbarrier.init(q_empty.index(i), count=1)
+    for i in gl.static_range(STAGES):
+        mbarrier.init(k_ready.index(i), count=1)
+        mbarrier.init(v_ready.index(i), count=1)
+        mbarrier.init(kv_empty.index(i), count=NC)
+    # The partitions' argument tuples are written out in each call: Triton 3.6 keeps constexprs
+    # only in a tuple built at the call.
+    if NC == 1:
+        gl.warp_specialize([
+            (_ws_consumer, (0, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, Out, cu_seqlens_q,
+                            cu_seqlens_k, stride_ob, stride_oh, stride_os, batch, num_heads, seqlen_q, seqlen_k, scale,
+                            causal, varlen, HEAD_DIM, BLOCK_D, NC, BLOCK_N, STAGES, QBUF)),
+            (_ws_producer, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready,
+                            kv_empty, cu_seqlens_q, cu_seqlens_k, batch, num_heads, seqlen_q, seqlen_k, causal,
+                            varlen, NC, BLOCK_N, STAGES, QBUF)),
+        ], [1], [24])
+    else:
+        gl.static_assert(NC == 2, "one or two consumer warpgroups")
+        gl.warp_specialize([
+            (_ws_consumer, (0, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, Out, cu_seqlens_q,
+                            cu_seqlens_k, stride_ob, stride_oh, stride_os, batch, num_heads, seqlen_q, seqlen_k, scale,
+                            causal, varlen, HEAD_DIM, BLOCK_D, NC, BLOCK_N, STAGES, QBUF)),
+            (_ws_consumer, (1, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready, kv_empty, Out, cu_seqlens_q,
+                            cu_seqlens_k, stride_ob, stride_oh, stride_os, batch, num_heads, seqlen_q, seqlen_k, scale,
+                            causal, varlen, HEAD_DIM, BLOCK_D, NC, BLOCK_N, STAGES, QBUF)),
+            (_ws_producer, (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_ready, q_empty, k_ready, v_ready,
+                            kv_empty, cu_seqlens_q, cu_seqlens_k, batch, num_heads, seqlen_q, seqlen_k, causal,
+                            varlen, NC, BLOCK_N, STAGES, QBUF)),
+        ], [4, 1], [CREGS, 24])
 
 
 def _signature(dtype):
@@ -481,6 +699,40 @@ def _variants_wgmma():
     return out
 
 
+def _signature_ws(dtype):
+    ptr = "*" + dtype + ":16"
+    desc = "tensordesc<" + dtype + "[1, 1, BLOCK_N, BLOCK_D]>"
+    sig = {"desc_q": "tensordesc<" + dtype + "[1, 1, 64, BLOCK_D]>", "Out": ptr, "desc_k": desc, "desc_v": desc,
+           "cu_seqlens_q": "*i32", "cu_seqlens_k": "*i32",
+           "stride_ob": "i64:16", "stride_oh": "i64:16", "stride_os": "i64:16",
+           "batch": "i32", "num_heads": "i32", "seqlen_q": "i32", "seqlen_k": "i32", "scale": "fp32",
+           "causal": "i32", "varlen": "i32"}
+    for c in ("HEAD_DIM", "BLOCK_D", "NC", "BLOCK_N", "STAGES", "QBUF", "CREGS", "PER_SM"):
+        sig[c] = "constexpr"
+    return sig
+
+
+# Persistent kernel tiles (NC, BLOCK_N, STAGES, QBUF, CREGS, maxnreg, PER_SM), from a lab on an H100
+# (2026-11-23, through Triton's JIT): one consumer warpgroup and two programs per SM led at head 64
+# (448 TF/s at 1x16x16384x64, where fmha_fwd_wgmma did 422), two consumers sharing K/V at head 128
+# (567 at 4x32x4096x128, against 520). maxnreg bounds the registers per thread before the
+# partitions trade them: PER_SM programs of 4 * (NC + 1) warps must fit in the 64K registers.
+_WS_TILES_SMALL_D = [(1, 128, 2, 2, 240, 128, 2), (2, 128, 3, 2, 240, 168, 1), (1, 64, 3, 2, 240, 128, 2)]
+_WS_TILES_LARGE_D = [(2, 128, 2, 1, 240, 168, 1), (2, 64, 3, 2, 240, 168, 1), (1, 64, 2, 2, 240, 128, 2)]
+
+
+def _variants_ws():
+    out = []
+    for head_dim in (32, 64, 80, 96, 128):
+        block_d = 1 << (head_dim - 1).bit_length()
+        for nc, bn, stages, qbuf, cregs, maxnreg, per_sm in (_WS_TILES_SMALL_D if head_dim <= 64
+                                                             else _WS_TILES_LARGE_D):
+            out.append({"constexprs": {"HEAD_DIM": head_dim, "BLOCK_D": block_d, "NC": nc, "BLOCK_N": bn,
+                                       "STAGES": stages, "QBUF": qbuf, "CREGS": cregs, "PER_SM": per_sm},
+                        "num_warps": 4, "num_stages": 1, "maxnreg": maxnreg})
+    return out
+
+
 # One AoT kernel per dtype: the plugin picks the kernel by dtype and the variants by HEAD_DIM.
 AOT_KERNELS = {
     "fmha_fwd_fp16": {"fn": fmha_fwd, "signature": _signature("fp16"), "variants": _variants()},
@@ -495,4 +747,9 @@ AOT_KERNELS = {
                             "max_arch": 90, "variants": _variants_wgmma()},
     "fmha_fwd_wgmma_bf16": {"fn": fmha_fwd_wgmma, "signature": _signature_wgmma("bf16"), "min_arch": 90,
                             "max_arch": 90, "variants": _variants_wgmma()},
+    # sm_90: the persistent, warp-specialized Gluon kernel (its own arguments; a grid of SMs)
+    "fmha_fwd_ws_fp16": {"fn": fmha_fwd_ws, "signature": _signature_ws("fp16"), "min_arch": 90, "max_arch": 90,
+                         "variants": _variants_ws()},
+    "fmha_fwd_ws_bf16": {"fn": fmha_fwd_ws, "signature": _signature_ws("bf16"), "min_arch": 90, "max_arch": 90,
+                         "variants": _variants_ws()},
 }

@@ -190,8 +190,6 @@ extern "C" {
 /* Whether launches on the current device use programmatic dependent launch (compute capability
  * 9.0 or newer, and KILN_NO_PDL unset or 0). context.c. */
 int kiln_cuda_pdl_enabled(void);
-/* The current device's compute capability (major) and SM count (0, 0 when unknown). context.c. */
-void kiln_cuda_current_device(int *cc_major, int *sm_count);
 #ifdef __cplusplus
 }
 

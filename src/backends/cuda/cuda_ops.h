@@ -44,6 +44,8 @@ void kiln_cuda_ctx_destroy(kiln_cuda_ctx *cu);
 const kiln_cuda_device_info *kiln_cuda_ctx_info(const kiln_cuda_ctx *cu);
 /* 1 if at least one CUDA device is usable, else 0 (never fails loudly). */
 int kiln_cuda_available(void);
+/* The current device's compute capability (major) and SM count (0, 0 when unknown), cached. */
+void kiln_cuda_current_device(int *cc_major, int *sm_count);
 
 /* Memory (device and pinned host) and copies; all return a status. */
 kiln_status kiln_cuda_malloc(void **p, size_t bytes);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cuda/cuda_ops.h"
 #include "core/error.h"
 #include "kiln_triton_kernels.h"
 
@@ -25,7 +26,7 @@ static const char *const layout_names[] = {"bhsd", "bshd", "qkv", "varlen"};
 
 #define FMHA_MAGIC "KFMH"
 #define FMHA_FORMAT 1u
-#define FMHA_MAX_TACTICS 16
+#define FMHA_MAX_TACTICS 24
 
 typedef struct fmha_state {
   int32_t num_heads, head_size;
@@ -219,12 +220,15 @@ static int32_t fmha_supports_format(const void *state, kiln_target target, int32
   return 1;
 }
 
-/* The kernel families: plain loads (every arch), TMA loads of K and V (sm_90 and newer), and the
- * Gluon kernel that keeps its warpgroup MMAs in flight (sm_90 only; TMA as well). */
-enum { FAMILY_PLAIN, FAMILY_TMA, FAMILY_WGMMA, N_FAMILIES };
+/* The kernel families: plain loads (every arch), TMA loads of K and V (sm_90 and newer), the
+ * Gluon kernel that keeps its warpgroup MMAs in flight (sm_90 only; TMA as well), and the
+ * persistent, warp-specialized Gluon kernel (sm_90 only; a grid of about one program per SM, Q
+ * through TMA too). */
+enum { FAMILY_PLAIN, FAMILY_TMA, FAMILY_WGMMA, FAMILY_WS, N_FAMILIES };
 
 static const kiln_triton_kernel *kernel_for(kiln_dtype dt, int family) {
   const int bf16 = dt == KILN_DTYPE_BF16;
+  if (family == FAMILY_WS) return bf16 ? &kiln_triton_fmha_fwd_ws_bf16_kernel : &kiln_triton_fmha_fwd_ws_fp16_kernel;
   if (family == FAMILY_WGMMA)
     return bf16 ? &kiln_triton_fmha_fwd_wgmma_bf16_kernel : &kiln_triton_fmha_fwd_wgmma_fp16_kernel;
   if (family == FAMILY_TMA) return bf16 ? &kiln_triton_fmha_fwd_tma_bf16_kernel : &kiln_triton_fmha_fwd_tma_fp16_kernel;
@@ -239,8 +243,8 @@ typedef struct fmha_tactic {
 } fmha_tactic;
 
 /* The tactics for this head size and dtype, in order: the plain kernel's variants compiled for
- * the head size, then the TMA kernel's, then the Gluon kernel's (each family appended after the
- * others, so engines built before it keep their tactics); returns the count. */
+ * the head size, then the TMA kernel's, then the two Gluon kernels' (each family appended after
+ * the others, so engines built before it keep their tactics); returns the count. */
 static int32_t tactic_list(const fmha_state *s, kiln_dtype dt, fmha_tactic out[FMHA_MAX_TACTICS]) {
   int32_t n = 0;
   for (int f = 0; f < N_FAMILIES; f++) {
@@ -279,14 +283,16 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 typedef struct fmha_args {
   void *q, *k, *v, *o, *cu_q, *cu_k;
   int64_t qs[3], ks[3], vs[3], os[3];
-  int64_t batch, kv_rows; /* kv_rows: Skv, or the packed keys' total (varlen) */
+  int64_t batch, q_rows, kv_rows; /* rows: Sq and Skv, or the packed tokens' totals (varlen) */
   int32_t sq, skv, varlen;
 } fmha_args;
 
-/* K or V as the TMA and Gluon kernels' [B, H, S, D] descriptor (varlen: [1, H, total, D]). */
-static kiln_triton_tensor kv_desc(const fmha_state *s, const fmha_args *a, void *base, const int64_t st[3]) {
-  kiln_triton_tensor t = {base, 4, {a->varlen ? 1 : a->batch, s->num_heads, a->kv_rows, s->head_size},
-                          {a->varlen ? st[2] * a->kv_rows : st[0], st[1], st[2], 1}};
+/* Q, K or V (rows of them) as the TMA and Gluon kernels' [B, H, S, D] descriptor (varlen:
+ * [1, H, total, D]). */
+static kiln_triton_tensor bhsd_desc(const fmha_state *s, const fmha_args *a, void *base, const int64_t st[3],
+                                    int64_t rows) {
+  kiln_triton_tensor t = {base, 4, {a->varlen ? 1 : a->batch, s->num_heads, rows, s->head_size},
+                          {a->varlen ? st[2] * rows : st[0], st[1], st[2], 1}};
   return t;
 }
 
@@ -300,15 +306,23 @@ typedef kiln_status (*ptr_launcher)(void *, int32_t, uint32_t, uint32_t, uint32_
                                     int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int32_t, int32_t, float,
                                     int32_t, int32_t);
 
+/* Launches tactic t on a grid of (gx, gy) programs (the persistent kernel: gx). */
 static kiln_status launch(const fmha_tactic *t, void *stream, uint32_t gx, uint32_t gy, const fmha_state *s,
                           const fmha_args *a) {
   const int64_t *qs = a->qs, *ks = a->ks, *vs = a->vs, *os = a->os;
   const int bf16 = t->kernel == kernel_for(KILN_DTYPE_BF16, t->family);
+  if (t->family == FAMILY_WS) {
+    kiln_triton_tensor qd = bhsd_desc(s, a, a->q, qs, a->q_rows), kd = bhsd_desc(s, a, a->k, ks, a->kv_rows),
+                       vd = bhsd_desc(s, a, a->v, vs, a->kv_rows);
+    return (bf16 ? kiln_triton_fmha_fwd_ws_bf16 : kiln_triton_fmha_fwd_ws_fp16)(
+        stream, t->variant, gx, 1, 1, &qd, a->o, &kd, &vd, a->cu_q, a->cu_k, os[0], os[1], os[2],
+        (int32_t)a->batch, s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
+  }
   if (t->family != FAMILY_PLAIN) {
     desc_launcher fn = t->family == FAMILY_WGMMA
                            ? (bf16 ? kiln_triton_fmha_fwd_wgmma_bf16 : kiln_triton_fmha_fwd_wgmma_fp16)
                            : (bf16 ? kiln_triton_fmha_fwd_tma_bf16 : kiln_triton_fmha_fwd_tma_fp16);
-    kiln_triton_tensor kd = kv_desc(s, a, a->k, ks), vd = kv_desc(s, a, a->v, vs);
+    kiln_triton_tensor kd = bhsd_desc(s, a, a->k, ks, a->kv_rows), vd = bhsd_desc(s, a, a->v, vs, a->kv_rows);
     return fn(stream, t->variant, gx, gy, 1, a->q, a->o, &kd, &vd, a->cu_q, a->cu_k, qs[0], qs[1], qs[2], os[0],
               os[1], os[2], s->num_heads, a->sq, a->skv, s->scale, s->causal, a->varlen);
   }
@@ -362,7 +376,7 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
     a.k = (char *)a.q + (size_t)st[2] * esz;
     a.v = (char *)a.q + (size_t)(2 * st[2]) * esz;
     os[0] = o->strides[0], os[1] = o->strides[2], os[2] = o->strides[1]; /* [B, S, H, D] */
-    a.kv_rows = Skv;
+    a.q_rows = Sq, a.kv_rows = Skv;
   } else {
     kk = &in[1], v = &in[2];
     a.k = kk->data, a.v = v->data;
@@ -383,22 +397,31 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
       Skv = 0; /* read from cu_seqlens_k */
       a.varlen = 1;
       a.cu_q = in[3].data, a.cu_k = in[4].data;
-      a.kv_rows = kk->shape.d[0];
+      a.q_rows = q->shape.d[0], a.kv_rows = kk->shape.d[0];
     } else {
       int sd = s->layout == LAYOUT_BHSD ? 2 : 1;
       a.batch = q->shape.d[0], Sq = q->shape.d[sd], Skv = kk->shape.d[sd];
-      a.kv_rows = Skv;
+      a.q_rows = Sq, a.kv_rows = Skv;
     }
   }
   if (Sq > 2147483647 || Skv > 2147483647 || a.kv_rows > 2147483647)
     return shape_error(s, "sequence lengths must fit in int32");
   a.sq = (int32_t)Sq, a.skv = (int32_t)Skv;
   if (t.family != FAMILY_PLAIN && a.kv_rows < 1) t = tl[0]; /* no keys: a descriptor cannot be empty; the plain kernel writes zeros */
-  const int64_t block_m = kiln_triton_constexpr(t.kernel, t.variant, "BLOCK_M", 64);
-  const int64_t gx = cdiv(Sq, block_m), gy = a.batch * s->num_heads;
+  int64_t gx, gy = a.batch * s->num_heads;
+  if (t.family == FAMILY_WS) { /* persistent: min(tiles, SMs * PER_SM) programs walk the tiles */
+    int major = 0, sms = 0;
+    kiln_cuda_current_device(&major, &sms);
+    const int64_t tiles = cdiv(Sq, 64 * kiln_triton_constexpr(t.kernel, t.variant, "NC", 1)) * gy;
+    const int64_t cap = (int64_t)(sms > 0 ? sms : 1) * kiln_triton_constexpr(t.kernel, t.variant, "PER_SM", 1);
+    if (tiles > 2147483647) return shape_error(s, "too many query tiles for the persistent kernel (split the batch)");
+    gx = tiles < cap ? tiles : cap;
+    gy = 1;
+  } else {
+    gx = cdiv(Sq, kiln_triton_constexpr(t.kernel, t.variant, "BLOCK_M", 64));
+    if (gy > 65535) return shape_error(s, "batch * heads must be <= 65535 (split the batch)");
+  }
   if (gx == 0 || gy == 0) return KILN_OK;
-  if (gy > 65535)
-    return shape_error(s, "batch * heads must be <= 65535 (split the batch)");
   (void)workspace;
   return launch(&t, stream, (uint32_t)gx, (uint32_t)gy, s, &a);
 }
