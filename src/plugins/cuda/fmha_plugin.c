@@ -407,7 +407,8 @@ static kiln_status fmha_enqueue(void *state, kiln_target target, int32_t tactic,
   if (Sq > 2147483647 || Skv > 2147483647 || a.kv_rows > 2147483647)
     return shape_error(s, "sequence lengths must fit in int32");
   a.sq = (int32_t)Sq, a.skv = (int32_t)Skv;
-  if (t.family != FAMILY_PLAIN && a.kv_rows < 1) t = tl[0]; /* no keys: a descriptor cannot be empty; the plain kernel writes zeros */
+  if (t.family != FAMILY_PLAIN && (a.kv_rows < 1 || a.q_rows < 1))
+    t = tl[0]; /* no keys or no queries: a descriptor cannot be empty; the plain kernel copes */
   int64_t gx, gy = a.batch * s->num_heads;
   if (t.family == FAMILY_WS) { /* persistent: min(tiles, SMs * PER_SM) programs walk the tiles */
     int major = 0, sms = 0;
