@@ -19,7 +19,10 @@ not compiled (the plugin reports fp16/bf16 only).
 
 Two more kernels with the same arguments and semantics read keys and values through TMA
 descriptors on sm_90: fmha_fwd_tma (Triton) and fmha_fwd_wgmma (Gluon, with two warpgroup MMAs
-kept in flight; see its comment below). The plugin offers all three kernels' tiles as tactics.
+kept in flight; see its comment below). A fourth, fmha_fwd_ws (Gluon, sm_90), has the same
+semantics but is persistent and warp-specialized: it takes Q through a descriptor too, the batch
+size, and a grid of about one program per SM (see its comment). The plugin offers all four
+kernels' tiles as tactics.
 
 Grid: (cdiv(max_seqlen_q, BLOCK_M), batch * heads, 1).
 Variants (AOT_KERNELS below): per dtype and head size, a few tile shapes the builder times.
