@@ -3,7 +3,7 @@
 against the kernel sources, so generated code cannot drift from kernels/triton/*.py.
 
 What it checks: format and version, Triton 3.6.x, every kernel's source hash equals the file's
-sha256 now, signature and variants (constexprs, num_warps, num_stages) equal what the source
+sha256 now, signature and variants (constexprs, num_warps, num_stages, maxnreg) equal what the source
 declares, and every variant has one target per built arch (from the kernel's min_arch to its max_arch) with
 shared_bytes >= 0, registers > 0 and a kernel name. What it is not: a GPU test (tests/gpu/test_triton_aot.c runs the code).
 Usage: check_triton_manifest.py build/generated/manifest.json [kernels/triton]   (exit 0 = ok)
@@ -44,8 +44,8 @@ def main():
         if len(decl["variants"]) != len(k["variants"]):
             errors.append(f"{k['name']}: {len(k['variants'])} variants, source has {len(decl['variants'])}")
         for dv, mv in zip(decl["variants"], k["variants"]):
-            for key in ("constexprs", "num_warps", "num_stages"):
-                if dv[key] != mv[key]:
+            for key in ("constexprs", "num_warps", "num_stages", "maxnreg"):
+                if dv.get(key) != mv.get(key):
                     errors.append(f"{k['name']} variant {mv['index']}: {key} differs")
             lo, hi = int(decl.get("min_arch", 80)), int(decl.get("max_arch", 1 << 30))
             want = [a for a in m["archs"] if lo <= int(a[3:]) <= hi]
