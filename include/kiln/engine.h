@@ -82,8 +82,8 @@ int32_t kiln_engine_num_profiles(const kiln_engine *engine);
 kiln_status kiln_engine_profile_dims(const kiln_engine *engine, int32_t profile, const char *name,
                                      kiln_dims *min, kiln_dims *opt, kiln_dims *max);
 /* Device memory the engine holds (weights: 0 when streaming) and one context will need
- * (activations + workspace + the weight streaming ring). For a CPU engine, the same in host
- * memory. */
+ * (activations + workspace + the weight streaming ring, as one block: what
+ * kiln_context_create_with_memory takes). For a CPU engine, the same in host memory. */
 size_t kiln_engine_weight_bytes(const kiln_engine *engine);
 size_t kiln_engine_context_bytes(const kiln_engine *engine);
 /* Weight streaming: bytes of constants a run copies into the ring (0 when not streaming), and
@@ -97,6 +97,16 @@ size_t kiln_engine_stream_min_bytes(const kiln_engine *engine);
 kiln_status kiln_engine_describe(const kiln_engine *engine, char **text);
 
 kiln_status kiln_context_create(kiln_engine *engine, int32_t profile, kiln_context **out);
+/* As kiln_context_create, with memory the caller owns for the context's activations, workspace
+ * and weight streaming ring: `bytes` >= kiln_engine_context_bytes(engine), device memory for a
+ * CUDA engine (host memory for a CPU one), aligned to 256 bytes (cudaMalloc's and
+ * kiln_cuda_malloc's are), freed by the caller after the context is destroyed. Contexts whose runs
+ * never overlap (enqueued on one stream, or on one thread for CPU engines) may share one block
+ * of the largest size, as an encoder and a decoder that take turns do: nothing in it outlives a
+ * run. A streaming context's copies into its ring then wait for the work enqueued before each of
+ * its runs. With KILN_POISON set the block is filled with 0xFF here, as a context's own is. */
+kiln_status kiln_context_create_with_memory(kiln_engine *engine, int32_t profile, void *memory,
+                                            size_t bytes, kiln_context **out);
 void kiln_context_destroy(kiln_context *ctx);
 kiln_status kiln_context_set_input_shape(kiln_context *ctx, const char *name,
                                          const kiln_dims *dims);

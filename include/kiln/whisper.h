@@ -182,11 +182,25 @@ kiln_status kiln_whisper_load(const char *engine_dir, const kiln_whisper_load_pa
 void kiln_whisper_destroy(kiln_whisper *w);
 
 const kiln_whisper_config *kiln_whisper_get_config(const kiln_whisper *w);
-/* GPU memory the loaded model plans to hold: both engines' weights and one context each
- * (kiln_engine_weight_bytes + kiln_engine_context_bytes: with stream_encoder_bytes, the
- * encoder's ring instead of its weights) plus the runtime's own buffers (mel,
- * encoder output, cross-attention and KV cache, tokens, logits at their largest). Planned, not
- * measured: the CUDA context and allocator rounding are not in it. 0 for CPU engines. */
+/* The GPU memory a loaded model plans to hold, by part, in bytes (all 0 for CPU engines). Every
+ * part is allocated at load, at its largest (max batch, beams and max_text_tokens), so nothing
+ * grows while it runs. Planned, not measured: the CUDA context, the allocator's rounding and a
+ * few small buffers (suppressed tokens, greedy picks) are not in it. */
+typedef struct kiln_whisper_memory {
+  int64_t encoder_weights; /* on the device; 0 when they stream (stream_encoder_bytes) */
+  int64_t encoder_ring;    /* the ring they stream through (0: resident); part of `context` */
+  int64_t decoder_weights; /* every decoding step reads them all */
+  int64_t context;         /* one block both engines' execution contexts share, as they take
+                              turns: activations, workspaces, and the encoder's ring */
+  int64_t cross_kv;        /* cross-attention keys and values of every window slot (int8: and
+                              their scales) */
+  int64_t self_kv;         /* the self-attention KV cache of every decoder row (max_batch x
+                              beams), max_text_tokens long (int8: and its scales) */
+  int64_t buffers;         /* log-mel, encoder output, token ids and positions, logits */
+  int64_t total;           /* the sum of the above, less encoder_ring (kiln_whisper_device_bytes) */
+} kiln_whisper_memory;
+kiln_status kiln_whisper_memory_plan(const kiln_whisper *w, kiln_whisper_memory *out);
+/* kiln_whisper_memory_plan's total (0 for CPU engines or NULL). */
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w);
 /* Bytes of the decoder engine's weights (what every decoding step reads). */
 int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w);

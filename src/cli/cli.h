@@ -20,6 +20,10 @@ void cli_print_progress(const char *stage, int64_t done, int64_t total, void *us
 #define CLI_FAIL 1
 #define CLI_USAGE 2
 
+/* "kiln <cmd>: GPU memory planned: ..." on stderr, kiln_whisper_memory_plan by part (nothing for
+ * CPU engines). */
+struct kiln_whisper;
+void cli_print_whisper_memory(const char *cmd, const struct kiln_whisper *w);
 /* Print "kiln <cmd>: <what>: <kiln_last_error()>" to stderr and return CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kiln_status s);
 /* Options: is argv[*i] the flag `name`? Takes its value (next arg) into *value. */

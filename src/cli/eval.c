@@ -223,6 +223,7 @@ static int evaluate(eval_opts *o, const kiln_manifest *m, kiln_eval_report *r) {
   kiln_whisper *w = NULL;
   kiln_status s = kiln_whisper_load(o->engine_dir, &o->load, &w);
   if (s != KILN_OK) return cli_fail("eval", o->engine_dir, s);
+  cli_print_whisper_memory("eval", w);
   kiln_eval_run_stats st;
   s = kiln_eval_run(w, m, &o->run, r, &st);
   kiln_whisper_destroy(w);

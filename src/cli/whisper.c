@@ -375,6 +375,7 @@ int cli_transcribe(int argc, char **argv) {
   kiln_whisper *w = NULL;
   kiln_status s = kiln_whisper_load(dir, &lp, &w);
   if (s != KILN_OK) return free(files), cli_fail("transcribe", dir, s);
+  cli_print_whisper_memory("transcribe", w);
   double t1 = now_s();
   cli_files c = {files, &oo, calloc((size_t)n_files, sizeof(cli_file)), n_files, 0, 0, 0.0};
   kiln_whisper_files io = {n_files, cli_load, cli_unload, cli_done, &c};

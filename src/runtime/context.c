@@ -2,6 +2,7 @@
  * running the layers on the engine's backend (optionally through a captured CUDA graph), with
  * weight streaming: the copies of the constants into the context's ring, ahead of the layers, in
  * the order the engine's schedule allows (runtime_internal.h, wstream.c). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "core/error.h"
+#include "core/round.h"
 #include "runtime/runtime_internal.h"
 
 #ifdef KILN_HAVE_CUDA
@@ -32,6 +34,8 @@ struct kiln_context {
   kiln_dims *dims;        /* per tensor, for the current input shapes */
   int32_t dims_valid;
   void **bound;           /* per tensor: user pointer for inputs/outputs */
+  void *mem;              /* the block holding arena, workspace and ring (kiln_context_layout) */
+  int32_t own_mem;        /* mem is the context's (else the caller's: kiln_context_create_with_memory) */
   void *arena;
   void *workspace;
   int32_t use_graphs;
@@ -44,6 +48,7 @@ struct kiln_context {
   cudaEvent_t *ws_copied; /* per layer: its group was copied (recorded on ws_stream) */
   cudaEvent_t *ws_done;   /* per layer a group waits for: the layer ran (on the run's stream) */
   cudaEvent_t ws_end;     /* the previous run's last layer ran: the next run's copies wait for it */
+  cudaEvent_t ws_start;   /* shared memory: the work enqueued before a run is done (its copies wait) */
   int32_t ws_ran;         /* ws_end was recorded */
 #endif
   /* KILN_PROFILE=1 in the environment: each layer is synchronized and timed; the totals per op
@@ -75,6 +80,7 @@ static kiln_status ws_cuda_setup(kiln_context *c) {
   if (!c->ws_copied || !c->ws_done) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
   cudaError_t err = cudaStreamCreateWithFlags(&c->ws_stream, cudaStreamNonBlocking);
   if (err == cudaSuccess) err = cudaEventCreateWithFlags(&c->ws_end, cudaEventDisableTiming);
+  if (err == cudaSuccess && !c->own_mem) err = cudaEventCreateWithFlags(&c->ws_start, cudaEventDisableTiming);
   for (int32_t li = 0; li < nl && err == cudaSuccess; li++) {
     if (ws->group_start[li + 1] > ws->group_start[li]) err = cudaEventCreateWithFlags(&c->ws_copied[li], cudaEventDisableTiming);
     if (err == cudaSuccess && ws->signals[li]) err = cudaEventCreateWithFlags(&c->ws_done[li], cudaEventDisableTiming);
@@ -91,33 +97,43 @@ static void ws_cuda_destroy(kiln_context *c) {
     if (c->ws_done && c->ws_done[li]) cudaEventDestroy(c->ws_done[li]);
   }
   if (c->ws_end) cudaEventDestroy(c->ws_end);
+  if (c->ws_start) cudaEventDestroy(c->ws_start);
   if (c->ws_stream) cudaStreamDestroy(c->ws_stream);
   free(c->ws_copied), free(c->ws_done);
 }
 #endif
 
+/* The context's block (its own unless c->mem is the caller's), carved into arena, workspace and
+ * ring; poisoned with KILN_POISON. */
 static kiln_status alloc_memory(kiln_context *c) {
-  size_t arena = c->e->g.arena_bytes, ws = c->e->g.workspace_bytes, ring = c->e->ws.ring_bytes;
+  kiln_context_layout l = kiln_context_layout_of(c->e);
+  size_t ring = c->e->ws.ring_bytes;
+  int cuda = c->e->exec != KILN_TARGET_CPU;
   c->ws_poison = ring && kiln_poison_enabled();
-  if (c->e->exec == KILN_TARGET_CPU) {
-    c->arena = malloc(arena ? arena : 1);
-    c->workspace = malloc(ws ? ws : 1);
-    c->ring = ring ? malloc(ring) : NULL;
-    if (!c->arena || !c->workspace || (ring && !c->ring))
-      return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", arena + ws + ring);
-    if (kiln_poison_enabled()) memset(c->arena, KILN_POISON_BYTE, arena), memset(c->workspace, KILN_POISON_BYTE, ws);
-    if (c->ws_poison) memset(c->ring, KILN_POISON_BYTE, ring);
+  if (!c->mem) {
+    c->own_mem = 1;
+    if (!cuda) {
+      c->mem = aligned_alloc(KILN_CONTEXT_ALIGN, kiln_round_up(l.bytes, KILN_CONTEXT_ALIGN));
+      if (!c->mem) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations", l.bytes);
+    } else {
+#ifdef KILN_HAVE_CUDA
+      KILN_TRY(kiln_cuda_malloc(&c->mem, l.bytes));
+#endif
+    }
+  }
+  c->arena = c->mem;
+  c->workspace = (char *)c->mem + l.workspace;
+  c->ring = ring ? (char *)c->mem + l.ring : NULL;
+  if (!cuda) {
+    if (kiln_poison_enabled()) memset(c->mem, KILN_POISON_BYTE, l.bytes);
     return KILN_OK;
   }
 #ifdef KILN_HAVE_CUDA
-  KILN_TRY(kiln_cuda_malloc(&c->arena, arena ? arena : 1));
-  KILN_TRY(kiln_cuda_malloc(&c->workspace, ws ? ws : 1));
-  KILN_TRY(kiln_cuda_poison(c->arena, arena, NULL));
-  KILN_TRY(kiln_cuda_poison(c->workspace, ws, NULL));
-  if (!ring) return KILN_OK;
-  KILN_TRY(kiln_cuda_malloc(&c->ring, ring));
-  KILN_TRY(ws_cuda_setup(c));
-  if (c->ws_poison) KILN_TRY(kiln_cuda_poison(c->ring, ring, c->ws_stream)); /* before the copies */
+  if (kiln_poison_enabled()) { /* done before any stream (the ring's copy stream too) writes there */
+    KILN_TRY(kiln_cuda_poison(c->mem, l.bytes, NULL));
+    KILN_TRY(kiln_cuda_stream_sync(NULL));
+  }
+  if (ring) KILN_TRY(ws_cuda_setup(c));
   return KILN_OK;
 #else
   return kiln_error(KILN_ERR_INTERNAL, "CUDA context without CUDA");
@@ -138,18 +154,14 @@ void kiln_context_destroy(kiln_context *c) {
   if (!c) return;
   if (c->prof_on) log_profile(c);
   if (c->e && c->e->exec == KILN_TARGET_CPU) {
-    free(c->arena);
-    free(c->workspace);
-    free(c->ring);
+    if (c->own_mem) free(c->mem);
   }
 #ifdef KILN_HAVE_CUDA
   else {
     for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++)
       if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
     ws_cuda_destroy(c); /* waits for the copies before the ring goes */
-    kiln_cuda_free(c->arena);
-    kiln_cuda_free(c->workspace);
-    kiln_cuda_free(c->ring);
+    if (c->own_mem) kiln_cuda_free(c->mem);
   }
   for (int i = 0; i < KILN_CONTEXT_GRAPHS; i++) {
     free(c->graphs[i].dims);
@@ -162,8 +174,7 @@ void kiln_context_destroy(kiln_context *c) {
   free(c);
 }
 
-kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **out) {
-  if (!e || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_context_create: NULL engine or output");
+static kiln_status context_create(kiln_engine *e, int32_t profile, void *memory, kiln_context **out) {
   if (e->g.n_layers > 0 && !e->weights)
     return kiln_error(KILN_ERR_STATE, "this engine was loaded for inspection only (skip_device_check); load it again to run it");
   if (profile < 0 || profile >= e->g.n_profiles)
@@ -172,6 +183,7 @@ kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **
   if (!c) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "out of memory");
   c->e = e;
   c->profile = profile;
+  c->mem = memory;
   const char *prof = getenv("KILN_PROFILE");
   c->prof_on = prof && *prof && strcmp(prof, "0") != 0;
   size_t nt = (size_t)e->g.n_tensors + 1;
@@ -201,6 +213,26 @@ kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **
   }
   *out = c;
   return KILN_OK;
+}
+
+kiln_status kiln_context_create(kiln_engine *e, int32_t profile, kiln_context **out) {
+  if (!e || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_context_create: NULL engine or output");
+  return context_create(e, profile, NULL, out);
+}
+
+kiln_status kiln_context_create_with_memory(kiln_engine *e, int32_t profile, void *memory, size_t bytes,
+                                            kiln_context **out) {
+  if (!e || !out || !memory)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_context_create_with_memory: NULL engine, memory or output");
+  size_t need = kiln_engine_context_bytes(e);
+  if (bytes < need)
+    return kiln_error(KILN_ERR_INVALID_ARG,
+                      "kiln_context_create_with_memory: %zu bytes given, the context needs %zu "
+                      "(kiln_engine_context_bytes)", bytes, need);
+  if ((uintptr_t)memory % KILN_CONTEXT_ALIGN)
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_context_create_with_memory: the memory must be aligned to %d bytes",
+                      KILN_CONTEXT_ALIGN);
+  return context_create(e, profile, memory, out);
 }
 
 static int32_t find_io(const kiln_context *c, const char *name) {
@@ -291,6 +323,10 @@ static kiln_status ws_before(kiln_context *c, int32_t li, void *stream) {
   cudaError_t err = cudaSuccess;
   if (li == 0 && cuda && c->ws_ran && (err = cudaStreamWaitEvent(c->ws_stream, c->ws_end, 0)) != cudaSuccess)
     return ws_cuda_error(err, "waiting for the previous run");
+  if (li == 0 && cuda && !c->own_mem && /* another context may be using the ring's bytes until then */
+      ((err = cudaEventRecord(c->ws_start, (cudaStream_t)stream)) != cudaSuccess ||
+       (err = cudaStreamWaitEvent(c->ws_stream, c->ws_start, 0)) != cudaSuccess))
+    return ws_cuda_error(err, "waiting for the work before the run");
 #endif
   if (li == 0) c->ws_next = 0;
   while (c->ws_next < g->n_layers && ws->wait[c->ws_next] < li) {

@@ -208,7 +208,16 @@ kiln_dtype kiln_engine_precision(const kiln_engine *e) { return e->g.precision; 
 int32_t kiln_engine_num_io(const kiln_engine *e) { return e->n_io; }
 int32_t kiln_engine_num_profiles(const kiln_engine *e) { return e->g.n_profiles; }
 size_t kiln_engine_weight_bytes(const kiln_engine *e) { return e->weight_bytes; }
-size_t kiln_engine_context_bytes(const kiln_engine *e) { return e->g.arena_bytes + e->g.workspace_bytes + e->ws.ring_bytes; }
+kiln_context_layout kiln_context_layout_of(const kiln_engine *e) {
+  kiln_context_layout l;
+  l.workspace = kiln_round_up(e->g.arena_bytes, KILN_CONTEXT_ALIGN);
+  l.ring = kiln_round_up(l.workspace + e->g.workspace_bytes, KILN_CONTEXT_ALIGN);
+  l.bytes = l.ring + e->ws.ring_bytes;
+  if (l.bytes == 0) l.bytes = 1;
+  return l;
+}
+
+size_t kiln_engine_context_bytes(const kiln_engine *e) { return e ? kiln_context_layout_of(e).bytes : 0; }
 size_t kiln_engine_streamed_bytes(const kiln_engine *e) { return e ? e->ws.streamed_bytes : 0; }
 size_t kiln_engine_stream_min_bytes(const kiln_engine *e) { return e ? kiln_wstream_min_bytes(&e->g) : 0; }
 

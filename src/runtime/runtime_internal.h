@@ -59,4 +59,13 @@ struct kiln_engine {
   kiln_target exec;          /* where layers run: meta.target, or CPU with run_on_cpu */
 };
 
+/* A context's memory is one block: the activation arena, then the workspace, then the weight
+ * streaming ring, each starting on a multiple of KILN_CONTEXT_ALIGN bytes. */
+#define KILN_CONTEXT_ALIGN 256
+typedef struct kiln_context_layout {
+  size_t workspace, ring; /* offsets in the block */
+  size_t bytes;           /* the block's size (kiln_engine_context_bytes) */
+} kiln_context_layout;
+kiln_context_layout kiln_context_layout_of(const kiln_engine *e);
+
 #endif

@@ -10,7 +10,10 @@
  *   - the schedule's rules checked directly on the engine (ring bytes shared only by constants
  *     whose readers do not overlap, copies wait for the last reader of what they overwrite);
  *   - a ring below the minimum fails to load with the minimum in the message; the memory
- *     figures (no resident weights, the ring counted in the context bytes); CUDA graphs refused.
+ *     figures (no resident weights, the ring counted in the context bytes); CUDA graphs refused;
+ *   - a streaming context and a resident one sharing one block of memory
+ *     (kiln_context_create_with_memory), their runs enqueued back to back on one stream, and
+ *     the arguments that call refuses.
  * KILN_POISON=1 is set: ring bytes become 0xFF (NaN) once their constant's last reader has run.
  * On the CPU the copies are done at once when the schedule allows them, so a schedule that lets
  * a copy overwrite a constant still to be read, or poisons one too early, changes the outputs:
@@ -134,9 +137,8 @@ static kiln_dtype io_dtype(const kiln_engine *e, const char *name) {
   return KILN_DTYPE_INVALID;
 }
 
-/* One run of context c on io (fresh buffers); the outputs come back in o. */
-static kiln_status run_ctx(kiln_engine *e, kiln_context *c, void *stream, const ws_io *io, ws_out *o) {
-  void *in[WS_MAX_IO] = {0}, *out[WS_MAX_IO] = {0};
+/* Context c's inputs and outputs bound to fresh buffers (in[], out[]); o->bytes sized. */
+static kiln_status bind_ctx(kiln_engine *e, kiln_context *c, const ws_io *io, void **in, void **out, ws_out *o) {
   kiln_status st = KILN_OK;
   memset(o, 0, sizeof *o);
   for (int i = 0; i < io->n_in && st == KILN_OK; i++) {
@@ -152,14 +154,33 @@ static kiln_status run_ctx(kiln_engine *e, kiln_context *c, void *stream, const 
     if (st == KILN_OK && (!(out[i] = buf_new(o->bytes[i])) || !(o->v[i] = malloc(o->bytes[i] + 1)))) st = KILN_ERR_OUT_OF_MEMORY;
     if (st == KILN_OK) st = kiln_context_set_tensor(c, io->out_name[i], out[i]);
   }
-  if (st == KILN_OK) st = kiln_context_enqueue(c, stream);
+  return st;
+}
+
+static kiln_status sync_stream(void *stream) {
 #ifdef WSTREAM_TEST_GPU
-  if (st == KILN_OK && cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess) st = KILN_ERR_CUDA;
+  if (cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess) return KILN_ERR_CUDA;
+#else
+  (void)stream;
 #endif
+  return KILN_OK;
+}
+
+/* The outputs into o (when st is KILN_OK), and the buffers freed. */
+static kiln_status collect(kiln_status st, const ws_io *io, void **in, void **out, ws_out *o) {
   for (int i = 0; i < io->n_out && st == KILN_OK; i++) buf_copy(o->v[i], out[i], o->bytes[i], 0);
   for (int i = 0; i < WS_MAX_IO; i++) buf_free(in[i]), buf_free(out[i]);
   if (st != KILN_OK) ws_out_free(o);
   return st;
+}
+
+/* One run of context c on io (fresh buffers); the outputs come back in o. */
+static kiln_status run_ctx(kiln_engine *e, kiln_context *c, void *stream, const ws_io *io, ws_out *o) {
+  void *in[WS_MAX_IO] = {0}, *out[WS_MAX_IO] = {0};
+  kiln_status st = bind_ctx(e, c, io, in, out, o);
+  if (st == KILN_OK) st = kiln_context_enqueue(c, stream);
+  if (st == KILN_OK) st = sync_stream(stream);
+  return collect(st, io, in, out, o);
 }
 
 static int out_equal(const ws_out *a, const ws_out *b, int i) {
@@ -314,6 +335,59 @@ static void check_ring(const void *img, size_t size, kiln_engine *resident, size
   kiln_engine_destroy(e);
 }
 
+/* kiln_context_create_with_memory: a streaming context and a resident one of the same graph share
+ * memory (the resident one's block starts `ring` bytes in, so its activations lie over the
+ * streaming one's ring at the end of its block) and run in turns on one stream, each run enqueued
+ * before the one before has finished: the outputs equal those of a context of its own. Then the
+ * arguments it refuses. */
+static void check_shared(kiln_engine *e, kiln_engine *resident, const void *x, const char *what) {
+  size_t be = kiln_engine_context_bytes(e), br = kiln_engine_context_bytes(resident), ring = be - br;
+  CHECK(be > br && ring % 256 == 0);
+  void *mem = buf_new(be), *s = stream_new();
+  kiln_context *ce = NULL, *cr = NULL, *own = NULL, *bad = (kiln_context *)&bad;
+  CHECK(mem != NULL);
+  CHECK_OK(kiln_context_create_with_memory(e, 0, mem, be, &ce));
+  CHECK_OK(kiln_context_create_with_memory(resident, 0, (char *)mem + ring, br, &cr));
+  CHECK_OK(kiln_context_create(resident, 0, &own));
+  ws_io io[4];
+  static const int64_t shapes[] = {SN_MAX_B, 3, 1, SN_MAX_B};
+  ws_out want[4], got[4];
+  void *in[4][WS_MAX_IO], *out[4][WS_MAX_IO];
+  memset(want, 0, sizeof want), memset(got, 0, sizeof got), memset(in, 0, sizeof in), memset(out, 0, sizeof out);
+  int same = 0;
+  for (int i = 0; i < 4 && ce && cr && own; i++) {
+    sn_io(&io[i], shapes[i], x);
+    CHECK_OK(run_ctx(resident, own, s, &io[i], &want[i]));
+  }
+  /* enqueued back to back: streaming, resident, streaming, resident (bindings change between
+   * runs, so each context's next run is bound after its enqueue) */
+  kiln_status st = KILN_OK;
+  for (int i = 0; i < 4 && ce && cr && own && st == KILN_OK; i++) {
+    kiln_engine *en = i % 2 ? resident : e;
+    kiln_context *c = i % 2 ? cr : ce;
+    st = bind_ctx(en, c, &io[i], in[i], out[i], &got[i]);
+    if (st == KILN_OK) st = kiln_context_enqueue(c, s);
+  }
+  CHECK_OK(st);
+  st = st == KILN_OK ? sync_stream(s) : st;
+  for (int i = 0; i < 4; i++) {
+    if (collect(st, &io[i], in[i], out[i], &got[i]) == KILN_OK) same += outs_equal(&got[i], &want[i], 1);
+    if (st == KILN_OK && !outs_equal(&got[i], &want[i], 1)) report_diff(e, "y", &got[i], &want[i], 0, what);
+    ws_out_free(&want[i]), ws_out_free(&got[i]);
+  }
+  fprintf(stderr, "%s: shared context memory (%zu bytes): %d of 4 runs bitwise equal\n", what, be, same);
+  CHECK_EQ_INT(same, 4);
+  CHECK_STATUS(kiln_context_create_with_memory(e, 0, mem, be - 1, &bad), KILN_ERR_INVALID_ARG);
+  CHECK_MSG("kiln_engine_context_bytes");
+  CHECK_STATUS(kiln_context_create_with_memory(e, 0, (char *)mem + 16, be, &bad), KILN_ERR_INVALID_ARG);
+  CHECK_MSG("aligned to 256");
+  CHECK_STATUS(kiln_context_create_with_memory(e, 0, NULL, be, &bad), KILN_ERR_INVALID_ARG);
+  CHECK(bad == (kiln_context *)&bad);
+  kiln_context_destroy(ce), kiln_context_destroy(cr), kiln_context_destroy(own);
+  stream_free(s);
+  buf_free(mem);
+}
+
 #ifndef WSTREAM_TEST_GPU
 /* A schedule broken on purpose changes the outputs: (a) a group copied at the start of the run
  * instead of after the layer it waits for overwrites constants still to be read; (b) a shared
@@ -402,6 +476,9 @@ static void test_chain(kiln_dtype precision) {
   snprintf(what, sizeof what, "chain %s", kiln_dtype_name(precision));
   const size_t rings[] = {min, min + 256, min + layer, all / 2, all, 2 * all};
   for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) check_ring(img, size, resident, rings[i], x, what);
+  kiln_engine *shared = load(img, size, min);
+  if (shared) check_shared(shared, resident, x, what);
+  kiln_engine_destroy(shared);
 
   /* too small: a clear error naming the minimum */
   char need[64];

@@ -54,6 +54,8 @@ struct kiln_whisper {
   size_t enc_ring;    /* the encoder's weight streaming ring (0: its weights are resident) */
   int enc_graphs;     /* the encoder runs of slot 0 replay a captured CUDA graph (run_encoder) */
   kiln_context *ectx, *dctx;
+  void *ctx_mem;      /* one block both contexts use (create_contexts) */
+  size_t ctx_bytes;
   kiln_tokenizer *tok;
   kiln_dtype prec;
   size_t esz;         /* bytes per float element in the engines */
@@ -212,7 +214,7 @@ static kiln_status stage_reserve(kiln_whisper *w, size_t bytes) {
   return KILN_OK;
 }
 
-/* Sizes of the runtime's own buffers (alloc_buffers and kiln_whisper_device_bytes agree). */
+/* Sizes of the runtime's own buffers (alloc_buffers and kiln_whisper_memory_plan agree). */
 static size_t enc_out_bytes(const kiln_whisper *w) {
   return (size_t)w->max_batch * (size_t)w->c.n_audio_ctx * (size_t)w->c.d_model * w->esz;
 }
@@ -232,11 +234,15 @@ static size_t io_count(const kiln_whisper *w) { return (size_t)w->rows * (size_t
 static size_t logits_bytes(const kiln_whisper *w) {
   return (size_t)w->rows * (size_t)w->chunk * (size_t)w->c.vocab_size * w->esz;
 }
-static size_t buffer_bytes(const kiln_whisper *w) {
-  const kiln_whisper_config *c = &w->c;
-  size_t mel = (size_t)w->max_batch * (size_t)c->n_mels * 2 * (size_t)c->n_audio_ctx * w->esz;
-  size_t per_kv = cross_bytes(w) + cross_scale_bytes(w) + (size_t)w->rows * (cache_row_bytes(w) + cache_scale_row_bytes(w));
-  return mel + enc_out_bytes(w) + (size_t)2 * c->decoder_layers * per_kv + io_count(w) * 4 + logits_bytes(w);
+static size_t cross_kv_bytes(const kiln_whisper *w) { /* every layer's, k and v */
+  return (size_t)2 * (size_t)w->c.decoder_layers * (cross_bytes(w) + cross_scale_bytes(w));
+}
+static size_t self_kv_bytes(const kiln_whisper *w) { /* every layer's, k and v, every row */
+  return (size_t)2 * (size_t)w->c.decoder_layers * (size_t)w->rows * (cache_row_bytes(w) + cache_scale_row_bytes(w));
+}
+static size_t io_buffer_bytes(const kiln_whisper *w) { /* mel, encoder output, tokens, logits */
+  size_t mel = (size_t)w->max_batch * (size_t)w->c.n_mels * 2 * (size_t)w->c.n_audio_ctx * w->esz;
+  return mel + enc_out_bytes(w) + io_count(w) * 4 + logits_bytes(w);
 }
 
 /* ---- loading --------------------------------------------------------------------------------- */
@@ -372,6 +378,21 @@ static kiln_status shape3(kiln_context *ctx, const char *fmt, int32_t i, int64_t
   return kiln_context_set_input_shape(ctx, name, &d);
 }
 
+/* Both engines' contexts in one block of the larger one's size: they take turns on w->stream (on
+ * the calling thread for CPU engines), and nothing in a context's memory outlives its run. */
+static kiln_status create_contexts(kiln_whisper *w) {
+  size_t e = kiln_engine_context_bytes(w->enc), d = kiln_engine_context_bytes(w->dec);
+  w->ctx_bytes = e > d ? e : d;
+  if (w->cuda) {
+    KILN_TRY(mem_alloc(w, w->ctx_bytes, &w->ctx_mem)); /* cudaMalloc: aligned as contexts need */
+  } else {
+    w->ctx_mem = aligned_alloc(256, kiln_round_up(w->ctx_bytes, 256));
+    if (!w->ctx_mem) return kiln_error(KILN_ERR_OUT_OF_MEMORY, "whisper: cannot allocate %zu bytes", w->ctx_bytes);
+  }
+  KILN_TRY(kiln_context_create_with_memory(w->enc, 0, w->ctx_mem, w->ctx_bytes, &w->ectx));
+  return kiln_context_create_with_memory(w->dec, 0, w->ctx_mem, w->ctx_bytes, &w->dctx);
+}
+
 static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisper_load_params *p) {
   char enc[4096], dec[4096];
   KILN_TRY(read_manifest(w, dir, enc, dec, sizeof enc));
@@ -412,8 +433,7 @@ static kiln_status load_parts(kiln_whisper *w, const char *dir, const kiln_whisp
   if (w->cuda && cudaStreamCreateWithFlags((cudaStream_t *)&w->stream, cudaStreamNonBlocking) != cudaSuccess)
     return kiln_error(KILN_ERR_CUDA, "whisper: cannot create a CUDA stream: %s", cudaGetErrorString(cudaGetLastError()));
 #endif
-  KILN_TRY(kiln_context_create(w->enc, 0, &w->ectx));
-  KILN_TRY(kiln_context_create(w->dec, 0, &w->dctx));
+  KILN_TRY(create_contexts(w));
   if (w->c.n_text_ctx < model_ctx) {
     kiln_status s = shape4(w->dctx, "cache_k.%d", 0, 1, w->c.decoder_heads, w->c.n_text_ctx, w->dh);
     if (s != KILN_OK)
@@ -484,6 +504,7 @@ void kiln_whisper_destroy(kiln_whisper *w) {
   free(w->cross), free(w->cross_scale), free(w->stage), free(w->row), free(w->T);
   kiln_context_destroy(w->ectx);
   kiln_context_destroy(w->dctx);
+  mem_free(w, w->ctx_mem);
   kiln_engine_destroy(w->enc);
   kiln_engine_destroy(w->dec);
   kiln_tokenizer_destroy(w->tok);
@@ -509,11 +530,24 @@ kiln_status kiln_whisper_decode_pool(kiln_whisper *w, kiln_pool **pool) {
   return KILN_OK;
 }
 
+kiln_status kiln_whisper_memory_plan(const kiln_whisper *w, kiln_whisper_memory *m) {
+  if (!w || !m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_whisper_memory_plan: NULL argument");
+  memset(m, 0, sizeof *m);
+  if (!w->cuda) return KILN_OK;
+  m->encoder_weights = (int64_t)kiln_engine_weight_bytes(w->enc);
+  m->encoder_ring = (int64_t)w->enc_ring;
+  m->decoder_weights = (int64_t)kiln_engine_weight_bytes(w->dec);
+  m->context = (int64_t)w->ctx_bytes;
+  m->cross_kv = (int64_t)cross_kv_bytes(w);
+  m->self_kv = (int64_t)self_kv_bytes(w);
+  m->buffers = (int64_t)io_buffer_bytes(w);
+  m->total = m->encoder_weights + m->decoder_weights + m->context + m->cross_kv + m->self_kv + m->buffers;
+  return KILN_OK;
+}
+
 int64_t kiln_whisper_device_bytes(const kiln_whisper *w) {
-  if (!w || !w->cuda) return 0;
-  size_t engines = kiln_engine_weight_bytes(w->enc) + kiln_engine_context_bytes(w->enc) +
-                   kiln_engine_weight_bytes(w->dec) + kiln_engine_context_bytes(w->dec);
-  return (int64_t)(engines + buffer_bytes(w));
+  kiln_whisper_memory m;
+  return w && kiln_whisper_memory_plan(w, &m) == KILN_OK ? m.total : 0;
 }
 
 int64_t kiln_whisper_decoder_weight_bytes(const kiln_whisper *w) {
