@@ -3,7 +3,8 @@
 # stripped binaries (kiln, whisper_bench, every gpu-labelled test) into .gpu-stage/ with the
 # layout scripts/gpu_check.sh expects, the tokenizer files the Whisper tests and benchmarks read,
 # and the shared libraries the binaries need into .deps/lib. Both folders are git-ignored: carry
-# them (`carry: [".gpu-stage", ".deps"]`). On the GPU machine, first:
+# them (`carry: [".gpu-stage", ".deps"]`). KILN_STAGE_BINS="build-gpu/kiln ..." stages only those
+# programs (each is ~13 MB packed: a call carries 64 MiB at most). On the GPU machine, first:
 #   tar -C .gpu-stage -xJf .gpu-stage/bins.tar.xz
 #   export LD_LIBRARY_PATH=$PWD/.deps/lib; [ -e /work/shared ] || ln -s "$PWD/.gpu-stage/shared" /work/shared
 set -euo pipefail
@@ -12,7 +13,7 @@ B="${1:-build-gpu}"
 S=.gpu-stage
 rm -rf "$S"
 mkdir -p "$S/tests" "$S/shared/data/whisper" .deps/lib
-for f in "$B/kiln" "$B/whisper_bench" "$B/wq_bench" "$B/kv_bench" "$B/decode_host_bench" "$B/chain_bench"; do [ -x "$f" ] && strip -o "$S/$(basename "$f")" "$f"; done
+for f in ${KILN_STAGE_BINS:-"$B/kiln" "$B/whisper_bench" "$B/wq_bench" "$B/kv_bench" "$B/decode_host_bench" "$B/chain_bench"}; do [ -x "$f" ] && strip -o "$S/$(basename "$f")" "$f"; done
 # every gpu test, or the ones named (each links the whole library: the tree must stay < 64 MiB)
 shift || true
 tests=("$@")

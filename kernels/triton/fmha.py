@@ -243,7 +243,8 @@ def fmha_fwd_tma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
 # The key blocks that need no mask run first, the masked ones (sequence end, causal diagonal)
 # after, so the unmasked loop carries no branch. One warpgroup (4 warps) per program: a second
 # one in the same program would have to meet it at a barrier before each refill.
-# Q is loaded with pointers into registers (the first wgmma operand); O is stored with pointers.
+# Q is loaded with pointers and staged in shared memory (the first wgmma operand); O is stored
+# with pointers.
 # Same arguments and semantics as fmha_fwd_tma.
 
 
@@ -305,25 +306,82 @@ def _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, slot, kb, h, row, g
 
 
 @gluon.jit
+def _g_first(q, k_smem, k_bar, st, ph, zero_s, m_i, l_i, n_free, sk, rows, shift, causal, qk_scale,
+             s_layout: gl.constexpr, p_layout: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr):
+    """The first step: S_0 = Q K_0^T from slot st (parity ph), waited for, and its softmax (masked
+    unless n_free > 0); -> P_0 as the next wgmma's operand, m_i, l_i."""
+    mbarrier.wait(k_bar.index(st), ph)
+    s = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
+                      is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
+    if n_free > 0:
+        p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, False, s_layout, BLOCK_N)
+    else:
+        p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, True, s_layout, BLOCK_N)
+    return gl.convert_layout(p.to(k_smem.dtype), p_layout), m_i, l_i
+
+
+@gluon.jit
+def _g_core(q, k_smem, v_smem, k_bar, v_bar, st, ph, st1, ph1, zero_s, acc, pa, m_i, l_i, col1, sk, rows, shift,
+            causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr, p_layout: gl.constexpr,
+            BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr):
+    """One step of both Gluon kernels: S_{j+1} = Q K_{j+1}^T (slot st1, parity ph1; its keys start
+    at column col1) and O += P_j V_j (slot st, parity ph) in flight together; the softmax of S_{j+1}
+    runs while P_j V_j does. Slot st (K_j and V_j) is no longer read when it returns: the caller
+    frees it, then finishes the step with _g_rescale (the ws kernel frees the slot first, so the
+    producer's refill starts sooner: arriving after the rescale measured slower on an H100)."""
+    mbarrier.wait(k_bar.index(st1), ph1)
+    s = warpgroup_mma(q, k_smem.index(st1).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
+                      is_async=True)
+    mbarrier.wait(v_bar.index(st), ph)
+    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+    s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
+    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, col1, sk, rows, shift, causal, qk_scale, MASK, s_layout, BLOCK_N)
+    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    return acc, p, alpha, m_i, l_i
+
+
+@gluon.jit
+def _g_rescale(acc, p, alpha, dtype: gl.constexpr, p_layout: gl.constexpr):
+    """The end of a step: O rescaled by alpha, P_{j+1} made the next wgmma's operand (dtype)."""
+    acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
+    return acc, gl.convert_layout(p.to(dtype), p_layout)
+
+
+@gluon.jit
+def _g_last(pa, v_smem, v_bar, st, ph, acc, BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr):
+    """The last step: O += P V from slot st (parity ph), waited for."""
+    mbarrier.wait(v_bar.index(st), ph)
+    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
+    return warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+
+
+@gluon.jit
+def _g_store(Out, acc, l_i, b, h, q_start, r0, sq, stride_ob, stride_oh, stride_os, HEAD_DIM: gl.constexpr,
+             BLOCK_D: gl.constexpr, BLOCK_M: gl.constexpr, o_layout: gl.constexpr, ld_layout: gl.constexpr):
+    """out = acc / l (rows that saw no key: zeros) for query rows [r0, r0 + BLOCK_M) of head h of
+    sequence b, stored with pointers (rows past sq and columns past HEAD_DIM masked)."""
+    l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+    out = acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)
+    out = gl.convert_layout(out.to(Out.dtype.element_ty), ld_layout)
+    lrows = r0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, ld_layout))
+    lcols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, ld_layout))
+    lmask = gl.expand_dims(lrows < sq, 1) & gl.expand_dims(lcols < HEAD_DIM, 0)
+    o_base = Out + b.to(gl.int64) * stride_ob + h.to(gl.int64) * stride_oh + q_start.to(gl.int64) * stride_os
+    gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+
+
+@gluon.jit
 def _g_step(j, q, k_smem, v_smem, k_bar, v_bar, desc_k, desc_v, zero_s, acc, pa, m_i, l_i, kb, h, k_start, n,
             sk, rows, shift, causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr,
             p_layout: gl.constexpr, BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):
-    """Step j: S_{j+1} = Q K_{j+1}^T and O += P_j V_j in flight together; the softmax of S_{j+1}
-    runs while P_j V_j does; then slot j % STAGES takes block j + STAGES."""
+    """_g_core for key block j (slot j % STAGES); then that slot takes block j + STAGES."""
     st = j % STAGES
     j1 = j + 1
-    st1 = j1 % STAGES
-    mbarrier.wait(k_bar.index(st1), (j1 // STAGES) & 1)
-    kt = k_smem.index(st1).reshape([BLOCK_N, BLOCK_D]).permute((1, 0))
-    s = warpgroup_mma(q, kt, zero_s, use_acc=False, is_async=True)
-    mbarrier.wait(v_bar.index(st), (j // STAGES) & 1)
-    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
-    s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
-    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, j1 * BLOCK_N, sk, rows, shift, causal, qk_scale, MASK, s_layout,
-                                    BLOCK_N)
-    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
-    acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
-    pa = gl.convert_layout(p.to(desc_k.dtype), p_layout)
+    acc, p, alpha, m_i, l_i = _g_core(q, k_smem, v_smem, k_bar, v_bar, st, (j // STAGES) & 1, j1 % STAGES,
+                                      (j1 // STAGES) & 1, zero_s, acc, pa, m_i, l_i, j1 * BLOCK_N, sk, rows, shift,
+                                      causal, qk_scale, MASK, s_layout, p_layout, BLOCK_N, BLOCK_D)
+    acc, pa = _g_rescale(acc, p, alpha, k_smem.dtype, p_layout)
     nxt = j + STAGES
     _g_load_kv(desc_k, desc_v, k_smem, v_smem, k_bar, v_bar, st, kb, h, k_start + nxt * BLOCK_N, nxt < n)
     return acc, pa, m_i, l_i
@@ -388,17 +446,8 @@ def fmha_fwd_wgmma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
     zero_s = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     acc = gl.zeros([BLOCK_M, BLOCK_D], gl.float32, layout=o_layout)
     if n > 0:
-        mbarrier.wait(k_bar.index(0), 0)
-        s = warpgroup_mma(q, k_smem.index(0).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
-                          is_async=True)
-        s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-        if n_free > 0:
-            p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, False, s_layout,
-                                            BLOCK_N)
-        else:
-            p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, True, s_layout,
-                                            BLOCK_N)
-        pa = gl.convert_layout(p.to(dtype), p_layout)
+        pa, m_i, l_i = _g_first(q, k_smem, k_bar, 0, 0, zero_s, m_i, l_i, n_free, sk, rows, shift, causal, qk_scale,
+                                s_layout, p_layout, BLOCK_N, BLOCK_D)
         for j in range(0, n_free - 1):
             acc, pa, m_i, l_i = _g_step(j, q, k_smem, v_smem, k_bar, v_bar, desc_k, desc_v, zero_s, acc, pa, m_i,
                                         l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, False, s_layout,
@@ -408,15 +457,10 @@ def fmha_fwd_wgmma(Q, Out, desc_k, desc_v, cu_seqlens_q, cu_seqlens_k,
                                         l_i, kb, h, k_start, n, sk, rows, shift, causal, qk_scale, True, s_layout,
                                         p_layout, BLOCK_N, BLOCK_D, STAGES)
         last = n - 1
-        mbarrier.wait(v_bar.index(last % STAGES), (last // STAGES) & 1)
-        acc = warpgroup_mma(pa, v_smem.index(last % STAGES).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
-        acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+        acc = _g_last(pa, v_smem, v_bar, last % STAGES, (last // STAGES) & 1, acc, BLOCK_N, BLOCK_D)
 
-    # out = acc / l (rows that saw no key: zeros)
-    l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
-    out = gl.convert_layout((acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)).to(dtype), ld_layout)
-    o_base = Out + b64 * stride_ob + h64 * stride_oh + q_start.to(gl.int64) * stride_os
-    gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+    _g_store(Out, acc, l_i, b, h, q_start, pid_m * BLOCK_M, sq, stride_ob, stride_oh, stride_os, HEAD_DIM, BLOCK_D,
+             BLOCK_M, o_layout, ld_layout)
 
 
 # The persistent, warp-specialized kernel (sm_90): a grid of about one program per SM (PER_SM
@@ -447,7 +491,6 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
                  cu_seqlens_q, cu_seqlens_k, stride_ob, stride_oh, stride_os, batch, num_heads, seqlen_q, seqlen_k,
                  scale, causal, varlen, HEAD_DIM: gl.constexpr, BLOCK_D: gl.constexpr, NC: gl.constexpr,
                  BLOCK_N: gl.constexpr, STAGES: gl.constexpr, QBUF: gl.constexpr):
-    dtype: gl.constexpr = k_smem.dtype
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
     o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -464,7 +507,7 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
         m, b, h, q_start, sq, k_start, sk = _ws_tile(t, n_mb, num_heads, cu_seqlens_q, cu_seqlens_k, seqlen_q,
                                                      seqlen_k, causal, varlen)
         if m * TM < sq:
-            n_tile, nf_tile = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
+            n_tile, _ = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
             r0 = m * TM + WG * 64
             n, n_free = _g_keys(r0, r0 + 64, sq, sk, causal, BLOCK_N)
             shift = sk - sq
@@ -477,18 +520,8 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
             zero_s = gl.zeros([64, BLOCK_N], gl.float32, layout=s_layout)
             acc = gl.zeros([64, BLOCK_D], gl.float32, layout=o_layout)
             if n > 0:
-                st = g % STAGES
-                mbarrier.wait(k_ready.index(st), (g // STAGES) & 1)
-                s = warpgroup_mma(q, k_smem.index(st).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s,
-                                  use_acc=False, is_async=True)
-                s = warpgroup_mma_wait(num_outstanding=0, deps=(s,))
-                if n_free > 0:
-                    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, False,
-                                                    s_layout, BLOCK_N)
-                else:
-                    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, 0, sk, rows, shift, causal, qk_scale, True,
-                                                    s_layout, BLOCK_N)
-                pa = gl.convert_layout(p.to(dtype), p_layout)
+                pa, m_i, l_i = _g_first(q, k_smem, k_ready, g % STAGES, (g // STAGES) & 1, zero_s, m_i, l_i, n_free,
+                                        sk, rows, shift, causal, qk_scale, s_layout, p_layout, BLOCK_N, BLOCK_D)
                 for j in range(0, n_free - 1):
                     acc, pa, m_i, l_i = _ws_step(g + j, q, k_smem, v_smem, k_ready, v_ready, kv_empty, zero_s, acc,
                                                  pa, m_i, l_i, (j + 1) * BLOCK_N, sk, rows, shift, causal, qk_scale,
@@ -500,9 +533,7 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
                 mbarrier.arrive(q_empty.index(qi))  # every S is done: the producer may load the next Q
                 gl_ = g + n - 1
                 st = gl_ % STAGES
-                mbarrier.wait(v_ready.index(st), (gl_ // STAGES) & 1)
-                acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
-                acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+                acc = _g_last(pa, v_smem, v_ready, st, (gl_ // STAGES) & 1, acc, BLOCK_N, BLOCK_D)
                 mbarrier.arrive(kv_empty.index(st))
             else:
                 mbarrier.arrive(q_empty.index(qi))
@@ -511,13 +542,8 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
                 mbarrier.wait(k_ready.index(gj % STAGES), (gj // STAGES) & 1)
                 mbarrier.wait(v_ready.index(gj % STAGES), (gj // STAGES) & 1)
                 mbarrier.arrive(kv_empty.index(gj % STAGES))
-            l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
-            out = gl.convert_layout((acc / gl.expand_dims(gl.where(l_o > 0.0, l_o, 1.0), 1)).to(dtype), ld_layout)
-            lrows = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
-            lcols = gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, ld_layout))
-            lmask = gl.expand_dims(lrows < sq, 1) & gl.expand_dims(lcols < HEAD_DIM, 0)
-            o_base = Out + b.to(gl.int64) * stride_ob + h.to(gl.int64) * stride_oh + q_start.to(gl.int64) * stride_os
-            gl.store(o_base + gl.expand_dims(lrows, 1) * stride_os + gl.expand_dims(lcols, 0), out, mask=lmask)
+            _g_store(Out, acc, l_i, b, h, q_start, r0, sq, stride_ob, stride_oh, stride_os, HEAD_DIM, BLOCK_D, 64,
+                     o_layout, ld_layout)
             g += n_tile
             tc += 1
 
@@ -526,20 +552,14 @@ def _ws_consumer(WG: gl.constexpr, q_smem, k_smem, v_smem, q_ready, q_empty, k_r
 def _ws_step(g, q, k_smem, v_smem, k_ready, v_ready, kv_empty, zero_s, acc, pa, m_i, l_i, col1, sk, rows, shift,
              causal, qk_scale, MASK: gl.constexpr, s_layout: gl.constexpr, p_layout: gl.constexpr,
              BLOCK_N: gl.constexpr, BLOCK_D: gl.constexpr, STAGES: gl.constexpr):
-    """As _g_step for ring block g, which then goes back to the producer."""
+    """_g_core for ring block g (slot g % STAGES), which then goes back to the producer."""
     st = g % STAGES
-    st1 = (g + 1) % STAGES
-    mbarrier.wait(k_ready.index(st1), ((g + 1) // STAGES) & 1)
-    s = warpgroup_mma(q, k_smem.index(st1).reshape([BLOCK_N, BLOCK_D]).permute((1, 0)), zero_s, use_acc=False,
-                      is_async=True)
-    mbarrier.wait(v_ready.index(st), (g // STAGES) & 1)
-    acc = warpgroup_mma(pa, v_smem.index(st).reshape([BLOCK_N, BLOCK_D]), acc, is_async=True)
-    s = warpgroup_mma_wait(num_outstanding=1, deps=(s,))
-    p, alpha, m_i, l_i = _g_softmax(s, m_i, l_i, col1, sk, rows, shift, causal, qk_scale, MASK, s_layout, BLOCK_N)
-    acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
+    g1 = g + 1
+    acc, p, alpha, m_i, l_i = _g_core(q, k_smem, v_smem, k_ready, v_ready, st, (g // STAGES) & 1, g1 % STAGES,
+                                      (g1 // STAGES) & 1, zero_s, acc, pa, m_i, l_i, col1, sk, rows, shift, causal,
+                                      qk_scale, MASK, s_layout, p_layout, BLOCK_N, BLOCK_D)
     mbarrier.arrive(kv_empty.index(st))
-    acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, acc.type.layout)), 1)
-    pa = gl.convert_layout(p.to(k_smem.dtype), p_layout)
+    acc, pa = _g_rescale(acc, p, alpha, k_smem.dtype, p_layout)
     return acc, pa, m_i, l_i
 
 
@@ -555,7 +575,7 @@ def _ws_producer(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_ready, q_empt
         m, b, h, q_start, sq, k_start, sk = _ws_tile(t, n_mb, num_heads, cu_seqlens_q, cu_seqlens_k, seqlen_q,
                                                      seqlen_k, causal, varlen)
         if m * TM < sq:
-            n_tile, nf_tile = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
+            n_tile, _ = _g_keys(m * TM, m * TM + TM, sq, sk, causal, BLOCK_N)
             kb = gl.where(varlen == 0, b, 0)  # the descriptors' batch coordinate (varlen: one packed "batch")
             for i in gl.static_range(NC):
                 qi = i * QBUF + tc % QBUF
