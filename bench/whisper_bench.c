@@ -397,10 +397,11 @@ int main(int argc, char **argv) {
          gemm_tflops > 0 ? enc_tflops / gemm_tflops : 0);
   kiln_whisper_memory mp;
   if (kiln_whisper_memory_plan(w, &mp) == KILN_OK)
-    printf("kiln memory_plan encoder_weights %lld encoder_ring %lld decoder_weights %lld context %lld cross_kv %lld "
-           "self_kv %lld buffers %lld total %lld\n",
+    printf("kiln memory_plan encoder_weights %lld encoder_ring %lld decoder_weights %lld context %lld encoder_context %lld "
+           "decoder_context %lld cross_kv %lld self_kv %lld buffers %lld total %lld\n",
            (long long)mp.encoder_weights, (long long)mp.encoder_ring, (long long)mp.decoder_weights, (long long)mp.context,
-           (long long)mp.cross_kv, (long long)mp.self_kv, (long long)mp.buffers, (long long)mp.total);
+           (long long)mp.encoder_context, (long long)mp.decoder_context, (long long)mp.cross_kv, (long long)mp.self_kv,
+           (long long)mp.buffers, (long long)mp.total);
 #ifdef KILN_HAVE_CUDA
   if (trace_buf) print_chain_trace(trace_buf, sms, step), kiln_cuda_chain_trace(NULL), cudaFree(trace_buf);
 #endif

@@ -191,13 +191,15 @@ typedef struct kiln_whisper_memory {
   int64_t encoder_ring;    /* the ring they stream through (0: resident); part of `context` */
   int64_t decoder_weights; /* every decoding step reads them all */
   int64_t context;         /* one block both engines' execution contexts share, as they take
-                              turns: activations, workspaces, and the encoder's ring */
+                              turns: activations, workspaces, and the encoder's ring; the larger
+                              of the two next fields (which it holds, not adds) */
+  int64_t encoder_context, decoder_context; /* kiln_engine_context_bytes of each engine */
   int64_t cross_kv;        /* cross-attention keys and values of every window slot (int8: and
                               their scales) */
   int64_t self_kv;         /* the self-attention KV cache of every decoder row (max_batch x
                               beams), max_text_tokens long (int8: and its scales) */
   int64_t buffers;         /* log-mel, encoder output, token ids and positions, logits */
-  int64_t total;           /* the sum of the above, less encoder_ring (kiln_whisper_device_bytes) */
+  int64_t total;           /* weights + context + KV + buffers (kiln_whisper_device_bytes) */
 } kiln_whisper_memory;
 kiln_status kiln_whisper_memory_plan(const kiln_whisper *w, kiln_whisper_memory *out);
 /* kiln_whisper_memory_plan's total (0 for CPU engines or NULL). */

@@ -143,12 +143,12 @@ void cli_print_whisper_memory(const char *cmd, const kiln_whisper *w) {
   const double mib = 1048576.0;
   char enc[96];
   if (m.encoder_ring)
-    snprintf(enc, sizeof enc, "encoder streamed through a %.0f MiB ring", (double)m.encoder_ring / mib);
+    snprintf(enc, sizeof enc, "encoder weights streamed (a %.0f MiB ring in the activations)", (double)m.encoder_ring / mib);
   else
-    snprintf(enc, sizeof enc, "encoder %.0f", (double)m.encoder_weights / mib);
+    snprintf(enc, sizeof enc, "encoder weights %.0f", (double)m.encoder_weights / mib);
   fprintf(stderr,
-          "kiln %s: GPU memory planned: %.0f MiB = weights %.0f (decoder %.0f, %s) + activations %.0f + "
+          "kiln %s: GPU memory planned: %.0f MiB = decoder weights %.0f + %s + activations %.0f + "
           "cross-attention KV %.0f + self-attention KV %.0f + buffers %.0f\n",
-          cmd, (double)m.total / mib, (double)(m.encoder_weights + m.decoder_weights) / mib, (double)m.decoder_weights / mib,
-          enc, (double)m.context / mib, (double)m.cross_kv / mib, (double)m.self_kv / mib, (double)m.buffers / mib);
+          cmd, (double)m.total / mib, (double)m.decoder_weights / mib, enc, (double)m.context / mib,
+          (double)m.cross_kv / mib, (double)m.self_kv / mib, (double)m.buffers / mib);
 }

@@ -193,6 +193,23 @@ static void test_model(const ref_file *rf) {
   CHECK_EQ_INT(c->vocab_size, 51865);
   CHECK(c->n_suppress > 80);
   CHECK_EQ_INT(c->n_begin_suppress, 2);
+  /* the memory plan by part: KV caches as the config sizes them, the parts adding up */
+  kiln_whisper_memory mp;
+  CHECK_OK(kiln_whisper_memory_plan(w, &mp));
+  CHECK_STATUS(kiln_whisper_memory_plan(w, NULL), KILN_ERR_INVALID_ARG);
+  if (ENGINE_TARGET == KILN_TARGET_CPU) {
+    CHECK_EQ_INT(mp.total, 0);
+  } else {
+    const int64_t esz = 4, kv_row = (int64_t)c->d_model * esz * 2 * c->decoder_layers;
+    CHECK_EQ_INT(mp.cross_kv, (int64_t)kiln_whisper_max_windows(w) * c->n_audio_ctx * kv_row);
+    CHECK_EQ_INT(mp.self_kv, (int64_t)kiln_whisper_max_rows(w) * c->n_text_ctx * kv_row);
+    CHECK(mp.encoder_weights > 0 && mp.decoder_weights > 0 && mp.context > 0 && mp.buffers > 0);
+    CHECK_EQ_INT(mp.encoder_ring, 0);
+    CHECK_EQ_INT(mp.context, mp.encoder_context > mp.decoder_context ? mp.encoder_context : mp.decoder_context);
+    CHECK(mp.encoder_context > 0 && mp.decoder_context > 0);
+    CHECK_EQ_INT(mp.total, mp.encoder_weights + mp.decoder_weights + mp.context + mp.cross_kv + mp.self_kv + mp.buffers);
+    CHECK_EQ_INT(mp.total, kiln_whisper_device_bytes(w));
+  }
   int32_t V = c->vocab_size, S = (int32_t)forced->count;
   float *mel = malloc(80 * 3000 * 4), *out = malloc(1500 * 64 * 4), *logits = malloc((size_t)S * V * 4);
   gen("input_features", 80 * 3000, -1.0, 1.0, mel);

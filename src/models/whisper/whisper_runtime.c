@@ -538,6 +538,8 @@ kiln_status kiln_whisper_memory_plan(const kiln_whisper *w, kiln_whisper_memory 
   m->encoder_ring = (int64_t)w->enc_ring;
   m->decoder_weights = (int64_t)kiln_engine_weight_bytes(w->dec);
   m->context = (int64_t)w->ctx_bytes;
+  m->encoder_context = (int64_t)kiln_engine_context_bytes(w->enc);
+  m->decoder_context = (int64_t)kiln_engine_context_bytes(w->dec);
   m->cross_kv = (int64_t)cross_kv_bytes(w);
   m->self_kv = (int64_t)self_kv_bytes(w);
   m->buffers = (int64_t)io_buffer_bytes(w);
