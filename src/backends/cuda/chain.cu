@@ -39,6 +39,10 @@
  * once (a cooperative launch guarantees it or fails). Activations written inside the kernel are
  * read with ld.global.cg (L2, never a stale L1 line): the arena reuses addresses across layers.
  *
+ * Int8 caches (codes and a scale per key or value vector, kv_attention.cu): the producer copies a
+ * slot's codes and the 16-byte lines holding its scales; scores are (q . codes) * key scale, the
+ * softmax weights times the value scales weigh the value codes, and the new key and value are
+ * quantized by one warp each as the append kernel does (kv_quant.cuh), bit for bit.
  * Workspace (the context's, its done counters cleared before each launch): done counters, then
  * the attention pieces' partial results. Needs sm_90 (bulk copies, mbarrier transaction counts).
  */
@@ -48,6 +52,7 @@
 
 #include "backends/cuda/cuda_common.cuh"
 #include "backends/cuda/cuda_internal.h"
+#include "backends/cuda/kv_quant.cuh"
 #include "backends/cuda/mma_frag.cuh"
 #include "core/error.h"
 
@@ -63,6 +68,7 @@ using namespace kiln_mma;
 #define CH_SLOT_BYTES (16 * (CH_ROW_BYTES + 64)) /* 16 rows, each padded (ch_stride) */
 #define CH_XS_BYTES CH_SLOT_BYTES            /* staged rows of x */
 #define CH_KEYS 128                          /* keys per attention unit */
+#define CH_Q8_SCALES (CH_KEYS * 64)          /* int8 caches: a slot half's scales after its codes */
 #define CH_MAX_D 64
 #define CH_MAX_ROWS 16
 #define CH_MAX_PHASES 128
@@ -77,8 +83,13 @@ using namespace kiln_mma;
  * 2.49, int4 2.56 vs 2.36 (int4 units of 16 rows are latency-bound). Larger batches: not measured. */
 #define CH_AUTO_ROWS 4
 #define CH_AUTO_ROWS_WQ 1
+/* Rows up to which it takes attention over int8 caches. H100, large-v3, max-4 engines (session 17):
+ * fp16 weights + int8 KV, batch 1: chain 1.738-1.747 ms a step against 2.086-2.119 one by one;
+ * batch 4: 2.567 against 2.523 (its int8 attention units convert 16 codes a load: slower than
+ * fp16's). int4 + int8 KV, batch 1: 1.963-1.994 against 1.977-1.984. */
+#define CH_AUTO_ROWS_Q8 1
 #define CH_RED_FLOATS (CH_WARPS * 2 * 128) /* the warps' partial sums at MT = 2 */
-#define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D)
+#define CH_ATT_FLOATS (CH_MAX_D * 3 + CH_KEYS + 16 + 8 * CH_MAX_D + 2)
 #define CH_SMEM \
   (CH_SLOTS * CH_SLOT_BYTES + CH_XS_BYTES + (CH_RED_FLOATS > CH_ATT_FLOATS ? CH_RED_FLOATS : CH_ATT_FLOATS) * 4 + \
    2 * CH_SLOTS * 8 + 2 * CH_MAX_ROWS * 4)
@@ -93,9 +104,10 @@ struct ch_phase {
   int m, n, k, kc, ks, tiles;    /* matmul: rows, N, K, K per unit, K pieces, row tiles */
   int heads, d, cap, rep, pieces; /* attention: pieces = most units per (row, head) */
   int split;                      /* attention: pieces wanted per (row, head) (1: y written whole) */
+  int q8;                         /* attention: int8 caches, their scales [rows, H, cap] in ksc / vsc */
   int xatt;                       /* matmul: the attention phase whose pieces x merges, or -1 */
   float eps, scale;
-  const void *x, *w, *v;
+  const void *x, *w, *v, *ksc, *vsc;
   const float *scales;
   const void *bias, *gamma, *beta, *res;
   const int32_t *len;
@@ -266,6 +278,20 @@ static __device__ __forceinline__ const char *cache_row(const ch_phase &P, const
   return (const char *)c + (((long long)row * P.heads + a.h) * P.cap + key) * P.d * elem;
 }
 
+/* Int8 caches: the scale of key `key` of the unit's (row, head), and the slot's copy of a slot
+ * half's scales, which starts at the 16-byte line holding key c0's (the producer copies whole lines). */
+template <typename T>
+static __device__ __forceinline__ const T *scale_at(const ch_phase &P, const void *sc, const ch_att &a, int key) {
+  int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
+  return (const T *)sc + ((long long)row * P.heads + a.h) * P.cap + key;
+}
+
+template <typename T>
+static __device__ __forceinline__ const T *att_scales(const ch_phase &P, const ch_att &a, int c0, const char *half) {
+  const uintptr_t at = (uintptr_t)scale_at<T>(P, P.ksc, a, c0);
+  return reinterpret_cast<const T *>(half + CH_Q8_SCALES + (at & 15));
+}
+
 /* ---- the producer ------------------------------------------------------------------------ */
 
 /* A walk over this block's units, phase after phase (the producer's two walks and the consumers'
@@ -328,10 +354,20 @@ static __device__ int unit_source(const ch_phase &P, int u, const ch_att &a, int
   }
   int c0, cached;
   att_chunk(a, kp, &c0, &cached);
-  const int bytes = cached * P.d * (int)sizeof(T);
-  *total = 2u * (uint32_t)bytes;
-  if (lane >= 2 || !bytes) return 0;
-  *src = cache_row(P, lane ? P.v : P.w, a, c0, (int)sizeof(T));
+  const int bytes = cached * P.d * (P.q8 ? 1 : (int)sizeof(T));
+  int sbytes = 0;
+  if (P.q8 && cached) { /* the scales' 16-byte lines around keys c0 .. c0 + cached (att_scales) */
+    const uintptr_t at = (uintptr_t)scale_at<T>(P, P.ksc, a, c0);
+    sbytes = (int)(((at + (uintptr_t)cached * sizeof(T) + 15) & ~(uintptr_t)15) - (at & ~(uintptr_t)15));
+  }
+  *total = 2u * (uint32_t)(bytes + sbytes);
+  if (lane >= 4 || !bytes || (lane >= 2 && !sbytes)) return 0;
+  if (lane >= 2) {
+    *src = (const char *)((uintptr_t)scale_at<T>(P, lane == 3 ? P.vsc : P.ksc, a, c0) & ~(uintptr_t)15);
+    *dst = (lane - 2) * (CH_SLOT_BYTES / 2) + CH_Q8_SCALES;
+    return sbytes;
+  }
+  *src = cache_row(P, lane ? P.v : P.w, a, c0, P.q8 ? 1 : (int)sizeof(T));
   *dst = lane * (CH_SLOT_BYTES / 2);
   return bytes;
 }
@@ -626,18 +662,31 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
   const int ct = threadIdx.x, D = P.d, H = P.heads, lane = ct & 31, warp = ct >> 5;
   const ch_att a = att_unit(P, u);
   float *qs = sm, *nk = sm + CH_MAX_D, *nv = nk + CH_MAX_D, *sc = nv + CH_MAX_D, *wred = sc + CH_KEYS,
-        *ored = wred + 16;
+        *ored = wred + 16, *nsc = ored + CH_WARPS * CH_MAX_D; /* nsc: the new key's and value's scales (int8) */
   const long long ldq = P.kind == CH_SELF ? 3LL * H * D : (long long)H * D;
   const T *qr = (const T *)P.x + a.b * ldq + (long long)a.h * D;
+  const long long at = ((long long)a.b * H + a.h) * P.cap + a.pos; /* the new key's place (a.pos >= 0) */
   if (ct < D) {
     qs[ct] = wq_type<T>::to_float(__ldcg(qr + ct)) * P.scale;
     if (a.pos >= 0) {
       const T kv = __ldcg(qr + (long long)H * D + ct), vv = __ldcg(qr + 2LL * H * D + ct);
       nk[ct] = wq_type<T>::to_float(kv);
       nv[ct] = wq_type<T>::to_float(vv);
-      const long long at = (((long long)a.b * H + a.h) * P.cap + a.pos) * D + ct;
-      ((T *)P.w)[at] = kv; /* no unit of this step reads position len[b] from the cache */
-      ((T *)P.v)[at] = vv;
+      if (!P.q8) { /* no unit of this step reads position len[b] from the cache */
+        ((T *)P.w)[at * D + ct] = kv;
+        ((T *)P.v)[at * D + ct] = vv;
+      }
+    }
+  }
+  if (P.q8 && a.pos >= 0) { /* int8 caches: the new key and value quantized as the append kernel does */
+    cbar();
+    if (warp < 2) {
+      float *x = warp ? nv : nk;
+      const float sv = kiln_quantize_warp_int8<T>([&](int d) { return x[d]; }, D, (int8_t *)(warp ? P.v : P.w) + at * D,
+                                                  (T *)(warp ? P.vsc : P.ksc) + at);
+      __syncwarp();
+      for (int d = lane; d < D; d += 32) x[d] = (float)kq_code(x[d], sv); /* the codes, as the cache holds them */
+      if (lane == 0) nsc[warp] = sv;
     }
   }
   /* thread pairs of dimensions (2 pr, 2 pr + 1) of the weighted values, 8 groups of keys */
@@ -654,7 +703,15 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
      * conflicts between the keys of a quarter warp) */
     const T *kb = reinterpret_cast<const T *>(slot);
     float sco = 0.0f;
-    if (j < cached) {
+    if (P.q8 && j < cached) { /* 16 codes a load; the key's scale after the pair's sum */
+      const int8_t *kc = reinterpret_cast<const int8_t *>(slot) + (long long)j * D;
+      for (int i0 = 0; i0 < D / 32; i0++) {
+        const int i = (i0 + j) % (D / 32), d0 = half * (D / 2) + i * 16;
+        const uint4 kv = *reinterpret_cast<const uint4 *>(kc + d0);
+#pragma unroll
+        for (int e = 0; e < 16; e++) sco += qs[d0 + e] * (float)(int8_t)(word_of(kv, e / 4) >> (8 * (e % 4)));
+      }
+    } else if (j < cached) {
       for (int i0 = 0; i0 < nvec; i0++) {
         const int i = (i0 + j) % nvec, d0 = half * (D / 2) + i * 8;
         const uint4 kv = *reinterpret_cast<const uint4 *>(kb + (long long)j * D + d0);
@@ -668,6 +725,8 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
       for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) sco += qs[d] * nk[d];
     }
     sco += __shfl_xor_sync(0xffffffffu, sco, 1);
+    const T *ksl = P.q8 ? att_scales<T>(P, a, c0, slot) : NULL, *vsl = P.q8 ? att_scales<T>(P, a, c0, slot + CH_SLOT_BYTES / 2) : NULL;
+    if (P.q8 && j < n) sco *= j < cached ? wq_type<T>::to_float(ksl[j]) : nsc[0];
     if (half == 0) sc[j] = j < n ? sco : -INFINITY;
     cbar();
     if (ct < CH_KEYS) {
@@ -690,10 +749,21 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
     if (2 * pr < D) {
       o0 *= alpha, o1 *= alpha;
       for (int jj = grp; jj < n; jj += CH_WARPS) {
-        const float w = sc[jj];
+        float w = sc[jj];
         float2 f;
-        if (jj < cached) f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
-        else f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
+        if (P.q8) { /* value codes, the weight times the value's scale */
+          w *= jj < cached ? wq_type<T>::to_float(vsl[jj]) : nsc[1];
+          if (jj < cached) {
+            const char2 c = *reinterpret_cast<const char2 *>(reinterpret_cast<const int8_t *>(vb) + (long long)jj * D + 2 * pr);
+            f = make_float2((float)c.x, (float)c.y);
+          } else {
+            f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
+          }
+        } else if (jj < cached) {
+          f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
+        } else {
+          f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
+        }
         o0 += w * f.x, o1 += w * f.y;
       }
     }
@@ -890,10 +960,19 @@ static int mm_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_t
 
 /* A KV_ATTENTION layer as a phase (float caches, one new token per row); 0 when not taken. */
 static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_tensor *out, ch_phase *P) {
-  int self = l->p.causal != 0;
-  if (l->p.cache_dtype != 0 || l->n_in != (self ? 4 : 3)) return 0;
+  int self = l->p.causal != 0, q8 = l->p.cache_dtype == KILN_DTYPE_INT8;
+  if ((l->p.cache_dtype != 0 && !q8) || l->n_in != (self ? 4 : 3) + (q8 ? 2 : 0)) return 0;
   const kiln_tensor *q = &in[0], *k = &in[1], *v = &in[2], *y = &out[0];
-  if (!float16(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype || y->dtype != q->dtype) return 0;
+  const kiln_dtype cd = q8 ? KILN_DTYPE_INT8 : q->dtype;
+  if (!float16(q->dtype) || k->dtype != cd || v->dtype != cd || y->dtype != q->dtype) return 0;
+  if (q8) { /* scales [rows, H, cap] in q's dtype, whole 16-byte lines (the producer copies lines) */
+    const kiln_tensor *ks = &in[l->n_in - 2], *vs = &in[l->n_in - 1];
+    if (ks->dtype != q->dtype || vs->dtype != q->dtype || !aligned16(ks->data) || !aligned16(vs->data) ||
+        k->shape.rank != 4 || kiln_dims_count(&ks->shape) != k->shape.d[0] * k->shape.d[1] * k->shape.d[2] ||
+        kiln_dims_count(&vs->shape) != kiln_dims_count(&ks->shape) || kiln_dims_count(&ks->shape) * 2 % 16 ||
+        k->shape.d[3] % 32)
+      return 0;
+  }
   if (q->shape.rank != 3 || k->shape.rank != 4 || !kiln_dims_equal(&k->shape, &v->shape)) return 0;
   int64_t B = q->shape.d[0], S = q->shape.d[1], H = l->p.heads, Bk = k->shape.d[0], cap = k->shape.d[2];
   int64_t D = k->shape.d[3];
@@ -909,6 +988,8 @@ static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_
   P->scale = l->p.scale;
   P->x = q->data, P->w = k->data, P->v = v->data, P->y = y->data;
   P->len = self ? (const int32_t *)in[3].data : NULL;
+  P->q8 = q8;
+  if (q8) P->ksc = in[l->n_in - 2].data, P->vsc = in[l->n_in - 1].data;
   return 1;
 }
 
@@ -1033,7 +1114,7 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
   static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   pthread_mutex_lock(&lock);
   p.n = 0; /* phases are filled whole by mm_phase / att_phase; the rest is set before a launch */
-  int32_t li = first, taken = 0, m_max = 0;
+  int32_t li = first, taken = 0, m_max = 0, rows_cut = 0;
   kiln_dtype dt = KILN_DTYPE_FP32;
   size_t floats = 0;
   for (; li < g->n_layers && p.n < CH_MAX_PHASES; li++) {
@@ -1046,7 +1127,9 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
              : l->op == KILN_OP_KV_ATTENTION                           ? att_phase(l, in, out, P)
                                                                        : 0;
     kiln_dtype d = l->n_in > 0 ? in[0].dtype : KILN_DTYPE_FP32;
-    if (!ok || (p.n > 0 && d != dt) || (m == KILN_CUDA_CHAIN_AUTO && P->m > (P->kind == CH_MM && P->bits < 16 ? CH_AUTO_ROWS_WQ : CH_AUTO_ROWS))) break;
+    const int auto_rows = P->kind == CH_MM ? (P->bits < 16 ? CH_AUTO_ROWS_WQ : CH_AUTO_ROWS) : P->q8 ? CH_AUTO_ROWS_Q8 : CH_AUTO_ROWS;
+    if (ok && m == KILN_CUDA_CHAIN_AUTO && P->m > auto_rows) rows_cut = 1;
+    if (!ok || (p.n > 0 && d != dt) || rows_cut) break;
     dt = d;
     const size_t f = phase_floats(P);
     if (needs_bytes(f > floats ? f : floats) > workspace_bytes) break;
@@ -1057,6 +1140,10 @@ extern "C" kiln_status kiln_cuda_run_chain(kiln_cuda_ctx *cu, const kiln_graph *
     p.n++;
     taken = li + 1 - first;
   }
+  /* The default takes no piece of a step that its rows rule cuts: a chain of the few matmuls
+   * between two attention layers left to their kernels was slower than the kernels (H100, fp16
+   * weights + int8 KV, batch 4: 2.84-2.92 ms against 2.49-2.51, session 17). */
+  if (rows_cut) p.n = 0;
   kiln_status st = KILN_OK;
   if (p.n >= KILN_CUDA_CHAIN_MIN_PHASES) {
     cudaStream_t s = kiln_stream(stream);

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "backends/cuda/cuda_common.cuh"
+#include "backends/cuda/kv_quant.cuh"
 
 #define KVA_THREADS 256
 
@@ -98,21 +99,10 @@ template <> struct kva_vec<int8_t> {
   static __device__ __forceinline__ float one(int8_t v) { return (float)v; }
 };
 
-/* One warp quantizes x[D] (T) into codes[D] and *scale (T), as network.h says: s = max|x| / 127
- * rounded to T, codes = round(x / s) clamped to [-127, 127] (0 when s is 0). IEEE division and
- * roundf, as the CPU backend does, so codes and scales agree with it bit for bit. */
+/* One warp quantizes x[D] (T) into codes[D] and *scale (T): kv_quant.cuh's rule. */
 template <typename T>
 static __device__ __forceinline__ void kva_quantize_warp(const T *x, int D, int8_t *codes, T *scale) {
-  typedef kva_vec<T> V;
-  int lane = threadIdx.x & 31;
-  float m = 0.0f;
-  for (int d = lane; d < D; d += 32) m = fmaxf(m, fabsf(V::one(x[d])));
-  m = kiln_warp_max(m);
-  T st = V::from(m / 127.0f);
-  float s = V::one(st);
-  if (lane == 0) *scale = st;
-  for (int d = lane; d < D; d += 32)
-    codes[d] = s > 0.0f ? (int8_t)fminf(fmaxf(roundf(V::one(x[d]) / s), -127.0f), 127.0f) : (int8_t)0;
+  kiln_quantize_warp_int8<T>([&](int d) { return kva_vec<T>::one(x[d]); }, D, codes, scale);
 }
 
 /* New keys/values into int8 caches: grid (S, B), KVA_THREADS threads; each warp quantizes
