@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_ops.h"
 #include "backends/cuda/cuda_ops.h"
 #include "check.h"
 #include "gpu_test_util.h"
@@ -362,30 +363,28 @@ static float *make_cache(check_rng *r, const case_data *c) {
   return v;
 }
 
-/* n vectors of D values quantized by network.h's rule, scales rounded to fp16 (what both engines
- * read); v becomes the dequantized values. */
-static void quantize_vectors(float *v, int64_t n, int64_t D, int8_t **code, float **scl) {
-  *code = malloc((size_t)(n * D > 0 ? n * D : 1));
-  *scl = floats(n);
-  if (!*code) GT_DIE("out of host memory");
-  for (int64_t i = 0; i < n; i++) {
-    float m = 0;
-    for (int64_t d = 0; d < D; d++) m = fmaxf(m, fabsf(v[i * D + d]));
-    const float sc = kiln_fp16_to_fp32(kiln_fp32_to_fp16(m / 127.0f));
-    (*scl)[i] = sc;
-    for (int64_t d = 0; d < D; d++) {
-      const int8_t q = sc > 0 ? (int8_t)fminf(fmaxf(roundf(v[i * D + d] / sc), -127.0f), 127.0f) : (int8_t)0;
-      (*code)[i * D + d] = q;
-      v[i * D + d] = (float)q * sc;
-    }
-  }
-}
-
 /* Codes and scales into the values they stand for: out[i * D + d] = code * scale. */
 static float *dequantize_vectors(const int8_t *code, const float *scl, int64_t n, int64_t D) {
   float *v = floats(n * D);
   for (int64_t i = 0; i < n * D; i++) v[i] = (float)code[i] * scl[i / D];
   return v;
+}
+
+/* n vectors of D values quantized by the CPU backend (network.h's rule), scales in fp16 (what both
+ * engines read); v becomes the dequantized values. */
+static void quantize_vectors(float *v, int64_t n, int64_t D, int8_t **code, float **scl) {
+  *code = malloc((size_t)(n * D > 0 ? n * D : 1));
+  uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
+  if (!*code || !h) GT_DIE("out of host memory");
+  const kiln_dims xs = {2, {n, D}}, ss = {1, {n}};
+  kiln_tensor x = kiln_tensor_contiguous(v, KILN_DTYPE_FP32, &xs), c = kiln_tensor_contiguous(*code, KILN_DTYPE_INT8, &xs);
+  kiln_tensor sc = kiln_tensor_contiguous(h, KILN_DTYPE_FP16, &ss);
+  CHECK_OK(kiln_cpu_quantize_int8(&x, &c, &sc));
+  *scl = floats(n);
+  for (int64_t i = 0; i < n; i++) (*scl)[i] = kiln_fp16_to_fp32(h[i]);
+  float *dq = dequantize_vectors(*code, *scl, n, D);
+  memcpy(v, dq, sizeof(float) * (size_t)(n * D));
+  free(dq), free(h);
 }
 
 static void case_make(case_data *c, const geom *g, const shape *s, check_rng *r, int k) {

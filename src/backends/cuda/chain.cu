@@ -478,7 +478,7 @@ static __device__ void row_stats(const T *x, int m, int k, float eps, float *mea
   for (int r = threadIdx.x >> 5; r < m; r += CH_WARPS) {
     const T *xr = x + (long long)r * k;
     warp_row_stats<T>([&](int i) { return __ldcg(reinterpret_cast<const uint4 *>(xr + i)); },
-                      wq_type<T>::to_float(__ldcg(xr)), k, eps, &mean[r], &rstd[r]);
+                      kiln_f32(__ldcg(xr)), k, eps, &mean[r], &rstd[r]);
   }
 }
 
@@ -520,7 +520,7 @@ static __device__ void stage_x(const ch_params &p, const ch_phase &P, int k0, in
     for (int r = threadIdx.x >> 5; r < P.m; r += CH_WARPS) {
       const char *xr = xs + r * stride;
       warp_row_stats<T>([&](int i) { return *reinterpret_cast<const uint4 *>(xr + i * (int)sizeof(T)); },
-                        wq_type<T>::to_float(*reinterpret_cast<const T *>(xr)), kc, P.eps, &mean[r], &rstd[r]);
+                        kiln_f32(*reinterpret_cast<const T *>(xr)), kc, P.eps, &mean[r], &rstd[r]);
     }
     cbar();
   }
@@ -552,13 +552,13 @@ static __device__ __forceinline__ ch_epi epi_load(const ch_phase &P, int n0, int
   if (!e.ok) return e;
   if (P.bits < 16 && P.group == 0) e.mul = __ldg(P.scales + n);
   if (P.bias) e.add = kiln_ld(P.bias, P.bias_dt, n);
-  if (P.res) e.res = wq_type<T>::to_float(__ldcg((const T *)P.res + e.at));
+  if (P.res) e.res = kiln_f32(__ldcg((const T *)P.res + e.at));
   return e;
 }
 
 template <typename T>
 static __device__ __forceinline__ void epi_store(const ch_phase &P, const ch_epi &e, float v) {
-  if (e.ok) ((T *)P.y)[e.at] = wq_type<T>::from_float(kiln_act(v * e.mul + e.add, P.act) + e.res);
+  if (e.ok) ((T *)P.y)[e.at] = kiln_from_f32<T>(kiln_act(v * e.mul + e.add, P.act) + e.res);
 }
 
 /* The warps' partial products of one K piece: weights from the slot (rows ch_stride(kc * bits / 8)
@@ -667,11 +667,11 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
   const T *qr = (const T *)P.x + a.b * ldq + (long long)a.h * D;
   const long long at = ((long long)a.b * H + a.h) * P.cap + a.pos; /* the new key's place (a.pos >= 0) */
   if (ct < D) {
-    qs[ct] = wq_type<T>::to_float(__ldcg(qr + ct)) * P.scale;
+    qs[ct] = kiln_f32(__ldcg(qr + ct)) * P.scale;
     if (a.pos >= 0) {
       const T kv = __ldcg(qr + (long long)H * D + ct), vv = __ldcg(qr + 2LL * H * D + ct);
-      nk[ct] = wq_type<T>::to_float(kv);
-      nv[ct] = wq_type<T>::to_float(vv);
+      nk[ct] = kiln_f32(kv);
+      nv[ct] = kiln_f32(vv);
       if (!P.q8) { /* no unit of this step reads position len[b] from the cache */
         ((T *)P.w)[at * D + ct] = kv;
         ((T *)P.v)[at * D + ct] = vv;
@@ -726,7 +726,7 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
     }
     sco += __shfl_xor_sync(0xffffffffu, sco, 1);
     const T *ksl = P.q8 ? att_scales<T>(P, a, c0, slot) : NULL, *vsl = P.q8 ? att_scales<T>(P, a, c0, slot + CH_SLOT_BYTES / 2) : NULL;
-    if (P.q8 && j < n) sco *= j < cached ? wq_type<T>::to_float(ksl[j]) : nsc[0];
+    if (P.q8 && j < n) sco *= j < cached ? kiln_f32(ksl[j]) : nsc[0];
     if (half == 0) sc[j] = j < n ? sco : -INFINITY;
     cbar();
     if (ct < CH_KEYS) {
@@ -750,20 +750,14 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
       o0 *= alpha, o1 *= alpha;
       for (int jj = grp; jj < n; jj += CH_WARPS) {
         float w = sc[jj];
-        float2 f;
-        if (P.q8) { /* value codes, the weight times the value's scale */
-          w *= jj < cached ? wq_type<T>::to_float(vsl[jj]) : nsc[1];
-          if (jj < cached) {
-            const char2 c = *reinterpret_cast<const char2 *>(reinterpret_cast<const int8_t *>(vb) + (long long)jj * D + 2 * pr);
-            f = make_float2((float)c.x, (float)c.y);
-          } else {
-            f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
-          }
+        float2 f = make_float2(nv[2 * pr], nv[2 * pr + 1]); /* the new key's value */
+        if (jj < cached && P.q8) {
+          const char2 c = *reinterpret_cast<const char2 *>(reinterpret_cast<const int8_t *>(vb) + (long long)jj * D + 2 * pr);
+          f = make_float2((float)c.x, (float)c.y);
         } else if (jj < cached) {
           f = pair_of<T>(vb + (long long)jj * D + 2 * pr);
-        } else {
-          f = make_float2(nv[2 * pr], nv[2 * pr + 1]);
         }
+        if (P.q8) w *= jj < cached ? kiln_f32(vsl[jj]) : nsc[1]; /* int8: the weight times the value's scale */
         o0 += w * f.x, o1 += w * f.y;
       }
     }
@@ -777,7 +771,7 @@ static __device__ void att_unit_run(const ch_params &p, const ch_phase &P, int u
   for (int g = 0; g < CH_WARPS; g++) o += ored[g * CH_MAX_D + ct];
   if (a.pieces == 1) {
     T *y = (T *)P.y + (long long)a.b * H * D + (long long)a.h * D;
-    y[ct] = wq_type<T>::from_float(L > 0.0f ? o / L : 0.0f);
+    y[ct] = kiln_from_f32<T>(L > 0.0f ? o / L : 0.0f);
     return;
   }
   float *part = p.part + (((long long)a.b * H + a.h) * P.split + a.piece) * CH_PART;
@@ -958,21 +952,13 @@ static int mm_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_t
   return 1;
 }
 
-/* A KV_ATTENTION layer as a phase (float caches, one new token per row); 0 when not taken. */
+/* A KV_ATTENTION layer as a phase (float or int8 caches, one new token per row); 0 when not taken. */
 static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_tensor *out, ch_phase *P) {
   int self = l->p.causal != 0, q8 = l->p.cache_dtype == KILN_DTYPE_INT8;
   if ((l->p.cache_dtype != 0 && !q8) || l->n_in != (self ? 4 : 3) + (q8 ? 2 : 0)) return 0;
   const kiln_tensor *q = &in[0], *k = &in[1], *v = &in[2], *y = &out[0];
   const kiln_dtype cd = q8 ? KILN_DTYPE_INT8 : q->dtype;
   if (!float16(q->dtype) || k->dtype != cd || v->dtype != cd || y->dtype != q->dtype) return 0;
-  if (q8) { /* scales [rows, H, cap] in q's dtype, whole 16-byte lines (the producer copies lines) */
-    const kiln_tensor *ks = &in[l->n_in - 2], *vs = &in[l->n_in - 1];
-    if (ks->dtype != q->dtype || vs->dtype != q->dtype || !aligned16(ks->data) || !aligned16(vs->data) ||
-        k->shape.rank != 4 || kiln_dims_count(&ks->shape) != k->shape.d[0] * k->shape.d[1] * k->shape.d[2] ||
-        kiln_dims_count(&vs->shape) != kiln_dims_count(&ks->shape) || kiln_dims_count(&ks->shape) * 2 % 16 ||
-        k->shape.d[3] % 32)
-      return 0;
-  }
   if (q->shape.rank != 3 || k->shape.rank != 4 || !kiln_dims_equal(&k->shape, &v->shape)) return 0;
   int64_t B = q->shape.d[0], S = q->shape.d[1], H = l->p.heads, Bk = k->shape.d[0], cap = k->shape.d[2];
   int64_t D = k->shape.d[3];
@@ -980,6 +966,13 @@ static int att_phase(const kiln_layer_def *l, const kiln_tensor *in, const kiln_
   if (cap < 1 || cap > (1 << 20) || q->shape.d[2] != (self ? 3 : 1) * H * D) return 0;
   if (self ? (in[3].dtype != KILN_DTYPE_INT32 || Bk < B) : (Bk < 1 || B % Bk)) return 0;
   if (!aligned16(k->data) || !aligned16(v->data) || !q->data || !y->data) return 0;
+  if (q8) { /* scales [rows, H, cap] in q's dtype, whole 16-byte lines (the producer copies lines) */
+    const kiln_tensor *ks = &in[l->n_in - 2], *vs = &in[l->n_in - 1];
+    const int64_t n = kiln_dims_count(&ks->shape);
+    if (ks->dtype != q->dtype || vs->dtype != q->dtype || !aligned16(ks->data) || !aligned16(vs->data) ||
+        n != Bk * H * cap || kiln_dims_count(&vs->shape) != n || n * 2 % 16 || D % 32)
+      return 0;
+  }
   memset(P, 0, sizeof *P);
   P->kind = self ? CH_SELF : CH_CROSS;
   P->m = (int)B, P->heads = (int)H, P->d = (int)D, P->cap = (int)cap, P->rep = self ? 1 : (int)(B / Bk);

@@ -20,6 +20,21 @@
 
 /* ---- device ------------------------------------------------------------------------------ */
 
+/* One element of a storage type as a float (int8: its code), and a float rounded to a storage type:
+ * the conversions every typed kernel uses (kv_attention.cu, kv_quant.cuh, the skinny and chain
+ * kernels), by overload and by type. */
+static __device__ __forceinline__ float kiln_f32(float v) { return v; }
+static __device__ __forceinline__ float kiln_f32(__half v) { return __half2float(v); }
+static __device__ __forceinline__ float kiln_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ float kiln_f32(int8_t v) { return (float)v; }
+
+template <typename T> static __device__ __forceinline__ T kiln_from_f32(float v);
+template <> __device__ __forceinline__ float kiln_from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half kiln_from_f32<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 kiln_from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
 static __device__ __forceinline__ float kiln_ld(const void *p, int dtype, int64_t i) {
   if (dtype == KILN_DTYPE_FP32) return ((const float *)p)[i];
   if (dtype == KILN_DTYPE_FP16) return __half2float(((const __half *)p)[i]);
@@ -129,6 +144,20 @@ static __device__ __forceinline__ void kiln_pdl_wait(void) {
 static __device__ __forceinline__ void kiln_pdl_trigger(void) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Copies n 16-byte lines from global g to shared s with every thread of the block (asynchronous
+ * copies on sm_80 and newer: all in flight at once), then waits for this thread's copies; a
+ * __syncthreads() after it publishes them. Both 16-byte aligned. */
+static __device__ __forceinline__ void kiln_copy_to_shared(uint4 *s, const uint4 *g, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(s + i)), "l"(g + i)
+                 : "memory");
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#else
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s[i] = g[i];
 #endif
 }
 

@@ -46,8 +46,6 @@ template <> struct kva_vec<float> {
     o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
   }
   static __device__ __forceinline__ float2 pair(const float *p) { return *(const float2 *)p; }
-  static __device__ __forceinline__ float one(float v) { return v; }
-  static __device__ __forceinline__ float from(float v) { return v; }
 };
 template <> struct kva_vec<__half> {
   static constexpr int n = 8;
@@ -61,8 +59,6 @@ template <> struct kva_vec<__half> {
     }
   }
   static __device__ __forceinline__ float2 pair(const __half *p) { return __half22float2(*(const __half2 *)p); }
-  static __device__ __forceinline__ float one(__half v) { return __half2float(v); }
-  static __device__ __forceinline__ __half from(float v) { return __float2half_rn(v); }
 };
 template <> struct kva_vec<__nv_bfloat16> {
   static constexpr int n = 8;
@@ -78,8 +74,6 @@ template <> struct kva_vec<__nv_bfloat16> {
   static __device__ __forceinline__ float2 pair(const __nv_bfloat16 *p) {
     return __bfloat1622float2(*(const __nv_bfloat162 *)p);
   }
-  static __device__ __forceinline__ float one(__nv_bfloat16 v) { return __bfloat162float(v); }
-  static __device__ __forceinline__ __nv_bfloat16 from(float v) { return __float2bfloat16_rn(v); }
 };
 
 /* Int8 cache codes: 8 per 8-byte load (a thread of the split kernel reads 8 codes where it
@@ -96,13 +90,12 @@ template <> struct kva_vec<int8_t> {
     char2 c = *(const char2 *)p;
     return make_float2((float)c.x, (float)c.y);
   }
-  static __device__ __forceinline__ float one(int8_t v) { return (float)v; }
 };
 
 /* One warp quantizes x[D] (T) into codes[D] and *scale (T): kv_quant.cuh's rule. */
 template <typename T>
 static __device__ __forceinline__ void kva_quantize_warp(const T *x, int D, int8_t *codes, T *scale) {
-  kiln_quantize_warp_int8<T>([&](int d) { return kva_vec<T>::one(x[d]); }, D, codes, scale);
+  kiln_quantize_warp_int8<T>([&](int d) { return kiln_f32(x[d]); }, D, codes, scale);
 }
 
 /* New keys/values into int8 caches: grid (S, B), KVA_THREADS threads; each warp quantizes
@@ -176,7 +169,7 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
   int64_t row = (int64_t)(b / rep) * H + h, kv_off = row * cap * D;
   const C *kb = k + kv_off, *vb = v + kv_off;
   const T *ksr = Q8 ? ks + row * cap : NULL, *vsr = Q8 ? vs + row * cap : NULL;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = V::one(qr[d]) * scale;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = kiln_f32(qr[d]) * scale;
   __syncthreads();
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
@@ -190,9 +183,9 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
         for (int i = 0; i < CV::n; i++) acc += qs[d + i] * f[i];
       }
     } else {
-      for (int d = 0; d < D; d++) acc += qs[d] * CV::one(kr[d]);
+      for (int d = 0; d < D; d++) acc += qs[d] * kiln_f32(kr[d]);
     }
-    if (Q8) acc *= V::one(ksr[j]);
+    if (Q8) acc *= kiln_f32(ksr[j]);
     sc[j] = acc;
     m = fmaxf(m, acc);
   }
@@ -200,7 +193,7 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
   float l = 0.0f;
   for (int64_t j = threadIdx.x; j < n_keys; j += blockDim.x) {
     float p = __expf(sc[j] - m);
-    sc[j] = Q8 ? p * V::one(vsr[j]) : p; /* int8: the value's scale joins its weight */
+    sc[j] = Q8 ? p * kiln_f32(vsr[j]) : p; /* int8: the value's scale joins its weight */
     l += p;
   }
   l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
@@ -220,20 +213,20 @@ static __global__ void kv_attention_kernel(const T *q, int64_t ldq, const C *k, 
     if (g == 0) {
       float sx = 0.0f, sy = 0.0f;
       for (int i = 0; i < groups; i++) sx += part[2 * (i * pairs + dp)], sy += part[2 * (i * pairs + dp) + 1];
-      yr[2 * dp] = V::from(sx * inv);
-      yr[2 * dp + 1] = V::from(sy * inv);
+      yr[2 * dp] = kiln_from_f32<T>(sx * inv);
+      yr[2 * dp + 1] = kiln_from_f32<T>(sy * inv);
     }
   } else {
     int groups = blockDim.x / D, g = threadIdx.x / D, d = threadIdx.x % D;
     float acc = 0.0f;
     if (g < groups)
-      for (int64_t j = g; j < n_keys; j += groups) acc += sc[j] * CV::one(vb[j * D + d]);
+      for (int64_t j = g; j < n_keys; j += groups) acc += sc[j] * kiln_f32(vb[j * D + d]);
     part[threadIdx.x] = acc;
     __syncthreads();
     if (g == 0) {
       float sum = 0.0f;
       for (int i = 0; i < groups; i++) sum += part[i * D + d];
-      yr[d] = V::from(sum * inv);
+      yr[d] = kiln_from_f32<T>(sum * inv);
     }
   }
 }
@@ -276,7 +269,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
   int sub = threadIdx.x % TPK, slot = threadIdx.x / TPK, per_iter = blockDim.x / TPK;
   float qf[N];
 #pragma unroll
-  for (int i = 0; i < N; i++) qf[i] = V::one(qr[sub * N + i]) * scale;
+  for (int i = 0; i < N; i++) qf[i] = kiln_f32(qr[sub * N + i]) * scale;
   float *sc = kvs_sh;
   float m = -INFINITY;
 #pragma unroll 2
@@ -290,7 +283,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
     }
 #pragma unroll
     for (int o = TPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    if (j < n && sub == 0) sc[j] = Q8 ? dot * V::one(ksr[j]) : dot;
+    if (j < n && sub == 0) sc[j] = Q8 ? dot * kiln_f32(ksr[j]) : dot;
   }
   __syncthreads();
   for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
@@ -298,7 +291,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
   float l = 0.0f;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     float p = __expf(sc[j] - m);
-    sc[j] = Q8 ? p * V::one(vsr[j]) : p; /* int8: the value's scale joins its weight */
+    sc[j] = Q8 ? p * kiln_f32(vsr[j]) : p; /* int8: the value's scale joins its weight */
     l += p;
   }
   l = kiln_block_reduce(l, red, 0); /* its barriers also publish sc[] */
@@ -404,7 +397,7 @@ static __global__ void kva_fused_kernel(const T *q, int64_t ldq, C *k, C *v, T *
       L += pi[D + 1] * w;
       acc += pi[d] * w;
     }
-    y[((int64_t)bs * H + h) * D + d] = V::from(L > 0.0f ? acc / L : 0.0f);
+    y[((int64_t)bs * H + h) * D + d] = kiln_from_f32<T>(L > 0.0f ? acc / L : 0.0f);
   }
   cl.sync(); /* block 0 has read every block's fin */
 #else
@@ -431,19 +424,30 @@ static __global__ void kva_combine_kernel(const float *part, int splits, int H, 
     L += pi[D + 1] * w;
     acc += pi[d] * w;
   }
-  y[((int64_t)bs * H + h) * D + d] = V::from(L > 0.0f ? acc / L : 0.0f);
+  y[((int64_t)bs * H + h) * D + d] = kiln_from_f32<T>(L > 0.0f ? acc / L : 0.0f);
 }
 
 /* Splits of the key range for rows = B * S * H query rows: enough blocks to fill the GPU, at
  * least min_keys keys each; rows * splits <= rows + 2048 (the workspace bound). Self-attention
  * plans over the cache's capacity while a window holds fewer tokens for most of its steps, so
- * its splits take 128 keys at least: fewer blocks that find no key. */
-static void kva_plan(int64_t rows, int64_t cap, int64_t min_keys, int *splits, int *chunk) {
+ * its splits take 128 keys at least: fewer blocks that find no key. With `resident` blocks at
+ * once on the GPU (0: not known), the count at most that large that takes the fewest rounds of
+ * blocks times a block's keys plus its fixed cost (KVA_BLOCK_COST keys: the query, the
+ * reductions, the partial result); a last round of a few blocks costs about a whole one (H100,
+ * large-v3 batch 16: 7 splits of 224 keys made 2240 blocks, 6 of 256 make 1920). */
+#define KVA_BLOCK_COST 64
+static int64_t kva_chunk_of(int64_t cap, int64_t sp) { return ((cap + sp - 1) / sp + 15) / 16 * 16; }
+static void kva_plan(int64_t rows, int64_t cap, int64_t min_keys, int64_t resident, int *splits, int *chunk) {
   int64_t sp = (2048 + rows - 1) / rows, most = (cap + min_keys - 1) / min_keys;
   if (sp > most) sp = most;
   if (sp < 1) sp = 1;
-  int64_t c = (cap + sp - 1) / sp;
-  c = (c + 15) / 16 * 16;
+  int64_t best = sp, best_cost = -1;
+  for (int64_t s = sp; resident > 0 && s >= 1; s--) { /* ties keep the larger count */
+    if (s < sp && kva_chunk_of(cap, s) > 8192) break;  /* the split kernel's largest chunk */
+    int64_t cost = (rows * s + resident - 1) / resident * (kva_chunk_of(cap, s) + KVA_BLOCK_COST);
+    if (best_cost < 0 || cost < best_cost) best_cost = cost, best = s;
+  }
+  const int64_t c = kva_chunk_of(cap, best);
   *chunk = (int)c;
   *splits = (int)((cap + c - 1) / c);
 }
@@ -468,9 +472,32 @@ struct kva_args {
   float scale;
 };
 
+/* Dynamic shared memory of a split block: the chunk's scores, then the threads' partial sums. */
+template <typename C>
+static size_t kva_split_smem(int chunk) {
+  return ((size_t)chunk + (size_t)kva_vec<C>::n * KVA_SPLIT_THREADS) * sizeof(float);
+}
+
+/* Blocks of the split kernel one SM holds at once, asked once per instantiation with room for
+ * 1024 keys (threads and registers bound it, not the few KB of shared memory); 0 when the
+ * runtime cannot say. */
+template <typename T, typename C, int TPK>
+static int kva_split_blocks_per_sm(void) {
+  static const int n = [] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kva_split_kernel<T, C, TPK>, KVA_SPLIT_THREADS,
+                                                      kva_split_smem<C>(1024)) != cudaSuccess) {
+      (void)cudaGetLastError(); /* not sticky: clear it */
+      return 0;
+    }
+    return b;
+  }();
+  return n;
+}
+
 template <typename T, typename C, int TPK>
 static kiln_status launch_split(const kva_args<T, C> &a, float *part, int splits, int chunk, cudaStream_t st) {
-  size_t smem = ((size_t)chunk + (size_t)kva_vec<C>::n * KVA_SPLIT_THREADS) * sizeof(float);
+  size_t smem = kva_split_smem<C>(chunk);
   KILN_CUDA_CHECK(kiln_launch(kva_split_kernel<T, C, TPK>, dim3((unsigned)splits, (unsigned)a.heads, (unsigned)(a.B * a.S)),
                               dim3(KVA_SPLIT_THREADS), smem, st, a.q, a.ldq, a.k, a.v, a.ks, a.vs, a.len, a.cap, a.rep,
                               (int)a.S, a.heads, a.scale, chunk, splits, part));
@@ -507,8 +534,8 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
   constexpr bool Q8 = sizeof(C) == 1;
   constexpr size_t LOAD = sizeof(C) * kva_vec<C>::n; /* bytes of one vector load of the caches */
   int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D), major = 0, sms = 0;
-  kva_plan(a.B * a.S * a.heads, a.cap, self ? 128 : 64, &splits, &chunk);
-  size_t need = (size_t)(a.B * a.S * a.heads) * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
+  const int64_t rows = a.B * a.S * a.heads, min_keys = self ? 128 : 64;
+  kva_plan(rows, a.cap, min_keys, 0, &splits, &chunk);
   uintptr_t kp = (uintptr_t)a.k, vp = (uintptr_t)a.v;
   kiln_cuda_current_device(&major, &sms);
   if (kva_fused_allowed < 0) {
@@ -530,6 +557,12 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
         default: return launch_fused<T, C, 16>(a, sp, ch, st);
       }
   }
+  if (tpk) { /* the split kernel's plan, by the blocks that run at once */
+    const int bps = tpk == 4 ? kva_split_blocks_per_sm<T, C, 4>()
+                    : tpk == 8 ? kva_split_blocks_per_sm<T, C, 8>() : kva_split_blocks_per_sm<T, C, 16>();
+    kva_plan(rows, a.cap, min_keys, (int64_t)bps * sms, &splits, &chunk);
+  }
+  size_t need = (size_t)rows * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
   int split_path = tpk && workspace && need <= workspace_bytes && (kp | vp) % LOAD == 0 && chunk <= 8192 &&
                    a.S * a.B <= 65535;
   if (self && Q8) {

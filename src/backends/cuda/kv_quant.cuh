@@ -14,15 +14,6 @@
 
 #include "backends/cuda/cuda_common.cuh"
 
-static __device__ __forceinline__ float kq_float(float v) { return v; }
-static __device__ __forceinline__ float kq_float(__half v) { return __half2float(v); }
-static __device__ __forceinline__ float kq_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> static __device__ __forceinline__ T kq_round(float v);
-template <> __device__ __forceinline__ float kq_round<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half kq_round<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 kq_round<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
 /* The code of x under scale s (s as a float: the rounded scale). */
 static __device__ __forceinline__ int8_t kq_code(float x, float s) {
   return s > 0.0f ? (int8_t)fminf(fmaxf(roundf(x / s), -127.0f), 127.0f) : (int8_t)0;
@@ -36,8 +27,8 @@ static __device__ __forceinline__ float kiln_quantize_warp_int8(Load x, int D, i
   float m = 0.0f;
   for (int d = lane; d < D; d += 32) m = fmaxf(m, fabsf(x(d)));
   m = kiln_warp_max(m);
-  const T st = kq_round<T>(m / 127.0f);
-  const float s = kq_float(st);
+  const T st = kiln_from_f32<T>(m / 127.0f);
+  const float s = kiln_f32(st);
   if (lane == 0) *scale = st;
   for (int d = lane; d < D; d += 32) codes[d] = kq_code(x(d), s);
   return s;

@@ -48,8 +48,6 @@ struct wq_type<__half> {
     return to_u32(__hsub2(from_u32<T2>(h), from_u32<T2>(0x64806480u)));
   }
   static __device__ __forceinline__ T2 splat(float s) { return __float2half2_rn(s); }
-  static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
-  static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
   static __device__ __forceinline__ float2 to_float2(T2 v) { return __half22float2(v); }
   static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2half2_rn(a, b); }
 };
@@ -67,8 +65,6 @@ struct wq_type<__nv_bfloat16> {
     return to_u32(__floats2bfloat162_rn(lo, hi));
   }
   static __device__ __forceinline__ T2 splat(float s) { return __float2bfloat162_rn(s); }
-  static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
-  static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ float2 to_float2(T2 v) { return __bfloat1622float2(v); }
   static __device__ __forceinline__ T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
 };

@@ -21,8 +21,11 @@
  * multiply the dequantized weights before the MMA (in fp16/bf16).
  * The layernorm: each block first computes the mean and 1/std of its rows of x (fp32, one pass
  * of sums shifted by the row's first element), then normalizes x, rounding to x's dtype as a
- * layernorm layer's output would be: once into shared memory when the tile's rows fit (K up to
- * ~2K-2.5K at M <= 8), else as it loads x in the MMA loop.
+ * layernorm layer's output would be. When the tile's rows fit in shared memory (the 48 KB a
+ * launch gets without opting in, which the warps' partial sums reuse after the MMA loop: K up
+ * to ~2.5K at M <= 16), the block copies them there at once (asynchronous copies), takes the
+ * statistics there and normalizes in place, each gamma/beta pair loaded once; else it takes the
+ * statistics from global memory and normalizes as it loads x in the MMA loop.
  * M above 64 runs as several row tiles (grid.y), each reading the weights again: correct, slow.
  * Needs K a multiple of KPT (8 for fp16/bf16 weights, 16 int8, 32 int4), group 0 or a multiple
  * of KPT, 16-byte aligned x and W, 8-byte aligned gamma/beta (kiln_cuda_skinny_fits and the
@@ -71,7 +74,7 @@ static __device__ __forceinline__ void row_stats(const T *__restrict__ x, int m_
   for (int r = threadIdx.x >> 5; r < rows; r += WARPS) {
     const T *xr = x + (int64_t)(m_base + r) * k_len;
     warp_row_stats<T>([&](int i) { return __ldg(reinterpret_cast<const uint4 *>(xr + i)); },
-                      wq_type<T>::to_float(xr[0]), k_len, eps, &mean[r], &rstd[r]);
+                      kiln_f32(xr[0]), k_len, eps, &mean[r], &rstd[r]);
   }
 }
 
@@ -98,7 +101,9 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   constexpr int STEPS = KPT / 4;   /* k16 MMA steps per chunk */
   constexpr int KPC = 4 * KPT;     /* K per chunk (the 4 lanes of a quad) */
   constexpr int P = NT * MT * 4 * 32; /* partial sums per warp */
-  __shared__ float red[WARPS * P];
+  /* dynamic: the normalized rows of x (xs) during the MMA loop, then the warps' partial sums */
+  extern __shared__ uint4 skinny_sh[];
+  float *red = reinterpret_cast<float *>(skinny_sh);
   __shared__ float s_mean[8 * MT], s_rstd[8 * MT];
   const T *__restrict__ x = (const T *)a.x;
   const uint8_t *__restrict__ wq = (const uint8_t *)a.w;
@@ -165,23 +170,31 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
   kiln_pdl_wait();
   kiln_pdl_trigger();
   const bool ln = gamma != NULL, xs = ln && a.xs;
-  extern __shared__ uint4 skinny_xs[]; /* xs: normalized x rows m_base .., [rows][k_len] of T */
-  const T *xn = reinterpret_cast<const T *>(skinny_xs);
+  const T *xn = reinterpret_cast<const T *>(skinny_sh); /* xs: normalized x rows m_base .., [rows][k_len] */
   if (ln) {
     const int rows = m_rows - m_base < 8 * MT ? m_rows - m_base : 8 * MT;
-    row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
-    __syncthreads();
     if (xs) { /* normalize each element once here, not once per row tile of W in the MMA loop */
       const int per_row = k_len / 8;
-      for (int i = threadIdx.x; i < rows * per_row; i += WARPS * 32) {
-        const int r = i / per_row, k = (i % per_row) * 8;
-        const T *xr = x + (int64_t)(m_base + r) * k_len;
-        const uint2 lo = x_operand<T>(xr, k, gamma, beta, s_mean[r], s_rstd[r]);
-        const uint2 hi = x_operand<T>(xr, k + 4, gamma, beta, s_mean[r], s_rstd[r]);
-        skinny_xs[(r * k_len + k) / 8] = make_uint4(lo.x, lo.y, hi.x, hi.y);
-      }
+      kiln_copy_to_shared(skinny_sh, reinterpret_cast<const uint4 *>(x + (int64_t)m_base * k_len), rows * per_row);
       __syncthreads();
+      for (int r = warp; r < rows; r += WARPS)
+        warp_row_stats<T>([&](int i) { return skinny_sh[(r * k_len + i) / 8]; }, kiln_f32(xn[r * k_len]), k_len, a.eps,
+                          &s_mean[r], &s_rstd[r]);
+      __syncthreads();
+      for (int c = threadIdx.x; c < per_row; c += WARPS * 32) {
+        const uint2 g0 = __ldg(reinterpret_cast<const uint2 *>(gamma) + 2 * c), g1 = __ldg(reinterpret_cast<const uint2 *>(gamma) + 2 * c + 1);
+        const uint2 b0 = __ldg(reinterpret_cast<const uint2 *>(beta) + 2 * c), b1 = __ldg(reinterpret_cast<const uint2 *>(beta) + 2 * c + 1);
+        for (int r = 0; r < rows; r++) { /* gamma and beta are 8-byte aligned: two 8-byte loads each */
+          uint4 &v = skinny_sh[r * per_row + c];
+          const float mu = s_mean[r], rs = s_rstd[r];
+          v = make_uint4(ln_pair<T>(v.x, g0.x, b0.x, mu, rs), ln_pair<T>(v.y, g0.y, b0.y, mu, rs),
+                         ln_pair<T>(v.z, g1.x, b1.x, mu, rs), ln_pair<T>(v.w, g1.y, b1.y, mu, rs));
+        }
+      }
+    } else {
+      row_stats<T, WARPS>(x, m_base, rows, k_len, a.eps, s_mean, s_rstd);
     }
+    __syncthreads();
   }
 
   for (int c0 = c_beg + warp * U; c0 < c_end; c0 += WARPS * U) {
@@ -238,6 +251,7 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
         for (int j = 0; j < 4; j++) acc[0][nt][mt][j] += acc[i][nt][mt][j];
 
   /* add the warps' partial sums in a fixed order; epilogue; store */
+  if (xs) __syncthreads(); /* red reuses the rows of x: every warp is past the MMA loop */
 #pragma unroll
   for (int nt = 0; nt < NT; nt++)
 #pragma unroll
@@ -257,8 +271,8 @@ __global__ void __launch_bounds__(WARPS * 32) skinny_kernel(const skinny_args a)
       if (QBITS < 16 && group == 0) v *= __ldg(a.scales + n);
       if (a.bias) v += kiln_ld(a.bias, a.bias_dt, n);
       v = kiln_act(v, a.act);
-      if (res) v += wq_type<T>::to_float(res[(int64_t)m * n_cols + n]);
-      y[(int64_t)m * n_cols + n] = wq_type<T>::from_float(v);
+      if (res) v += kiln_f32(res[(int64_t)m * n_cols + n]);
+      y[(int64_t)m * n_cols + n] = kiln_from_f32<T>(v);
     }
   };
   if (a.ks == 1) {
@@ -319,18 +333,20 @@ static kiln_status launch(const skinny_args *a) {
   }
   /* the layernorm's rows in shared memory when they fit beside the kernel's static arrays (as
    * compiled, asked once per instantiation; unknown: no staging) within the 48 KB a launch gets
-   * without opting in */
+   * without opting in; the warps' partial sums take the same dynamic bytes afterwards */
   static const size_t static_bytes = [] {
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, skinny_kernel<T, QBITS, MT, NT, WARPS, U>) == cudaSuccess) return fa.sharedSizeBytes;
     (void)cudaGetLastError(); /* not sticky: clear it */
     return (size_t)48 * 1024;
   }();
+  const size_t red_bytes = (size_t)WARPS * NT * MT * 4 * 32 * sizeof(float);
   const size_t xs_bytes = (size_t)(8 * MT) * (size_t)a->k * sizeof(T);
-  b.xs = a->gamma && static_bytes + xs_bytes <= 48 * 1024;
+  b.xs = a->gamma && static_bytes + (xs_bytes > red_bytes ? xs_bytes : red_bytes) <= 48 * 1024;
   dim3 grid((unsigned int)n_tiles, (unsigned int)m_tiles, (unsigned int)b.ks), block(WARPS * 32);
-  KILN_CUDA_CHECK(kiln_launch_cluster(skinny_kernel<T, QBITS, MT, NT, WARPS, U>, grid, block, b.xs ? xs_bytes : 0,
-                                      a->stream, dim3(1, 1, (unsigned)b.ks), b));
+  KILN_CUDA_CHECK(kiln_launch_cluster(skinny_kernel<T, QBITS, MT, NT, WARPS, U>, grid, block,
+                                      b.xs && xs_bytes > red_bytes ? xs_bytes : red_bytes, a->stream,
+                                      dim3(1, 1, (unsigned)b.ks), b));
   return KILN_OK;
 }
 
