@@ -272,7 +272,7 @@ static __device__ __forceinline__ void kva_chunk(const T *q, int64_t ldq, const 
   for (int i = 0; i < N; i++) qf[i] = kiln_f32(qr[sub * N + i]) * scale;
   float *sc = kvs_sh;
   float m = -INFINITY;
-#pragma unroll 2
+#pragma unroll 4
   for (int base = 0; base < n; base += per_iter) { /* uniform trip count: shuffles see every lane */
     int j = base + slot;
     float f[N], dot = 0.0f;
