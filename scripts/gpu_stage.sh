@@ -4,7 +4,10 @@
 # layout scripts/gpu_check.sh expects, the tokenizer files the Whisper tests and benchmarks read,
 # and the shared libraries the binaries need into .deps/lib. Both folders are git-ignored: carry
 # them (`carry: [".gpu-stage", ".deps"]`). KILN_STAGE_BINS="build-gpu/kiln ..." stages only those
-# programs (each is ~13 MB packed: a call carries 64 MiB at most). On the GPU machine, first:
+# programs (each is ~13 MB packed: a call carries 64 MiB at most). A build configured with
+# -DKILN_LINK_SHARED=ON links the tests against libkiln.so (staged into .deps/lib): then every
+# gpu test and both programs fit one carry (~22 MiB with .deps packed as .gpu-stage/deps.tar.xz:
+# `tar -C .deps -cJf .gpu-stage/deps.tar.xz lib`). On the GPU machine, first:
 #   tar -C .gpu-stage -xJf .gpu-stage/bins.tar.xz
 #   export LD_LIBRARY_PATH=$PWD/.deps/lib; [ -e /work/shared ] || ln -s "$PWD/.gpu-stage/shared" /work/shared
 set -euo pipefail
