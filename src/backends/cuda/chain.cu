@@ -272,18 +272,23 @@ static __device__ __forceinline__ int att_chunk(const ch_att &a, int s, int *c0,
   return n;
 }
 
+/* The cache vector of key `key` of the unit's (row, head): its index among the [rows, H, cap]
+ * vectors (cross-attention's query rows share key rows). */
+static __device__ __forceinline__ long long cache_vector(const ch_phase &P, const ch_att &a, int key) {
+  int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
+  return ((long long)row * P.heads + a.h) * P.cap + key;
+}
+
 static __device__ __forceinline__ const char *cache_row(const ch_phase &P, const void *c, const ch_att &a, int key,
                                                         int elem) {
-  int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
-  return (const char *)c + (((long long)row * P.heads + a.h) * P.cap + key) * P.d * elem;
+  return (const char *)c + cache_vector(P, a, key) * P.d * elem;
 }
 
 /* Int8 caches: the scale of key `key` of the unit's (row, head), and the slot's copy of a slot
  * half's scales, which starts at the 16-byte line holding key c0's (the producer copies whole lines). */
 template <typename T>
 static __device__ __forceinline__ const T *scale_at(const ch_phase &P, const void *sc, const ch_att &a, int key) {
-  int row = P.kind == CH_CROSS ? a.b / P.rep : a.b;
-  return (const T *)sc + ((long long)row * P.heads + a.h) * P.cap + key;
+  return (const T *)sc + cache_vector(P, a, key);
 }
 
 template <typename T>

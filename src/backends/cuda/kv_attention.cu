@@ -434,8 +434,10 @@ static __global__ void kva_combine_kernel(const float *part, int splits, int H, 
  * once on the GPU (0: not known), the count at most that large that takes the fewest rounds of
  * blocks times a block's keys plus its fixed cost (KVA_BLOCK_COST keys: the query, the
  * reductions, the partial result); a last round of a few blocks costs about a whole one (H100,
- * large-v3 batch 16: 7 splits of 224 keys made 2240 blocks, 6 of 256 make 1920). */
+ * large-v3 batch 16: 7 splits of 224 keys made 2240 blocks, 4 of 384 make 1280). Chunks stay
+ * within KVA_MAX_CHUNK keys, the most a split or fused block's scores take. */
 #define KVA_BLOCK_COST 64
+#define KVA_MAX_CHUNK 8192
 static int64_t kva_chunk_of(int64_t cap, int64_t sp) { return ((cap + sp - 1) / sp + 15) / 16 * 16; }
 static void kva_plan(int64_t rows, int64_t cap, int64_t min_keys, int64_t resident, int *splits, int *chunk) {
   int64_t sp = (2048 + rows - 1) / rows, most = (cap + min_keys - 1) / min_keys;
@@ -443,7 +445,7 @@ static void kva_plan(int64_t rows, int64_t cap, int64_t min_keys, int64_t reside
   if (sp < 1) sp = 1;
   int64_t best = sp, best_cost = -1;
   for (int64_t s = sp; resident > 0 && s >= 1; s--) { /* ties keep the larger count */
-    if (s < sp && kva_chunk_of(cap, s) > 8192) break;  /* the split kernel's largest chunk */
+    if (s < sp && kva_chunk_of(cap, s) > KVA_MAX_CHUNK) break;
     int64_t cost = (rows * s + resident - 1) / resident * (kva_chunk_of(cap, s) + KVA_BLOCK_COST);
     if (best_cost < 0 || cost < best_cost) best_cost = cost, best = s;
   }
@@ -535,7 +537,6 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
   constexpr size_t LOAD = sizeof(C) * kva_vec<C>::n; /* bytes of one vector load of the caches */
   int splits = 0, chunk = 0, tpk = kva_tpk<C>(a.D), major = 0, sms = 0;
   const int64_t rows = a.B * a.S * a.heads, min_keys = self ? 128 : 64;
-  kva_plan(rows, a.cap, min_keys, 0, &splits, &chunk);
   uintptr_t kp = (uintptr_t)a.k, vp = (uintptr_t)a.v;
   kiln_cuda_current_device(&major, &sms);
   if (kva_fused_allowed < 0) {
@@ -545,13 +546,14 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
   /* up to KVA_FUSED_MAX_ROWS (row, head) pairs: with more, clusters cost more than the launches they save (H200,
    * large-v3 batch 16: 6.6 ms per decoding step fused, 5.0 ms not) */
   if (kva_fused_allowed && tpk && major >= 9 && (!self || a.S == 1) && (kp | vp) % LOAD == 0 &&
-      a.B * a.S * a.heads <= KVA_FUSED_MAX_ROWS) {
-    int sp = splits, ch = chunk; /* a cluster holds at most 8 blocks */
+      rows <= KVA_FUSED_MAX_ROWS) {
+    int sp = 0, ch = 0; /* a cluster holds at most 8 blocks */
+    kva_plan(rows, a.cap, min_keys, 0, &sp, &ch);
     if (sp > 8) {
       ch = (int)((a.cap + 7) / 8 + 15) / 16 * 16;
       sp = (int)((a.cap + ch - 1) / ch);
     }
-    if (ch <= 8192) switch (tpk) {
+    if (ch <= KVA_MAX_CHUNK) switch (tpk) {
         case 4: return launch_fused<T, C, 4>(a, sp, ch, st);
         case 8: return launch_fused<T, C, 8>(a, sp, ch, st);
         default: return launch_fused<T, C, 16>(a, sp, ch, st);
@@ -563,7 +565,7 @@ static kiln_status launch(const kiln_tensor *in, int self, const kva_args<T, C> 
     kva_plan(rows, a.cap, min_keys, (int64_t)bps * sms, &splits, &chunk);
   }
   size_t need = (size_t)rows * (size_t)splits * (size_t)(a.D + 2) * sizeof(float);
-  int split_path = tpk && workspace && need <= workspace_bytes && (kp | vp) % LOAD == 0 && chunk <= 8192 &&
+  int split_path = tpk && workspace && need <= workspace_bytes && (kp | vp) % LOAD == 0 && chunk <= KVA_MAX_CHUNK &&
                    a.S * a.B <= 65535;
   if (self && Q8) {
     KILN_CUDA_CHECK(kiln_launch(kv_append_int8_kernel<T>, dim3((unsigned)a.S, (unsigned)a.B), dim3(KVA_THREADS), 0, st, a.q,
